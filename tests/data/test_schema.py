@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from transact.data.schema import (
+    PAD_ACTION,
+    PAD_ITEM,
+    ActionVocabulary,
+    CategoricalFeature,
+    FeatureSpec,
+    gather_item_embeddings,
+    impressions_schema,
+    padded_embedding_table,
+)
+
+
+def test_vocabulary_reserves_zero_for_padding():
+    vocab = ActionVocabulary()
+    ids = [vocab.id(n) for n in vocab.names]
+    assert ids == list(range(1, len(vocab.names) + 1))
+    assert PAD_ACTION not in ids
+    assert vocab.size == len(vocab.names) + 1
+    assert vocab.name(vocab.id("repin")) == "repin"
+    with pytest.raises(KeyError, match="unknown action type 'like'"):
+        vocab.id("like")
+    with pytest.raises(KeyError):
+        vocab.name(0)
+
+
+def test_feature_spec_round_trips_and_validates():
+    spec = FeatureSpec(
+        categorical=(
+            CategoricalFeature("user_state", 5),
+            CategoricalFeature("country", 10),
+            CategoricalFeature("gender", 3),
+        ),
+        numerical=("quality",),
+    )
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    assert spec.categorical_index("country") == 1
+    with pytest.raises(KeyError, match="unknown action type 'save'"):
+        FeatureSpec(categorical=(), numerical=(), heads=("save",), user_weight_features=())
+    with pytest.raises(ValueError, match="'country'"):
+        FeatureSpec(categorical=(), numerical=(), user_weight_features=("country",))
+
+
+def test_pad_item_gathers_zero_row():
+    table = padded_embedding_table(torch.arange(6, dtype=torch.float32).reshape(3, 2) + 1)
+    out = gather_item_embeddings(table, torch.tensor([[2, PAD_ITEM]]))
+    assert out.tolist() == [[[5.0, 6.0], [0.0, 0.0]]]
+
+
+def test_impressions_schema_has_label_and_truth_per_head():
+    schema = impressions_schema(("click", "hide"))
+    assert {"label_click", "label_hide", "gt_prob_click", "gt_prob_hide"} <= set(schema.names)
+    assert schema.metadata[b"heads"] == b"click,hide"
