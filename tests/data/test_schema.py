@@ -7,6 +7,7 @@ from transact.data.schema import (
     ActionVocabulary,
     CategoricalFeature,
     FeatureSpec,
+    NumericalFeature,
     gather_item_embeddings,
     impressions_schema,
     padded_embedding_table,
@@ -33,12 +34,14 @@ def test_feature_spec_round_trips_and_validates():
             CategoricalFeature("country", 10),
             CategoricalFeature("gender", 3),
         ),
-        numerical=("quality",),
+        numerical=(NumericalFeature("quality", group="item"),),
     )
     assert FeatureSpec.from_dict(spec.to_dict()) == spec
     assert spec.categorical_index("country") == 1
     with pytest.raises(KeyError, match="unknown action type 'save'"):
         FeatureSpec(categorical=(), numerical=(), heads=("save",), user_weight_features=())
+    with pytest.raises(ValueError, match="group 'page'"):
+        CategoricalFeature("surface", 3, group="page")
     with pytest.raises(ValueError, match="'country'"):
         FeatureSpec(categorical=(), numerical=(), user_weight_features=("country",))
 

@@ -93,13 +93,43 @@ class ActionVocabulary:
         return tuple(self.id(n) for n in self.positive)
 
 
+FEATURE_GROUPS = ("user", "item", "context")
+
+
 @dataclass(frozen=True)
 class CategoricalFeature:
-    """One categorical id feature of the ranker; local index 0 means missing/unknown."""
+    """One categorical id feature of the ranker; local index 0 means missing/unknown.
+
+    ``group`` says whose feature it is (user, item or context); Table 2's "without other
+    user features" ablation drops the ``user`` group.
+    """
 
     name: str
     cardinality: int
     embedding_dim: int = 16
+    group: str = "user"
+
+    def __post_init__(self) -> None:
+        if self.group not in FEATURE_GROUPS:
+            raise ValueError(
+                f"CategoricalFeature {self.name!r}: group {self.group!r} not in {FEATURE_GROUPS}"
+            )
+        if self.cardinality < 1:
+            raise ValueError(f"CategoricalFeature {self.name!r}: cardinality must be >= 1")
+
+
+@dataclass(frozen=True)
+class NumericalFeature:
+    """One numerical feature of the ranker (batch-normalized inside the model)."""
+
+    name: str
+    group: str = "item"
+
+    def __post_init__(self) -> None:
+        if self.group not in FEATURE_GROUPS:
+            raise ValueError(
+                f"NumericalFeature {self.name!r}: group {self.group!r} not in {FEATURE_GROUPS}"
+            )
 
 
 @dataclass(frozen=True)
@@ -109,7 +139,7 @@ class FeatureSpec:
     Args:
         categorical: categorical id features, in the column order of
             ``RankerInputs.categorical``.
-        numerical: names of the numerical features, column order of ``RankerInputs.numerical``.
+        numerical: numerical features, in the column order of ``RankerInputs.numerical``.
         d_item: item content-embedding size (the paper's PinSage, 32).
         d_user: batch user-embedding size (PinnerFormer); 0 when there is none.
         seq_len: realtime sequence length |S| (paper: 100).
@@ -120,7 +150,7 @@ class FeatureSpec:
     """
 
     categorical: tuple[CategoricalFeature, ...]
-    numerical: tuple[str, ...]
+    numerical: tuple[NumericalFeature, ...]
     d_item: int = DEFAULT_D_ITEM
     d_user: int = 64
     seq_len: int = DEFAULT_SEQ_LEN
@@ -147,10 +177,15 @@ class FeatureSpec:
     def to_dict(self) -> dict:
         return {
             "categorical": [
-                {"name": c.name, "cardinality": c.cardinality, "embedding_dim": c.embedding_dim}
+                {
+                    "name": c.name,
+                    "cardinality": c.cardinality,
+                    "embedding_dim": c.embedding_dim,
+                    "group": c.group,
+                }
                 for c in self.categorical
             ],
-            "numerical": list(self.numerical),
+            "numerical": [{"name": n.name, "group": n.group} for n in self.numerical],
             "d_item": self.d_item,
             "d_user": self.d_user,
             "seq_len": self.seq_len,
@@ -163,7 +198,7 @@ class FeatureSpec:
     def from_dict(cls, d: dict) -> FeatureSpec:
         return cls(
             categorical=tuple(CategoricalFeature(**c) for c in d["categorical"]),
-            numerical=tuple(d["numerical"]),
+            numerical=tuple(NumericalFeature(**n) for n in d["numerical"]),
             d_item=int(d["d_item"]),
             d_user=int(d["d_user"]),
             seq_len=int(d["seq_len"]),
