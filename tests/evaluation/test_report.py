@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+
+from transact.evaluation.predictions import Predictions
+from transact.evaluation.report import EvaluationConfig, compare, evaluate
+from transact.evaluation.significance import paired_t_test
+
+HEADS = ("click", "repin", "hide")
+
+
+def _preds(repin_first_for_users, *, gt=False):
+    """4 users x 1 chunk x 4 items; the repin is always on row 0 of the chunk.
+
+    Users in ``repin_first_for_users`` get a score that ranks row 0 first, the others
+    rank it last (out of the top 3).
+    """
+    n_users, n_items = 4, 4
+    user = np.repeat(np.arange(n_users), n_items)
+    req = np.repeat(np.arange(n_users) + 100, n_items)
+    pos = np.tile(np.arange(n_items), n_users)
+    repin_score = np.where(pos == 0, 0.0, 0.5 - 0.1 * pos)
+    for u in repin_first_for_users:
+        repin_score[(user == u) & (pos == 0)] = 0.9
+    scores = np.zeros((len(user), 3))
+    scores[:, 1] = repin_score
+    labels = np.zeros((len(user), 3), dtype=np.int8)
+    labels[pos == 0, 1] = 1
+    gt_probs = scores.copy() if gt else np.full_like(scores, np.nan)
+    return Predictions(
+        heads=HEADS,
+        scores=scores,
+        labels=labels,
+        user_ids=user,
+        request_ids=req,
+        item_ids=pos + 1000,
+        is_core=np.isin(user, [1, 3]),
+        top_interest=pos,
+        gt_probs=gt_probs,
+    )
+
+
+def test_evaluate_reports_hits_per_segment():
+    res = evaluate(_preds([0, 1, 2]), EvaluationConfig())
+    np.testing.assert_allclose(res.segments["all"].hit, [0.0, 0.75, 0.0])
+    np.testing.assert_allclose(res.segments["non_core"].hit, [0.0, 1.0, 0.0])  # users 0, 2
+    assert res.segments["non_core"].n_users == 2
+    assert res.segments["all"].n_requests == 4
+    assert res.segments["all"].diversity.tolist() == [3, 3, 3, 3]
+    assert np.isnan(res.segments["all"].auc[0])  # no click positives: undefined
+
+
+def test_compare_lifts_p_values_and_oracle_share_by_hand():
+    base = _preds([0])
+    model = _preds([0, 1, 2])
+    oracle = _preds([0, 1, 2, 3], gt=True).oracle()
+    cmp = compare(
+        {"baseline": base, "transact": model, "oracle": oracle}, "baseline", oracle="oracle"
+    )
+    all_r = cmp.rows["transact"]["repin"]["all"]
+    assert all_r["hit_at_3"] == pytest.approx(0.75)
+    assert all_r["lift_vs_baseline"] == pytest.approx(0.75 / 0.25 - 1)
+    assert all_r["share_of_oracle_lift"] == pytest.approx((0.75 - 0.25) / (1.0 - 0.25))
+    assert all_r["p_value"] == pytest.approx(
+        paired_t_test(np.array([1.0, 1, 1, 0]), np.array([1.0, 0, 0, 0]))
+    )
+    assert all_r["significant"] == (all_r["p_value"] < 0.05)
+    nc = cmp.rows["transact"]["repin"]["non_core"]
+    assert nc["lift_vs_baseline"] == pytest.approx(1.0)  # users 0, 2: 0.5 -> 1.0
+    assert nc["share_of_oracle_lift"] == pytest.approx(1.0)
+    assert cmp.rows["baseline"]["repin"]["all"]["lift_vs_baseline"] == 0.0
+    assert cmp.diversity["transact"]["all"]["sum"] == 12
+
+    d = json.loads(json.dumps(cmp.to_dict()))  # strictly JSON (NaN -> null)
+    assert d["models"]["transact"]["repin"]["all"]["hit_at_3"] == pytest.approx(0.75)
+    assert d["models"]["baseline"]["repin"]["all"]["p_value"] is None
+    assert d["models"]["transact"]["click"]["all"]["lift_vs_baseline"] is None  # 0 / 0
+
+    md = cmp.to_markdown()
+    assert "+200.00%*" in md  # p >= 0.05 with 4 users: marked insignificant
+    assert "66.67%" in md  # share of the oracle's lift
+
+
+def test_compare_refuses_models_evaluated_on_different_users():
+    base = _preds([0])
+    other = base.subset(base.user_ids != 3)
+    with pytest.raises(ValueError, match="different users"):
+        compare({"baseline": base, "m": other}, "baseline")
+    with pytest.raises(KeyError, match="baseline 'nope'"):
+        compare({"baseline": base}, "nope")
+
+
+def test_predictions_validate_and_round_trip(tmp_path):
+    p = _preds([0, 1])
+    p.save(tmp_path / "p.npz")
+    q = Predictions.load(tmp_path / "p.npz")
+    np.testing.assert_array_equal(q.scores, p.scores)
+    assert q.heads == HEADS
+    bad = p.scores.copy()
+    bad[5, 2] = np.nan
+    with pytest.raises(ValueError, match="row 5, head 'hide'"):
+        p.with_scores(bad)
+    with pytest.raises(ValueError, match="gt_probs is NaN at row 0"):
+        p.oracle()
+    with pytest.raises(ValueError, match="EvaluationConfig.test"):
+        EvaluationConfig(test="wilcoxon")
