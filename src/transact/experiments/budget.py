@@ -1,0 +1,137 @@
+"""Scale presets for the paper's experiments: ``smoke``, ``default`` and ``large``.
+
+A budget fixes everything that trades time for fidelity: which world preset is generated,
+how many training steps each variant gets, how many seeds are repeated, and how much of
+each experiment's grid is run. The model hyperparameters themselves come from the paper
+(section 4.1.2) through the model presets; a budget only shrinks the training schedule
+and, for ``smoke``, the grids (the grids each experiment runs are written into its
+``results.json`` so nothing is hidden).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ExperimentBudget:
+    """How much compute one experiment run may spend.
+
+    Args:
+        name: preset name (``smoke``, ``default``, ``large``).
+        world_preset: simulated-world preset passed to the data stage's ``generate_world``.
+        model_preset: ``PinnabilityConfig.preset`` name for every trained variant.
+        train_steps: optimizer steps per variant (batches of ``batch_size``).
+        batch_size: training batch size (paper: 12000; scaled down, see docs/results.md).
+        peak_lr: peak learning rate after warm-up (paper: 0.0048 at batch 12000).
+        warmup_steps: linear warm-up steps (paper: 5000; scaled with ``train_steps``).
+        seeds: training seeds; every variant is trained once per seed and lifts are
+            reported as mean and spread over seeds.
+        seq_len: the sequence length |S| of every variant unless the experiment varies
+            it (paper: 100).
+        fig4_seq_lens: sequence lengths Figure 4 sweeps.
+        fig5_layers / fig5_ffn_dims: the transformer grid of Figure 5.
+        eval_max_requests: cap on evaluated requests (0 = the whole held-out week).
+        latency_batches: timed forward passes per latency figure (after warm-up).
+        negative_ratio: negatives kept per positive in the training set (paper 4.1.1
+            down-samples negatives to a fixed ratio; evaluation is never down-sampled).
+    """
+
+    name: str
+    world_preset: str
+    model_preset: str
+    train_steps: int
+    batch_size: int
+    peak_lr: float
+    warmup_steps: int
+    seeds: tuple[int, ...]
+    seq_len: int
+    fig4_seq_lens: tuple[int, ...]
+    fig5_layers: tuple[int, ...]
+    fig5_ffn_dims: tuple[int, ...]
+    eval_max_requests: int
+    latency_batches: int
+    negative_ratio: float
+
+    def __post_init__(self) -> None:
+        for field_name in ("train_steps", "batch_size", "seq_len", "latency_batches"):
+            if getattr(self, field_name) < 1:
+                raise ValueError(f"ExperimentBudget.{field_name} must be >= 1")
+        if not self.seeds:
+            raise ValueError("ExperimentBudget.seeds must name at least one seed")
+        if self.warmup_steps < 0 or self.warmup_steps > self.train_steps:
+            raise ValueError("ExperimentBudget.warmup_steps must be in [0, train_steps]")
+        if self.peak_lr <= 0:
+            raise ValueError("ExperimentBudget.peak_lr must be > 0")
+        if any(s < 1 for s in self.fig4_seq_lens):
+            raise ValueError("ExperimentBudget.fig4_seq_lens must all be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+BUDGETS: dict[str, ExperimentBudget] = {
+    # Every experiment in a couple of minutes on 2 cores: a test runs `experiment all`.
+    # Numbers from this budget are noise; they prove the pipeline, not the paper.
+    "smoke": ExperimentBudget(
+        name="smoke",
+        world_preset="tiny",
+        model_preset="small",
+        train_steps=40,
+        batch_size=256,
+        peak_lr=2e-3,
+        warmup_steps=5,
+        seeds=(0,),
+        seq_len=20,
+        fig4_seq_lens=(10, 20),
+        fig5_layers=(1, 2),
+        fig5_ffn_dims=(32, 128),
+        eval_max_requests=0,
+        latency_batches=2,
+        negative_ratio=4.0,
+    ),
+    # All experiments in about an hour on 2 cores (one dataset).
+    "default": ExperimentBudget(
+        name="default",
+        world_preset="demo",
+        model_preset="small",
+        train_steps=600,
+        batch_size=512,
+        peak_lr=2e-3,
+        warmup_steps=60,
+        seeds=(0, 1, 2),
+        seq_len=100,
+        fig4_seq_lens=(10, 20, 50, 100),
+        fig5_layers=(1, 2, 3, 4),
+        fig5_ffn_dims=(32, 64, 128, 256, 384),
+        eval_max_requests=0,
+        latency_batches=10,
+        negative_ratio=4.0,
+    ),
+    # For machines with more cores or a GPU.
+    "large": ExperimentBudget(
+        name="large",
+        world_preset="demo",
+        model_preset="small",
+        train_steps=3000,
+        batch_size=2048,
+        peak_lr=4.8e-3,
+        warmup_steps=300,
+        seeds=(0, 1, 2, 3, 4),
+        seq_len=100,
+        fig4_seq_lens=(10, 20, 50, 100, 200),
+        fig5_layers=(1, 2, 3, 4),
+        fig5_ffn_dims=(32, 64, 128, 256, 384),
+        eval_max_requests=0,
+        latency_batches=30,
+        negative_ratio=4.0,
+    ),
+}
+
+
+def get_budget(name: str) -> ExperimentBudget:
+    """The preset called ``name``; raises ``KeyError`` listing the known presets."""
+    try:
+        return BUDGETS[name]
+    except KeyError:
+        raise KeyError(f"unknown budget {name!r}; known: {sorted(BUDGETS)}") from None

@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+
+from transact.experiments import table1, table2
+from transact.experiments.budget import BUDGETS, get_budget
+from transact.experiments.runner import RunCache, run_experiment
+from transact.experiments.spec import ExperimentSpec, Variant
+
+
+def _spec(*variants: Variant, baseline: Variant | None = None) -> ExperimentSpec:
+    base = baseline or Variant(key="baseline", label="base", encoder="none")
+    return ExperimentSpec(name="t", title="test", baseline=base, variants=variants)
+
+
+def test_better_variant_gets_positive_significant_lift(tmp_path, fake_backend_factory):
+    backend = fake_backend_factory(quality={"baseline": 0.2, "good": 0.9, "same": 0.2})
+    spec = _spec(
+        Variant(key="good", label="good", encoder="transact", paper=(("repin/all", 9.4),)),
+        Variant(key="same", label="same", encoder="cnn"),
+    )
+    budget = BUDGETS["smoke"]
+    res = run_experiment(spec, backend, budget, tmp_path, progress=False)
+    rows = {v["key"]: v for v in res["variants"]}
+    good = rows["good"]["metrics"]
+    assert good["repin"]["all"]["lift"] > 0.05
+    assert good["repin"]["all"]["p_value"] < 0.05 and good["repin"]["all"]["significant"]
+    # same quality and same noise seed: identical scores, so lift 0 and p = 1
+    same = rows["same"]["metrics"]["repin"]["all"]
+    assert same["lift"] == 0.0 and same["p_value"] == 1.0
+    # HIT@3 is a per-user sum over chunks: it is bounded by 3 x requests per user
+    assert 0 < good["repin"]["all"]["hit_at_3"] <= 3 * backend.requests_per_user
+    # the oracle is at least as good as the best model
+    assert res["oracle"]["repin"]["all"]["lift"] >= good["repin"]["all"]["lift"] - 0.02
+    # non-core users are the third of users with id % 3 == 0
+    assert good["repin"]["non_core"]["n_users"] == backend.n_users // 3 + 1
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["variants"][1]["paper"] == {"repin/all": 9.4, "hide/all": None}
+    md = (tmp_path / "results.md").read_text()
+    assert "+9.40%" in md and "| good |" in md
+
+
+def test_seeds_give_mean_and_spread(tmp_path, fake_backend_factory):
+    backend = fake_backend_factory(quality={"baseline": 0.2, "good": 0.6})
+    budget = get_budget("smoke")
+    from dataclasses import replace
+
+    budget = replace(budget, seeds=(0, 1, 2))
+    res = run_experiment(
+        _spec(Variant(key="good", label="g")), backend, budget, tmp_path, progress=False
+    )
+    cell = res["variants"][1]["metrics"]["repin"]["all"]
+    lifts = [s["lift"] for s in cell["per_seed"]]
+    assert len(lifts) == 3
+    assert cell["lift_std"] == pytest.approx(float(np.std(lifts, ddof=1)))
+    assert cell["lift_std"] > 0
+
+
+def test_cache_trains_a_shared_variant_once_and_skips_unavailable(tmp_path, fake_backend_factory):
+    backend = fake_backend_factory(
+        quality={
+            "baseline": 0.2,
+            "transact": 0.9,
+            "wdl_seq": 0.3,
+            "bst_all": 0.4,
+            "bst_positive": 0.5,
+            "full": 0.9,
+            "no_transact": 0.2,
+            "no_user_features": 0.8,
+        },
+        unavailable={"no_pf"},
+    )
+    cache = RunCache()
+    budget = BUDGETS["smoke"]
+    run_experiment(
+        table1.build(budget), backend, budget, tmp_path / "t1", cache=cache, progress=False
+    )
+    res2 = run_experiment(
+        table2.build(budget), backend, budget, tmp_path / "t2", cache=cache, progress=False
+    )
+    keys = [k for k, _ in backend.calls]
+    # table2's full model is table1's TransAct and its no_transact row is table1's baseline
+    assert keys.count("transact") == 1 and "full" not in keys and "no_transact" not in keys
+    rows = {v["key"]: v for v in res2["variants"]}
+    assert rows["no_pf"]["skipped"] and "metrics" not in rows["no_pf"]
+    assert rows["full"]["label"] == table2.FULL.label  # baseline row keeps the paper's label
+    assert rows["no_transact"]["metrics"]["repin"]["all"]["lift"] < 0  # dropping TransAct hurts
+    assert "skipped" in (tmp_path / "t2" / "results.md").read_text()
+
+
+def test_budget_validation_names_the_field():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="train_steps"):
+        replace(BUDGETS["smoke"], train_steps=0)
+    with pytest.raises(KeyError, match="smoke"):
+        get_budget("huge")
