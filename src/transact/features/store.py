@@ -1,0 +1,193 @@
+"""Sequence stores: RocksDB embedded (default) and Redis networked, behind one interface.
+
+Keys: ``u/<user id, 8 bytes big-endian>`` holds the user's value (:mod:`codec`);
+``o/<source key>`` holds the next offset to read from that source (8 bytes little-endian).
+:meth:`SequenceStore.commit` writes a micro-batch's user values AND its offsets in one
+atomic write (a RocksDB ``WriteBatch``; a Redis ``MULTI``/``EXEC``), which is what makes
+a crash at any point followed by a restart from the stored offsets exactly-once in
+effect.
+
+Readers get :class:`StoreUnavailableError` for any failure to reach the store, so the
+ranking service can catch one type and degrade (serve without realtime features).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+_OFFSET = struct.Struct("<q")
+USER_PREFIX = b"u/"
+OFFSET_PREFIX = b"o/"
+
+
+class StoreUnavailableError(RuntimeError):
+    """The sequence store cannot be reached or opened; callers may degrade gracefully."""
+
+
+def user_key(user_id: int) -> bytes:
+    """Store key of a user (big-endian, so RocksDB iterates users in id order)."""
+    if user_id < 0:
+        raise ValueError(f"user_id must be >= 0, got {user_id}")
+    return USER_PREFIX + user_id.to_bytes(8, "big")
+
+
+@runtime_checkable
+class SequenceStore(Protocol):
+    """Where user states and source offsets live."""
+
+    def get_many(self, user_ids: Sequence[int]) -> list[bytes | None]:
+        """Values of ``user_ids`` in order, ``None`` for users never seen."""
+        ...
+
+    def commit(self, updates: dict[int, bytes], offsets: dict[str, int]) -> None:
+        """Atomically write user values and the next offsets of sources."""
+        ...
+
+    def offsets(self) -> dict[str, int]:
+        """Every stored source offset (``source key -> next offset``)."""
+        ...
+
+    def dump(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) in key order: the store's logical content, for comparisons."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RocksDBSequenceStore:
+    """The embedded store: one RocksDB (via ``rocksdict``) directory, raw bytes keys/values.
+
+    Args:
+        path: the database directory (created if missing).
+        read_only: open for reading only (a serving replica next to a writer process
+            uses a secondary instance instead; see docs/realtime.md).
+    """
+
+    def __init__(self, path: str, read_only: bool = False) -> None:
+        from rocksdict import AccessType, Options, Rdict
+
+        self.path = path
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        try:
+            access = AccessType.read_only() if read_only else AccessType.read_write()
+            self._db = Rdict(path, options=opts, access_type=access)
+        except Exception as exc:  # rocksdict raises plain Exception subclasses
+            raise StoreUnavailableError(
+                f"cannot open RocksDB sequence store at {path!r}: {exc}"
+            ) from exc
+
+    def get_many(self, user_ids: Sequence[int]) -> list[bytes | None]:
+        try:
+            return list(self._db.get([user_key(int(u)) for u in user_ids]))
+        except Exception as exc:
+            raise StoreUnavailableError(
+                f"RocksDB sequence store {self.path!r} read failed: {exc}"
+            ) from exc
+
+    def commit(self, updates: dict[int, bytes], offsets: dict[str, int]) -> None:
+        from rocksdict import WriteBatch
+
+        wb = WriteBatch(raw_mode=True)
+        for u, v in updates.items():
+            wb.put(user_key(u), v)
+        for src, off in offsets.items():
+            wb.put(OFFSET_PREFIX + src.encode(), _OFFSET.pack(off))
+        self._db.write(wb)
+
+    def offsets(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for k, v in self._db.items(from_key=OFFSET_PREFIX):
+            if not k.startswith(OFFSET_PREFIX):
+                break
+            out[k[len(OFFSET_PREFIX) :].decode()] = _OFFSET.unpack(v)[0]
+        return out
+
+    def dump(self) -> Iterator[tuple[bytes, bytes]]:
+        yield from self._db.items()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RedisSequenceStore:
+    """The networked store: Redis strings for users, a hash for offsets, MULTI/EXEC commits.
+
+    Args:
+        url: ``redis://host:port/db``.
+        namespace: key prefix, so several stores can share one Redis.
+        socket_timeout_s: per-call timeout (the read path's latency bound when Redis hangs).
+    """
+
+    def __init__(
+        self, url: str, namespace: str = "transact", socket_timeout_s: float = 1.0
+    ) -> None:
+        import redis
+
+        self.url = url
+        self._prefix = namespace.encode() + b":"
+        self._offsets_key = self._prefix + b"offsets"
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+        )
+        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+    def _key(self, user_id: int) -> bytes:
+        return self._prefix + user_key(int(user_id))
+
+    def get_many(self, user_ids: Sequence[int]) -> list[bytes | None]:
+        if len(user_ids) == 0:
+            return []
+        try:
+            return list(self._redis.mget([self._key(u) for u in user_ids]))
+        except self._errors as exc:
+            raise StoreUnavailableError(
+                f"Redis sequence store {self.url} unreachable: {exc}"
+            ) from exc
+
+    def commit(self, updates: dict[int, bytes], offsets: dict[str, int]) -> None:
+        try:
+            pipe = self._redis.pipeline(transaction=True)  # MULTI ... EXEC
+            if updates:
+                pipe.mset({self._key(u): v for u, v in updates.items()})
+            if offsets:
+                pipe.hset(
+                    self._offsets_key, mapping={k: _OFFSET.pack(v) for k, v in offsets.items()}
+                )
+            pipe.execute()
+        except self._errors as exc:
+            raise StoreUnavailableError(
+                f"Redis sequence store {self.url} unreachable: {exc}"
+            ) from exc
+
+    def offsets(self) -> dict[str, int]:
+        try:
+            raw = self._redis.hgetall(self._offsets_key)
+        except self._errors as exc:
+            raise StoreUnavailableError(
+                f"Redis sequence store {self.url} unreachable: {exc}"
+            ) from exc
+        return {k.decode(): _OFFSET.unpack(v)[0] for k, v in raw.items()}
+
+    def dump(self) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in sorted(self._redis.hgetall(self._offsets_key).items()):
+            yield OFFSET_PREFIX + k, v  # "o/" sorts before "u/", as in RocksDB
+        keys = sorted(self._redis.scan_iter(match=self._prefix + b"u/*", count=1000))
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i : i + 1000]
+            for k, v in zip(chunk, self._redis.mget(chunk), strict=True):
+                if v is not None:
+                    yield k[len(self._prefix) :], v
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def open_store(spec: str, read_only: bool = False) -> SequenceStore:
+    """``redis://...`` opens Redis; anything else (optionally ``rocksdb://``) is a RocksDB path."""
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisSequenceStore(spec)
+    path = spec.removeprefix("rocksdb://")
+    return RocksDBSequenceStore(path, read_only=read_only)
