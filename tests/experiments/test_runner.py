@@ -96,3 +96,28 @@ def test_budget_validation_names_the_field():
         replace(BUDGETS["smoke"], train_steps=0)
     with pytest.raises(KeyError, match="smoke"):
         get_budget("huge")
+
+
+def test_agreement_counts_concordant_pairs_and_signs():
+    from transact.experiments.agreement import column_agreement
+
+    def row(label, paper, ours, base=False):
+        entry = {"label": label, "paper": {"repin/all": paper}, "is_baseline": base}
+        if not base:
+            entry["metrics"] = {"repin": {"all": {"lift": ours}}}
+        return entry
+
+    results = {
+        "columns": ["repin/all"],
+        "variants": [
+            row("base", None, None, base=True),
+            row("a", 1.0, 0.02),  # paper +1%, ours +2%
+            row("b", 9.0, 0.05),  # best in both
+            row("c", -1.0, 0.01),  # sign disagrees, and c > base in ours but < in paper
+        ],
+    }
+    a = column_agreement(results, "repin/all")
+    # pairs: (base,a) ok, (base,b) ok, (base,c) wrong, (a,b) ok, (a,c) ok, (b,c) ok
+    assert a["pairs"] == 6 and a["concordant"] == 5
+    assert a["signs"] == 3 and a["sign_agreement"] == pytest.approx(2 / 3)
+    assert a["best_paper"] == "b" and a["best_ours"] == "b"

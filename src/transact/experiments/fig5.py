@@ -25,7 +25,7 @@ def build(budget: ExperimentBudget) -> ExperimentSpec:
             key=f"L{layers}_ffn{ffn}",
             label=f"TransAct {layers} layers, FFN {ffn}",
             encoder="transact",
-            encoder_options=(("num_layers", layers), ("ffn_dim", ffn)),
+            encoder_options=(("num_layers", layers), ("dim_feedforward", ffn)),
         )
         for layers in budget.fig5_layers
         for ffn in budget.fig5_ffn_dims
@@ -56,7 +56,7 @@ def _grid(results: dict[str, Any], value) -> dict[int, list[tuple[int, float]]]:
         opts = entry["config"]["encoder_options"]
         y = value(entry)
         if y is not None:
-            lines.setdefault(int(opts["num_layers"]), []).append((int(opts["ffn_dim"]), y))
+            lines.setdefault(int(opts["num_layers"]), []).append((int(opts["dim_feedforward"]), y))
     return {k: sorted(v) for k, v in sorted(lines.items())}
 
 

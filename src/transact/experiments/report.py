@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from transact.experiments.agreement import agreement_lines
+
 
 def fmt_pct(value: float | None, digits: int = 2) -> str:
     """``0.0312 -> '+3.12%'``; ``None -> 'n/a'``."""
@@ -123,6 +125,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     if skipped:
         lines += ["", "Skipped rows:"]
         lines += [f"- {v['label']}: {v['skipped']}" for v in skipped]
+    agree = agreement_lines(results)
+    if agree:
+        lines += ["", "Agreement with the paper's ordering (baseline counted as 0):"]
+        lines += agree
     if results.get("paper_claims"):
         lines += ["", "The paper's claims checked here:"]
         lines += [f"- {c}" for c in results["paper_claims"]]

@@ -197,6 +197,7 @@ def run_experiment(
     """
     from tqdm import tqdm
 
+    from transact.experiments.agreement import agreement
     from transact.experiments.report import write_markdown
 
     cache = cache if cache is not None else RunCache()
@@ -272,6 +273,7 @@ def run_experiment(
     if cache.oracle is not None and base_runs:
         oracle_run = VariantRun(cache.oracle, 0.0)
         results["oracle"] = _compare([oracle_run] * len(base_runs), base_runs, heads)
+    results["agreement"] = agreement(results)
     results["wall_s"] = time.perf_counter() - start
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,10 @@ ROWS = (
         paper=(("hide/all", 0.78), ("repin/all", -0.13)),
     ),
     Variant(
-        key="pe_linear_time",
+        key="pe_linear_age",
         label="Linear projection",
         encoder="transact",
-        encoder_options=(("positional_encoding", "linear_time"),),
+        encoder_options=(("positional_encoding", "linear_age"),),
         paper=(("hide/all", 2.29), ("repin/all", 0.19)),
         paper_marks=("hide/all", "repin/all"),
     ),
