@@ -1,0 +1,102 @@
+"""Named experiments and ``all``: one backend and one run cache shared by every table.
+
+``run_named("all", ...)`` runs every experiment on one prepared dataset, so a variant
+that several tables share (TransAct with the paper's defaults, the no-sequence baseline)
+is trained once per seed. It also writes ``summary.md`` beside the experiments' folders:
+one line per experiment and column on whether the paper's ordering held.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transact.experiments.budget import ExperimentBudget
+
+TRAINED = ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8")
+EXPERIMENTS = (*TRAINED, "table9")
+
+
+def experiment_module(name: str) -> Any:
+    """The module ``transact.experiments.<name>`` (has ``build`` and maybe ``plot``)."""
+    if name not in EXPERIMENTS:
+        raise KeyError(f"unknown experiment {name!r}; known: {list(EXPERIMENTS)} and 'all'")
+    return importlib.import_module(f"transact.experiments.{name}")
+
+
+def run_named(
+    name: str,
+    *,
+    dataset: str,
+    budget: ExperimentBudget,
+    out_root: Path,
+    device: str = "cpu",
+    progress: bool = True,
+    backend: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Run experiment ``name`` (or ``all``) and return ``{name: results}``.
+
+    Outputs go to ``out_root/<name>/``; ``backend`` defaults to the real
+    :class:`~transact.experiments.backend.PaperBackend` on ``dataset``.
+    """
+    from transact.experiments.runner import RunCache, run_experiment
+
+    names = list(EXPERIMENTS) if name == "all" else [name]
+    for n in names:
+        experiment_module(n)  # fail on a bad name before any work
+    out: dict[str, dict[str, Any]] = {}
+    start = time.perf_counter()
+    if any(n in TRAINED for n in names) and backend is None:
+        from transact.experiments.backend import PaperBackend
+
+        backend = PaperBackend(
+            dataset, budget, work_dir=out_root / "_work", device=device, progress=progress
+        )
+    cache = RunCache()
+    for n in names:
+        module = experiment_module(n)
+        if n == "table9":
+            out[n] = module.run(budget, out_root / n, device=device, progress=progress)
+            continue
+        out[n] = run_experiment(
+            module.build(budget),
+            backend,
+            budget,
+            out_root / n,
+            cache=cache,
+            plot=getattr(module, "plot", None),
+            progress=progress,
+        )
+    if name == "all":
+        write_summary(out, out_root, time.perf_counter() - start)
+    return out
+
+
+def write_summary(all_results: dict[str, dict[str, Any]], out_root: Path, wall_s: float) -> None:
+    """``summary.md`` and ``summary.json``: per experiment, per column, the agreement."""
+    from transact.experiments.agreement import agreement_lines
+
+    lines = ["# Paper experiments: summary", ""]
+    summary: dict[str, Any] = {"wall_s": wall_s, "experiments": {}}
+    for name, results in all_results.items():
+        lines.append(f"## {name}: {results.get('title', '')}")
+        if name == "table9":
+            lines += ["", f"See {name}/results.md.", ""]
+            summary["experiments"][name] = {"wall_s": results.get("wall_s")}
+            continue
+        agree = agreement_lines(results)
+        lines += (
+            [""] + (agree or ["- no paper numbers to compare (a figure): see its plot."]) + [""]
+        )
+        summary["experiments"][name] = {
+            "agreement": results.get("agreement"),
+            "wall_s": results.get("wall_s"),
+            "skipped": [v["label"] for v in results["variants"] if v.get("skipped")],
+        }
+    lines.append(f"Total wall time: {wall_s:.0f} s.")
+    out_root.mkdir(parents=True, exist_ok=True)
+    (out_root / "summary.md").write_text("\n".join(lines) + "\n")
+    (out_root / "summary.json").write_text(json.dumps(summary, indent=2))
