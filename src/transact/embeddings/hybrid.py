@@ -1,0 +1,75 @@
+"""One call that gives the ranker its batch user embeddings: train once, generate every day.
+
+The training and experiments stages need a :class:`~transact.data.schema.UserEmbeddingSource`
+for a world directory. :func:`ensure_user_embeddings` trains a PinnerFormer encoder on the
+world's training days (unless a checkpoint with the same preset, seed and training end is
+cached in ``out_dir``), generates the dated table of every day the world's requests need
+(each request reads the day before its own), and returns the day-before loader.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transact.embeddings.generate import generate_many
+from transact.embeddings.histories import event_days
+from transact.embeddings.train import (
+    CHECKPOINT_NAME,
+    default_train_end_date,
+    train_pinnerformer,
+)
+from transact.embeddings.train import (
+    preset as make_preset,
+)
+from transact.features.batch_embeddings import DatedUserEmbeddings, date_to_day, day_to_date
+
+
+def ensure_user_embeddings(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    preset: str = "demo",
+    seed: int = 0,
+    train_end_date: str | None = None,
+    dates: list[str] | None = None,
+    progress: bool = True,
+) -> DatedUserEmbeddings:
+    """Train (or reuse) PinnerFormer and generate embeddings for every day; return the loader.
+
+    Args:
+        data_dir: world directory (``items.parquet``, ``events/day=*/``).
+        out_dir: cache directory; the model lands in ``out_dir/model-<preset>-s<seed>-<end>/``
+            and the tables in ``<that>/user_embeddings/date=*/``.
+        preset: :data:`transact.embeddings.train.PRESETS` name ("tiny", "demo", "full").
+        seed: training seed.
+        train_end_date: last training day (default: the day before the world's held-out
+            evaluation week, ``eval_days`` of the preset).
+        dates: days to generate (default: every event day except the last, whose table
+            no request in the world reads).
+        progress: tqdm bars.
+
+    Returns:
+        a :class:`DatedUserEmbeddings` (``lookup(user_ids, request_time_ms)`` ->
+        ``[B, 64]``) over the generated tables.
+
+    Example::
+
+        source = ensure_user_embeddings("runs/world", "runs/pf", preset="demo", seed=0)
+        emb = source.lookup(user_ids, request_time_ms)
+    """
+    config = make_preset(preset, seed=seed)
+    train_end_date = train_end_date or default_train_end_date(data_dir, config.eval_days)
+    model_dir = Path(out_dir) / f"model-{preset}-s{seed}-{train_end_date}"
+    ckpt = model_dir / CHECKPOINT_NAME
+    stamp = model_dir / "ensure.json"
+    key = {"preset": preset, "seed": seed, "train_end_date": train_end_date, "data": str(data_dir)}
+    if not (ckpt.exists() and stamp.exists() and json.loads(stamp.read_text()) == key):
+        train_pinnerformer(data_dir, model_dir, config, train_end_date, progress=progress)
+        stamp.write_text(json.dumps(key))
+    days = event_days(data_dir)
+    if dates is None:
+        first, last = date_to_day(days[0]), date_to_day(days[-1])
+        dates = [day_to_date(d) for d in range(first, last)]
+    root = model_dir / "user_embeddings"
+    generate_many(data_dir, ckpt, dates, root, progress=progress)
+    return DatedUserEmbeddings(root, d_user=config.model.d_user)

@@ -1,0 +1,278 @@
+"""PinnerFormer-style batch user encoder, item tower and dense all-action loss.
+
+PinnerFormer (Pancha et al., KDD 2022; reference [20] of the TransAct paper) turns a
+user's long-term action history into one L2-normalized embedding, generated once a day
+and served as a batch feature. TransAct's ranker reads that embedding beside the realtime
+sequence (the "realtime-batch hybrid", Table 2).
+
+Layout here follows the project convention: sequences are newest first, position 0 is the
+most recent action, padding sits at the end with action type 0 (``PAD_ACTION``) and item
+index ``PAD_ITEM``. The encoder is causal in time: position ``i`` attends only to itself and
+to older actions (positions ``j >= i``), so every position's output is a user embedding "as
+of that action", which is what the dense all-action loss trains, and position 0's output is
+the user embedding.
+
+Example::
+
+    cfg = PinnerFormerConfig()
+    encoder, tower = PinnerFormerEncoder(cfg), ItemTower(cfg)
+    states = encoder(action_types, action_embeddings, action_times_ms)  # [B, S, d_user]
+    user_embedding = states[:, 0]                                       # [B, d_user]
+    item_vectors = tower(content_embeddings)                            # [N, d_user]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transact.data.schema import DEFAULT_D_ITEM, MS_PER_DAY, MS_PER_HOUR, PAD_ACTION
+
+N_TIME_FEATURES = 5
+"""log1p(gap to the previous action, hours), sin/cos hour of day, sin/cos day of week."""
+
+
+@dataclass(frozen=True)
+class PinnerFormerConfig:
+    """Architecture of the PinnerFormer user encoder and its item tower.
+
+    Args:
+        d_item: item content-embedding size (the world's PinSage stand-in, 32).
+        d_user: output embedding size; ``FeatureSpec.d_user`` (64) by default. PinnerFormer
+            used 256; 64 fits the ranker's default and the simulated world.
+        d_model: transformer width.
+        n_layers / n_heads / d_ff / dropout: transformer encoder shape (pre-LayerNorm).
+        n_action_types: size of the action-type table (``ActionVocabulary.size``, with 0 =
+            padding).
+        max_seq_len: longest history the encoder reads (PinnerFormer: 255 actions + 1).
+        d_item_tower_hidden: hidden width of the item tower's projection MLP.
+    """
+
+    d_item: int = DEFAULT_D_ITEM
+    d_user: int = 64
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    d_ff: int = 128
+    dropout: float = 0.1
+    n_action_types: int = 6
+    max_seq_len: int = 256
+    d_item_tower_hidden: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("d_item", "d_user", "d_model", "n_layers", "n_heads", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"PinnerFormerConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"PinnerFormerConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"PinnerFormerConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.n_action_types < 2:
+            raise ValueError(
+                "PinnerFormerConfig.n_action_types must count padding plus >= 1 action"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PinnerFormerConfig:
+        return cls(**d)
+
+
+def time_features(action_times_ms: torch.Tensor, action_types: torch.Tensor) -> torch.Tensor:
+    """``[B, S]`` times (newest first) -> ``[B, S, 5]`` causal time features.
+
+    The gap to the previous (older) action in log-hours, and the hour of day and day of
+    week as sin/cos pairs. Only the action's own time and the older neighbour's are read, so
+    the features of position ``i`` never depend on anything newer than action ``i``. Zero
+    at padding.
+    """
+    times = action_times_ms.to(torch.float64)
+    older = torch.cat([times[:, 1:], times[:, -1:]], dim=1)
+    valid = action_types != PAD_ACTION
+    older_valid = torch.cat([valid[:, 1:], torch.zeros_like(valid[:, :1])], dim=1)
+    gap_hours = torch.where(older_valid, (times - older).clamp(min=0) / MS_PER_HOUR, 0.0)
+    hour = torch.remainder(times, MS_PER_DAY) / MS_PER_DAY * (2 * math.pi)
+    day = torch.remainder(times, 7 * MS_PER_DAY) / (7 * MS_PER_DAY) * (2 * math.pi)
+    feats = torch.stack(
+        [torch.log1p(gap_hours), hour.sin(), hour.cos(), day.sin(), day.cos()], dim=-1
+    )
+    return torch.where(valid.unsqueeze(-1), feats, 0.0).to(torch.float32)
+
+
+def causal_attention_mask(action_types: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """``[B, S]`` action types -> ``[B * n_heads, S, S]`` additive float mask (0 or -inf).
+
+    Query ``i`` may attend to key ``j`` when ``j >= i`` (older or same action, newest-first
+    order) and ``j`` is not padding; the diagonal is always allowed so padded queries do
+    not produce NaN (their outputs are ignored).
+    """
+    b, s = action_types.shape
+    idx = torch.arange(s, device=action_types.device)
+    older_or_self = idx.unsqueeze(0) >= idx.unsqueeze(1)  # [S(query), S(key)]
+    key_real = (action_types != PAD_ACTION).unsqueeze(1)  # [B, 1, S]
+    allowed = (older_or_self.unsqueeze(0) & key_real) | torch.eye(
+        s, dtype=torch.bool, device=action_types.device
+    ).unsqueeze(0)
+    mask = torch.zeros(b, s, s, device=action_types.device)
+    mask = mask.masked_fill(~allowed, float("-inf"))
+    return mask.repeat_interleave(n_heads, dim=0)
+
+
+class PinnerFormerEncoder(nn.Module):
+    """Causal transformer over a long-term action history -> per-position user embeddings.
+
+    Each action's input is the sum of a projection of its item content embedding, an
+    action-type embedding and a projection of its time features. The output at position
+    ``i`` is an L2-normalized ``d_user`` vector that summarizes actions ``i..S-1`` (action
+    ``i`` and everything older); position 0 is the user embedding.
+
+    Args:
+        config: the architecture.
+
+    Example::
+
+        states = PinnerFormerEncoder(PinnerFormerConfig())(types, item_emb, times)  # [B, S, 64]
+    """
+
+    def __init__(self, config: PinnerFormerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.item_proj = nn.Linear(config.d_item, config.d_model)
+        self.action_embedding = nn.Embedding(
+            config.n_action_types, config.d_model, padding_idx=PAD_ACTION
+        )
+        self.time_proj = nn.Linear(N_TIME_FEATURES, config.d_model)
+        layer = nn.TransformerEncoderLayer(
+            d_model=config.d_model,
+            nhead=config.n_heads,
+            dim_feedforward=config.d_ff,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.transformer = nn.TransformerEncoder(
+            layer, num_layers=config.n_layers, enable_nested_tensor=False
+        )
+        self.final_norm = nn.LayerNorm(config.d_model)
+        self.out_proj = nn.Linear(config.d_model, config.d_user)
+
+    def forward(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[B, S]`` types, ``[B, S, d_item]`` item embeddings, ``[B, S]`` times -> ``[B, S, d_user]``."""
+        if action_types.shape != action_times_ms.shape:
+            raise ValueError(
+                f"action_types {tuple(action_types.shape)} and action_times_ms "
+                f"{tuple(action_times_ms.shape)} must have the same [B, S] shape"
+            )
+        if action_embeddings.shape[:2] != action_types.shape:
+            raise ValueError(
+                f"action_embeddings {tuple(action_embeddings.shape)} must be [B, S, d_item] "
+                f"with [B, S] = {tuple(action_types.shape)}"
+            )
+        x = (
+            self.item_proj(action_embeddings)
+            + self.action_embedding(action_types)
+            + self.time_proj(time_features(action_times_ms, action_types))
+        )
+        mask = causal_attention_mask(action_types, self.config.n_heads)
+        x = self.transformer(x, mask=mask)
+        return F.normalize(self.out_proj(self.final_norm(x)), dim=-1)
+
+    def user_embedding(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+    ) -> torch.Tensor:
+        """The user embedding: position 0 of :meth:`forward`, ``[B, d_user]``."""
+        return self.forward(action_types, action_embeddings, action_times_ms)[:, 0]
+
+
+class ItemTower(nn.Module):
+    """Item side of the two-tower objective: content embedding + learned projection.
+
+    ``[..., d_item]`` content embeddings -> ``[..., d_user]`` L2-normalized vectors: a
+    linear map of the content embedding plus a residual MLP, so the tower starts near a
+    fixed projection of the content space and learns corrections (PinnerFormer scores
+    users against PinSage-based item embeddings the same way).
+    """
+
+    def __init__(self, config: PinnerFormerConfig) -> None:
+        super().__init__()
+        self.linear = nn.Linear(config.d_item, config.d_user)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.d_item, config.d_item_tower_hidden),
+            nn.GELU(),
+            nn.Linear(config.d_item_tower_hidden, config.d_user),
+        )
+
+    def forward(self, content_embeddings: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.linear(content_embeddings) + self.mlp(content_embeddings), dim=-1)
+
+
+def dense_all_action_loss(
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    positive_ids: torch.Tensor,
+    positive_log_q: torch.Tensor,
+    negatives: torch.Tensor,
+    negative_ids: torch.Tensor,
+    negative_log_q: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Sampled-softmax loss of PinnerFormer's dense all-action objective, with log-Q correction.
+
+    Row ``n`` pairs an anchor (the encoder output at some position of some user's history)
+    with one positive engagement from that position's future window. Its candidates are its
+    own positive, every other row's positive (in-batch negatives) and the shared random
+    negatives. Each candidate ``c`` scores ``<anchor, c> / temperature - log q_c``, where
+    ``q_c`` is the probability that ``c`` shows up as a sampled candidate (popularity for
+    in-batch items, uniform for random ones), which removes the sampler's popularity bias
+    (Yi et al., 2019). Candidates with the same item id as the row's positive are masked
+    (accidental hits). The loss is the mean over rows of ``-log softmax`` at the positive.
+
+    Args:
+        anchors: ``[N, D]`` L2-normalized user states.
+        positives: ``[N, D]`` item-tower vectors of each row's positive.
+        positive_ids: ``[N]`` int64 item indices of the positives.
+        positive_log_q: ``[N]`` log sampling probability of each positive as an in-batch
+            candidate.
+        negatives: ``[M, D]`` item-tower vectors of random negatives (M may be 0).
+        negative_ids: ``[M]`` int64 item indices of the random negatives.
+        negative_log_q: ``[M]`` log sampling probability of each random negative.
+        temperature: softmax temperature (> 0).
+
+    Returns:
+        scalar loss.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    n = anchors.shape[0]
+    if n == 0:
+        raise ValueError("dense_all_action_loss needs at least one (anchor, positive) row")
+    in_batch = anchors @ positives.T / temperature - positive_log_q.unsqueeze(0)  # [N, N]
+    same_item = positive_ids.unsqueeze(0) == positive_ids.unsqueeze(1)
+    own = torch.eye(n, dtype=torch.bool, device=anchors.device)
+    in_batch = in_batch.masked_fill(same_item & ~own, float("-inf"))
+    random = anchors @ negatives.T / temperature - negative_log_q.unsqueeze(0)  # [N, M]
+    random = random.masked_fill(
+        negative_ids.unsqueeze(0) == positive_ids.unsqueeze(1), float("-inf")
+    )
+    logits = torch.cat([in_batch, random], dim=1)
+    target = torch.arange(n, device=anchors.device)
+    return F.cross_entropy(logits, target)
