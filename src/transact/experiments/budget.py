@@ -31,7 +31,8 @@ class ExperimentBudget:
             it (paper: 100).
         fig4_seq_lens: sequence lengths Figure 4 sweeps.
         fig5_layers / fig5_ffn_dims: the transformer grid of Figure 5.
-        eval_max_requests: cap on evaluated requests (0 = the whole held-out week).
+        embedding_preset: PinnerFormer training preset of the batch user embeddings
+            (``transact.embeddings`` presets: ``tiny``, ``demo``, ``full``).
         latency_batches: timed forward passes per latency figure (after warm-up).
         negative_ratio: negatives kept per positive in the training set (paper 4.1.1
             down-samples negatives to a fixed ratio; evaluation is never down-sampled).
@@ -49,7 +50,7 @@ class ExperimentBudget:
     fig4_seq_lens: tuple[int, ...]
     fig5_layers: tuple[int, ...]
     fig5_ffn_dims: tuple[int, ...]
-    eval_max_requests: int
+    embedding_preset: str
     latency_batches: int
     negative_ratio: float
 
@@ -86,7 +87,7 @@ BUDGETS: dict[str, ExperimentBudget] = {
         fig4_seq_lens=(10, 20),
         fig5_layers=(1, 2),
         fig5_ffn_dims=(32, 128),
-        eval_max_requests=0,
+        embedding_preset="tiny",
         latency_batches=2,
         negative_ratio=4.0,
     ),
@@ -104,7 +105,7 @@ BUDGETS: dict[str, ExperimentBudget] = {
         fig4_seq_lens=(10, 20, 50, 100),
         fig5_layers=(1, 2, 3, 4),
         fig5_ffn_dims=(32, 64, 128, 256, 384),
-        eval_max_requests=0,
+        embedding_preset="demo",
         latency_batches=10,
         negative_ratio=4.0,
     ),
@@ -122,7 +123,7 @@ BUDGETS: dict[str, ExperimentBudget] = {
         fig4_seq_lens=(10, 20, 50, 100, 200),
         fig5_layers=(1, 2, 3, 4),
         fig5_ffn_dims=(32, 64, 128, 256, 384),
-        eval_max_requests=0,
+        embedding_preset="full",
         latency_batches=30,
         negative_ratio=4.0,
     ),

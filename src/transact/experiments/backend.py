@@ -1,0 +1,252 @@
+"""The real backend: one dataset, every variant trained by the trainer and scored on week 3.
+
+:class:`PaperBackend` prepares the dataset once (generates the simulated world, or reads
+MovieLens / a prepared directory through the data stage), builds the training examples
+of weeks 1-2 (negatives down-sampled, paper 4.1.1) and the evaluation examples of week 3
+(randomized requests only, never down-sampled, paper 4.2.1) at the longest sequence
+length any variant needs, and the batch user embeddings when a variant asks for them.
+Shorter sequence lengths are exact prefixes of the longest (sequences are newest first,
+padding at the end), so one example set serves every |S| of Figure 4.
+
+Each ``train_and_score`` builds ``Pinnability`` with the variant's encoder and options at
+the budget's model preset, trains it with the training stage's trainer for the budget's
+steps and seed, and returns the evaluation stage's :class:`Predictions` on week 3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transact.data.schema import FeatureSpec, LabeledBatch, RankerInputs
+from transact.evaluation.predictions import Predictions
+from transact.experiments.budget import ExperimentBudget
+from transact.experiments.runner import VariantUnavailable
+from transact.experiments.spec import Variant
+
+EVAL_BATCH = 4096
+
+
+def truncate_batch(batch: LabeledBatch, seq_len: int) -> LabeledBatch:
+    """The same batch with only the ``seq_len`` most recent actions of each sequence.
+
+    Sequences are newest first with padding at the end, so the first ``seq_len``
+    positions are exactly what a builder run at ``seq_len`` returns.
+    """
+    x = batch.inputs
+    if x.action_types.shape[1] == seq_len:
+        return batch
+    if x.action_types.shape[1] < seq_len:
+        raise ValueError(
+            f"sequence length {seq_len} asked of examples built at {x.action_types.shape[1]}"
+        )
+    inputs = RankerInputs(
+        categorical=x.categorical,
+        numerical=x.numerical,
+        candidate_embedding=x.candidate_embedding,
+        user_embedding=x.user_embedding,
+        action_types=x.action_types[:, :seq_len].contiguous(),
+        action_embeddings=x.action_embeddings[:, :seq_len].contiguous(),
+        action_times_ms=x.action_times_ms[:, :seq_len].contiguous(),
+        request_time_ms=x.request_time_ms,
+    )
+    return replace(batch, inputs=inputs)
+
+
+class TruncatedSource:
+    """A batch source (the trainer's ``BatchSource``) whose sequences are cut to ``seq_len``."""
+
+    def __init__(self, source: Any, seq_len: int) -> None:
+        self.source = source
+        self.seq_len = seq_len
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, batch_size: int, **kwargs: Any):
+        for batch in self.source.batches(batch_size, **kwargs):
+            yield truncate_batch(batch, self.seq_len)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+class PaperBackend:
+    """Trains and scores :class:`Variant` s on one dataset at one budget.
+
+    Args:
+        dataset: ``world`` (the simulated world at the budget's preset),
+            ``movielens-latest-small`` / ``movielens-100k`` (read from ``../shared``), or a
+            path to a prepared data directory.
+        budget: the :class:`ExperimentBudget`.
+        work_dir: cache folder for the generated data, embeddings and training runs.
+        device: ``cpu`` or ``cuda``.
+        progress: show the trainer's progress bars.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        budget: ExperimentBudget,
+        *,
+        work_dir: Path,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> None:
+        from transact.evaluation.report import DEFAULT_UTILITY
+
+        self.dataset = dataset
+        self.budget = budget
+        self.work_dir = Path(work_dir)
+        self.device = device
+        self.progress = progress
+        self._data: Any = None
+        self._user_embeddings: Any = None
+        self._user_embeddings_reason: str | None = None
+        self._sets: dict[bool, tuple[Any, Any, FeatureSpec]] = {}
+        self.max_seq_len = max(budget.seq_len, *budget.fig4_seq_lens)
+        self.heads: tuple[str, ...] = ("click", "repin", "hide")
+        self.utility: dict[str, float] = dict(DEFAULT_UTILITY)
+        self._describe: dict[str, Any] = {"name": dataset}
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _prepare(self) -> Any:
+        from transact.experiments.datasets import prepare_dataset
+
+        if self._data is None:
+            self._data = prepare_dataset(
+                self.dataset,
+                self.work_dir / "data",
+                world_preset=self.budget.world_preset,
+                progress=self.progress,
+            )
+            self._describe.update(self._data.describe())
+        return self._data
+
+    def _embeddings(self) -> Any:
+        """The batch user-embedding source, or ``None`` with the reason recorded."""
+        if self._user_embeddings is None and self._user_embeddings_reason is None:
+            data = self._prepare()
+            try:
+                from transact.embeddings import ensure_user_embeddings
+
+                self._user_embeddings = ensure_user_embeddings(
+                    data.data_dir,
+                    self.work_dir / "embeddings" / _slug(data.name),
+                    preset=self.budget.embedding_preset,
+                    seed=0,
+                    progress=self.progress,
+                )
+            except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
+                self._user_embeddings_reason = f"no batch user embedding for {data.name}: {exc}"
+        return self._user_embeddings
+
+    def _example_sets(self, with_user_embedding: bool) -> tuple[Any, Any, FeatureSpec]:
+        """(train set, eval set, spec) at the longest sequence length of the budget."""
+        if with_user_embedding and self._embeddings() is None:
+            with_user_embedding = False
+        if with_user_embedding not in self._sets:
+            data = self._prepare()
+            user_embeddings = self._embeddings() if with_user_embedding else None
+            train, evaluation = data.example_sets(
+                seq_len=self.max_seq_len,
+                negative_ratio=self.budget.negative_ratio,
+                user_embeddings=user_embeddings,
+                seed=0,
+            )
+            spec = train.feature_spec
+            self.heads = tuple(spec.heads)
+            self.utility = {h: w for h, w in self.utility.items() if h in self.heads}
+            self._describe.update(
+                {
+                    "train_examples": len(train),
+                    "eval_examples": len(evaluation),
+                    "heads": list(self.heads),
+                }
+            )
+            self._sets[with_user_embedding] = (train, evaluation, spec)
+        return self._sets[with_user_embedding]
+
+    def describe(self) -> dict[str, Any]:
+        self._prepare()
+        info = dict(self._describe)
+        info["user_embeddings"] = self._user_embeddings is not None
+        if self._user_embeddings_reason:
+            info["user_embeddings_missing"] = self._user_embeddings_reason
+        return info
+
+    # -- models -------------------------------------------------------------------------
+
+    def _model(self, variant: Variant, spec: FeatureSpec) -> torch.nn.Module:
+        from transact.models import Pinnability, PinnabilityConfig
+
+        config = PinnabilityConfig.preset(
+            self.budget.model_preset,
+            encoder=variant.encoder,
+            encoder_overrides=variant.options(),
+            use_user_embedding=variant.user_embedding,
+            use_user_features="user" not in variant.drop_feature_groups,
+        )
+        return Pinnability(spec, config)
+
+    def _variant_data(self, variant: Variant) -> tuple[Any, Any, FeatureSpec]:
+        if not variant.user_embedding and self._embeddings() is None:
+            raise VariantUnavailable(
+                "this row removes the batch user embedding, but the dataset has none "
+                f"({self._user_embeddings_reason}), so it would equal the full model"
+            )
+        train, evaluation, spec = self._example_sets(with_user_embedding=True)
+        seq_len = variant.seq_len or self.budget.seq_len
+        if seq_len > spec.seq_len:
+            raise VariantUnavailable(f"|S|={seq_len} exceeds the examples' {spec.seq_len}")
+        spec = replace(spec, seq_len=seq_len)
+        return TruncatedSource(train, seq_len), TruncatedSource(evaluation, seq_len), spec
+
+    def train_and_score(self, variant: Variant, seed: int) -> Predictions:
+        """Train ``variant`` with ``seed`` for the budget's steps; predict week 3."""
+        from transact.evaluation.predictions import predict
+        from transact.experiments.training import loss_for, train_config
+        from transact.training.trainer import seed_everything, train
+
+        train_set, eval_set, spec = self._variant_data(variant)
+        seed_everything(seed)
+        model = self._model(variant, spec)
+        digest = hashlib.sha1(variant.fingerprint().encode()).hexdigest()[:10]
+        run_dir = (
+            self.work_dir / "runs" / _slug(self._prepare().name) / f"{variant.key}-{digest}-s{seed}"
+        )
+        config = train_config(self.budget, seed=seed, device=self.device, progress=self.progress)
+        train(
+            model,
+            loss_for(spec),
+            train_set,
+            config,
+            run_dir,
+            metadata={"variant": variant.config_dict(), "budget": self.budget.to_dict()},
+        )
+        (run_dir / "variant.json").write_text(json.dumps(variant.config_dict(), indent=2))
+        return predict(
+            model,
+            eval_set.batches(EVAL_BATCH, shuffle=False),
+            tuple(spec.heads),
+            device=self.device,
+        )
+
+    def forward_latency_ms(self, variant: Variant, batch_size: int) -> float:
+        """Median eval forward time of ``variant``'s ranker on one evaluation batch."""
+        from transact.experiments.table9 import forward_latency_ms
+
+        _, eval_set, spec = self._variant_data(variant)
+        model = self._model(variant, spec)
+        batch = next(iter(eval_set.batches(batch_size, shuffle=False)))
+        timing = forward_latency_ms(
+            model, batch.inputs, device=self.device, repeats=self.budget.latency_batches
+        )
+        return timing["median_ms"]
