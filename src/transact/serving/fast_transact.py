@@ -1,0 +1,396 @@
+"""TransAct inference fast path: request-level dedup and exact first-layer algebra.
+
+A ranking request is one user and many candidates. The plain module copies the user's
+sequence onto every candidate and runs the whole encoder on ``[B, S, d]`` tokens. With
+concat early fusion the first layer's token is ``x[b, s] = [u_s ; c_b]`` (user action part
+``u_s`` of size d_action + d_item, candidate part ``c_b``), so everything linear in it
+splits into a per-user part and a per-candidate part:
+
+* ``Q/K/V[b, s] = W_u u_s + W_c c_b + bias``: the ``[S, 2d/3]`` user projection is done
+  once per request, the candidate projection once per candidate.
+* Attention logits ``q[b,s].k[b,t] = Qu_s.Ku_t + Qc_b.Ku_t + (terms constant in t)``; the
+  constant terms cancel in the softmax over t, so the logits are ``A[s,t] + G[b,t]`` with
+  ``A`` ``[S, S]`` once per request and ``G`` ``[B, S]``.
+* ``softmax_t(A + G) = exp(A - max) * exp(G - max) / sum``: the attention over S is still
+  per candidate (nothing is approximated), but it becomes ONE ``[S, S] @ [S, B * d]`` GEMM.
+* The value part ``Vc_b`` passes through the softmax unchanged (rows sum to 1), and the
+  output projection is folded into the user values ``Vu' = Vu Wo^T`` before the GEMM.
+
+Later layers see per-candidate tokens and run as plain fused-attention layers
+(``scaled_dot_product_attention``). Every switch falls back to that plain computation, and
+tests compare each against :class:`transact.serving.reference.ReferenceTransAct`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transact.serving.reference import hidden_positions
+
+_LAYER_TENSORS = (
+    "in_w", "in_b", "out_w", "out_b", "ff1_w", "ff1_b",
+    "ff2_w", "ff2_b", "ln1_w", "ln1_b", "ln2_w", "ln2_b",
+)  # fmt: skip
+_UNDERFLOW = 1e-30  # softmax denominators below this fall back to the plain layer
+
+
+@dataclass(frozen=True)
+class FastTransActOptions:
+    """Switches of the fast path; all off gives the plain fused-attention computation.
+
+    Args:
+        dedup: when a batch is one user's candidates (inputs expanded from one row, or
+            ``user_index`` given), encode the user's sequence once instead of per row.
+        split_first_layer: use the exact per-user / per-candidate algebra in layer 1
+            (needs concat early fusion; ignored otherwise).
+        chunk_size: run the per-candidate layers on this many candidates at a time (0 = all
+            at once); chunks keep the ``[chunk, S, d]`` activations in cache.
+    """
+
+    dedup: bool = True
+    split_first_layer: bool = True
+    chunk_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 0:
+            raise ValueError(f"FastTransActOptions.chunk_size={self.chunk_size}: must be >= 0")
+
+
+@dataclass
+class _LayerWeights:
+    in_w: torch.Tensor  # [3d, d]
+    in_b: torch.Tensor  # [3d]
+    out_w: torch.Tensor  # [d, d]
+    out_b: torch.Tensor  # [d]
+    ff1_w: torch.Tensor  # [f, d]
+    ff1_b: torch.Tensor
+    ff2_w: torch.Tensor  # [d, f]
+    ff2_b: torch.Tensor
+    ln1_w: torch.Tensor
+    ln1_b: torch.Tensor
+    ln2_w: torch.Tensor
+    ln2_b: torch.Tensor
+    ln1_eps: float
+    ln2_eps: float
+
+
+def _layer_weights(layer: nn.Module) -> _LayerWeights:
+    """Weights of a post-norm relu encoder layer: ``nn.TransformerEncoderLayer`` or the
+    project's ``transact.models.attention.EncoderLayer`` (``self_attn.in_proj`` Linear)."""
+    if getattr(layer, "norm_first", False):
+        raise ValueError("FastTransAct: encoder layer has norm_first=True; only post-norm is fused")
+    act = getattr(layer, "activation", F.relu)
+    if act is not F.relu and not isinstance(act, nn.ReLU):
+        raise ValueError(f"FastTransAct: encoder activation {act!r} is not relu")
+    attn = layer.self_attn
+    if hasattr(attn, "in_proj"):
+        in_w, in_b = attn.in_proj.weight, attn.in_proj.bias
+    else:
+        in_w, in_b = attn.in_proj_weight, attn.in_proj_bias
+    if in_w is None or in_b is None:
+        raise ValueError("FastTransAct: self-attention needs packed in_proj weights with bias")
+    return _LayerWeights(
+        in_w=in_w.detach().clone(),
+        in_b=in_b.detach().clone(),
+        out_w=attn.out_proj.weight.detach().clone(),
+        out_b=attn.out_proj.bias.detach().clone(),
+        ff1_w=layer.linear1.weight.detach().clone(),
+        ff1_b=layer.linear1.bias.detach().clone(),
+        ff2_w=layer.linear2.weight.detach().clone(),
+        ff2_b=layer.linear2.bias.detach().clone(),
+        ln1_w=layer.norm1.weight.detach().clone(),
+        ln1_b=layer.norm1.bias.detach().clone(),
+        ln2_w=layer.norm2.weight.detach().clone(),
+        ln2_b=layer.norm2.bias.detach().clone(),
+        ln1_eps=float(layer.norm1.eps),
+        ln2_eps=float(layer.norm2.eps),
+    )
+
+
+class FastTransAct(nn.Module):
+    """Inference-only TransAct with request-level dedup and the exact split first layer.
+
+    Built from a TransAct-shaped module (an action ``nn.Embedding``, a stack of post-norm
+    relu encoder layers over concat-fused tokens, first-K + max-pool compression) with
+    :meth:`from_transact` (the project's model) or :meth:`from_reference`; it copies the
+    weights and never trains. Same masking rules as the model: hidden positions (padding,
+    actions at/after the request) are never attended to and output 0; an empty row is 0.
+
+    ``forward`` has the model's signature (``[B, S]`` types, ``[B, S, d_item]``
+    embeddings, ``[B, S]`` times, ``[B]`` request times, ``[B, d_item]`` candidates) and
+    detects a batch whose sequence tensors are one row expanded (stride 0, as the service
+    builds them), which it encodes once. :meth:`forward_users` takes ``U`` distinct users
+    and ``user_index [B]`` explicitly. Output ``[B, (K + 1) * d]``.
+
+    Example::
+
+        fast = FastTransAct.from_transact(model.sequence_encoder)
+        z = fast.forward_users(types[:1], embs[:1], times[:1], req[:1], candidates)
+    """
+
+    def __init__(
+        self,
+        action_embedding: torch.Tensor,
+        layers: list[_LayerWeights],
+        n_heads: int,
+        latest_k: int,
+        options: FastTransActOptions | None = None,
+    ) -> None:
+        super().__init__()
+        self.options = options or FastTransActOptions()
+        self.n_heads = n_heads
+        self.latest_k = latest_k
+        self.register_buffer("action_table", action_embedding.detach().clone())
+        self.n_layers = len(layers)
+        self._eps: list[tuple[float, float]] = []
+        for i, lw in enumerate(layers):
+            for name in _LAYER_TENSORS:
+                self.register_buffer(f"l{i}_{name}", getattr(lw, name))
+            self._eps.append((lw.ln1_eps, lw.ln2_eps))
+        self.d_action = int(action_embedding.shape[1])
+        self.d_model = int(self._w(0, "in_w").shape[1])
+        self.fallbacks = 0  # times the split layer hit softmax underflow and ran plainly
+
+    # ---- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_reference(
+        cls, ref: nn.Module, options: FastTransActOptions | None = None
+    ) -> FastTransAct:
+        """Copy weights from :class:`transact.serving.reference.ReferenceTransAct`."""
+        layers = [_layer_weights(layer) for layer in ref.encoder.layers]
+        heads = int(ref.encoder.layers[0].self_attn.num_heads)
+        return cls(ref.action_embedding.weight, layers, heads, ref.config.latest_k, options)
+
+    @classmethod
+    def from_transact(
+        cls, model: nn.Module, options: FastTransActOptions | None = None
+    ) -> FastTransAct:
+        """Copy weights from a ``transact.models.TransAct`` with concat fusion, no positional
+        encoding and ``first_k_max_pool``; raises naming the unsupported config field."""
+        cfg = model.config
+        for field, want in (
+            ("fusion", "concat"),
+            ("positional_encoding", "none"),
+            ("compression", "first_k_max_pool"),
+            ("use_action_types", True),
+            ("attend_action_types", ()),
+        ):
+            if getattr(cfg, field) != want:
+                raise ValueError(
+                    f"FastTransAct: TransActConfig.{field}={getattr(cfg, field)!r}, need {want!r}"
+                )
+        layers = [_layer_weights(layer) for layer in model.encoder.layers]
+        return cls(model.action_embedding.weight, layers, cfg.num_heads, cfg.k, options)
+
+    def _w(self, layer: int, name: str) -> torch.Tensor:
+        return getattr(self, f"l{layer}_{name}")
+
+    @property
+    def out_dim(self) -> int:
+        return (self.latest_k + 1) * self.d_model
+
+    # ---- forward -----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+        request_time_ms: torch.Tensor,
+        candidate_embedding: torch.Tensor,
+    ) -> torch.Tensor:
+        request_time_ms = request_time_ms.reshape(-1)
+        one_user = (
+            self.options.dedup
+            and action_types.shape[0] > 1
+            and action_types.stride(0) == 0
+            and action_embeddings.stride(0) == 0
+            and action_times_ms.stride(0) == 0
+            and request_time_ms.stride(0) == 0
+        )
+        if one_user:
+            action_types, action_embeddings = action_types[:1], action_embeddings[:1]
+            action_times_ms, request_time_ms = action_times_ms[:1], request_time_ms[:1]
+        return self.forward_users(
+            action_types, action_embeddings, action_times_ms, request_time_ms, candidate_embedding
+        )
+
+    @torch.inference_mode()
+    def forward_users(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+        request_time_ms: torch.Tensor,
+        candidate_embedding: torch.Tensor,
+        user_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encode ``U`` users' sequences against ``B`` candidates; returns ``[B, out_dim]``.
+
+        Args:
+            action_types / action_embeddings / action_times_ms: ``[U, S(, d_item)]``.
+            request_time_ms: ``[U]``.
+            candidate_embedding: ``[B, d_item]``.
+            user_index: ``[B]`` int64 row of each candidate's user; ``None`` means every
+                candidate belongs to user 0 when ``U == 1``, else candidate ``b`` to user ``b``.
+        """
+        n_users = action_types.shape[0]
+        n_cand = candidate_embedding.shape[0]
+        if user_index is None:
+            if n_users not in (1, n_cand):
+                raise ValueError(
+                    f"user_index is required when U={n_users} users score B={n_cand} candidates"
+                )
+            if n_users == n_cand and n_users > 1:
+                user_index = torch.arange(n_cand, device=candidate_embedding.device)
+        elif user_index.shape != (n_cand,):
+            raise ValueError(f"user_index must be [B={n_cand}], got {tuple(user_index.shape)}")
+        dtype = self.action_table.dtype
+        hidden = hidden_positions(action_types, action_times_ms, request_time_ms.reshape(-1))
+        empty = hidden.all(dim=1, keepdim=True)
+        key_mask = hidden & ~empty  # an empty row attends over its zero tokens, outputs 0
+        user_part = torch.cat(
+            [F.embedding(action_types, self.action_table), action_embeddings.to(dtype)], dim=-1
+        ).masked_fill(hidden.unsqueeze(-1), 0.0)
+        candidates = candidate_embedding.to(dtype)
+        prep = self._split_prep(user_part, key_mask) if self.options.split_first_layer else None
+
+        step = self.options.chunk_size or n_cand
+        outs = []
+        for lo in range(0, n_cand, step):
+            hi = min(lo + step, n_cand)
+            idx = None if user_index is None else user_index[lo:hi]
+            outs.append(self._candidates(user_part, key_mask, hidden, candidates[lo:hi], idx, prep))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+
+    # ---- pieces ------------------------------------------------------------------------
+
+    def _candidates(
+        self,
+        user_part: torch.Tensor,
+        key_mask: torch.Tensor,
+        hidden: torch.Tensor,
+        candidates: torch.Tensor,
+        idx: torch.Tensor | None,
+        prep: dict[str, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """All layers and the compression for one chunk of candidates -> ``[b, out_dim]``."""
+        n = candidates.shape[0]
+        mask = key_mask if idx is None else key_mask[idx]  # [1 or b, S]
+        hid = hidden if idx is None else hidden[idx]
+        x = None
+        if prep is not None:
+            x = self._split_first_layer(prep, user_part, candidates, mask, idx)
+        if x is None:
+            rows = user_part.expand(n, -1, -1) if idx is None else user_part[idx]
+            cand = candidates.unsqueeze(1).expand(-1, rows.shape[1], -1)
+            tokens = torch.cat([rows, cand], dim=-1).masked_fill(hid.unsqueeze(-1), 0.0)
+            x = self._plain_layer(0, tokens, mask)
+        for i in range(1, self.n_layers):
+            x = self._plain_layer(i, x, mask)
+        x = x.masked_fill(hid.unsqueeze(-1), 0.0)
+        pooled = x.masked_fill(hid.unsqueeze(-1), float("-inf")).amax(dim=1)
+        pooled = pooled.masked_fill(hid.all(dim=1, keepdim=True), 0.0)
+        if pooled.shape[0] != n:
+            pooled = pooled.expand(n, -1)
+        return torch.cat([x[:, : self.latest_k].flatten(1), pooled], dim=1)
+
+    def _plain_layer(self, i: int, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """One post-norm encoder layer with fused attention; ``x [N, S, d]``, mask ``[N|1, S]``."""
+        n, s, d = x.shape
+        h = self.n_heads
+        qkv = F.linear(x, self._w(i, "in_w"), self._w(i, "in_b"))
+        q, k, v = qkv.view(n, s, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        attend = (~key_mask)[:, None, None, :]  # True = take part (SDPA convention)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+        o = o.transpose(1, 2).reshape(n, s, d)
+        return self._residual_ffn(i, x + F.linear(o, self._w(i, "out_w"), self._w(i, "out_b")))
+
+    def _residual_ffn(self, i: int, residual: torch.Tensor) -> torch.Tensor:
+        d = residual.shape[-1]
+        eps1, eps2 = self._eps[i]
+        x = F.layer_norm(residual, (d,), self._w(i, "ln1_w"), self._w(i, "ln1_b"), eps1)
+        ff = F.linear(
+            F.relu(F.linear(x, self._w(i, "ff1_w"), self._w(i, "ff1_b"))),
+            self._w(i, "ff2_w"),
+            self._w(i, "ff2_b"),
+        )
+        return F.layer_norm(x + ff, (d,), self._w(i, "ln2_w"), self._w(i, "ln2_b"), eps2)
+
+    def _split_prep(
+        self, user_part: torch.Tensor, key_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Per-user work of layer 1, done once per request: ``[U, S, d_u]`` -> ``E``, ``Ku``, ``Vu'``."""
+        n_users, s, d_u = user_part.shape
+        d, h = self.d_model, self.n_heads
+        dh = d // h
+        in_w, in_b = self._w(0, "in_w"), self._w(0, "in_b")
+        qkv_u = F.linear(user_part, in_w[:, :d_u], in_b)  # [U, S, 3d]
+        q_u, k_u, v_u = qkv_u.view(n_users, s, 3, h, dh).permute(2, 0, 3, 1, 4).unbind(0)
+        a = torch.matmul(q_u, k_u.transpose(-1, -2)) / math.sqrt(dh)  # [U, H, S, S]
+        a = a.masked_fill(key_mask[:, None, None, :], float("-inf"))
+        e = torch.exp(a - a.amax(dim=-1, keepdim=True))
+        out_w = self._w(0, "out_w")
+        v_fold = torch.matmul(v_u, out_w.view(d, h, dh).permute(1, 2, 0))  # [U, H, S, d]
+        return {"e": e, "k_u": k_u, "v_fold": v_fold}
+
+    def _split_first_layer(
+        self,
+        prep: dict[str, torch.Tensor],
+        user_part: torch.Tensor,
+        candidates: torch.Tensor,
+        key_mask: torch.Tensor,
+        idx: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """Layer 1 from per-user and per-candidate parts; ``[b, S, d]``, or ``None`` (the
+        caller runs the plain layer) if a softmax denominator underflows, which takes logit
+        gaps of ~70 between the user-only and the candidate maxima."""
+        n_cand = candidates.shape[0]
+        s, d_u = user_part.shape[1], user_part.shape[2]
+        d, h = self.d_model, self.n_heads
+        dh = d // h
+        in_w = self._w(0, "in_w")
+        qkv_c = F.linear(candidates, in_w[:, d_u:])  # [b, 3d], bias already in the user part
+        q_c = qkv_c[:, :d].view(n_cand, h, dh)
+        c_out = F.linear(qkv_c[:, 2 * d :], self._w(0, "out_w"), self._w(0, "out_b"))  # [b, d]
+        e, k_u, v_fold = prep["e"], prep["k_u"], prep["v_fold"]
+        if idx is None:  # one user: A is shared, the value mixing is ONE GEMM over all b
+            g = torch.einsum("bhe,hte->hbt", q_c, k_u[0]) / math.sqrt(dh)  # [H, b, S]
+            g = g.masked_fill(key_mask[0][None, None, :], float("-inf"))
+            g = torch.exp(g - g.amax(dim=-1, keepdim=True))
+            sa = None
+            for head in range(h):
+                denom = torch.matmul(e[0, head], g[head].t())  # [S, b]
+                if bool((denom < _UNDERFLOW).any()):
+                    self.fallbacks += 1
+                    return None
+                weighted = g[head].t().unsqueeze(-1) * v_fold[0, head].unsqueeze(1)  # [S, b, d]
+                num = torch.matmul(e[0, head], weighted.reshape(s, n_cand * d))
+                term = num.view(s, n_cand, d) / denom.unsqueeze(-1)
+                sa = term if sa is None else sa + term
+            assert sa is not None
+            sa = sa.transpose(0, 1)  # [b, S, d]
+            rows = user_part.expand(n_cand, -1, -1)
+        else:
+            g = torch.einsum("bhe,bhte->bht", q_c, k_u[idx]) / math.sqrt(dh)  # [b, H, S]
+            g = g.masked_fill(key_mask[:, None, :], float("-inf"))
+            g = torch.exp(g - g.amax(dim=-1, keepdim=True))
+            e_b = e[idx]  # [b, H, S, S]
+            denom = torch.matmul(e_b, g.unsqueeze(-1))  # [b, H, S, 1]
+            if bool((denom < _UNDERFLOW).any()):
+                self.fallbacks += 1
+                return None
+            num = torch.matmul(e_b, g.unsqueeze(-1) * v_fold[idx])  # [b, H, S, d]
+            sa = (num / denom).sum(dim=1)  # [b, S, d]
+            rows = user_part[idx]
+        residual = torch.cat(
+            [rows + sa[..., :d_u], sa[..., d_u:] + candidates.unsqueeze(1)], dim=-1
+        ) + c_out.unsqueeze(1)
+        return self._residual_ffn(0, residual)

@@ -1,0 +1,157 @@
+"""FastTransAct (dedup + split first layer + chunking) against the plain nn.TransformerEncoder
+reference and against the project's TransAct model, within 1e-5 in fp32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transact.serving.fast_transact import FastTransAct, FastTransActOptions
+from transact.serving.reference import ReferenceTransAct, ReferenceTransActConfig
+
+ALL_OPTIONS = [
+    FastTransActOptions(dedup=d, split_first_layer=s, chunk_size=c)
+    for d in (False, True)
+    for s in (False, True)
+    for c in (0, 7)
+]
+
+
+def _user(seq_len: int, n_valid: int, request_time: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    types = torch.randint(1, 6, (1, seq_len), generator=g)
+    types[0, n_valid:] = 0
+    embs = torch.randn(1, seq_len, 8, generator=g)
+    embs[0, n_valid:] = 0
+    times = (torch.arange(seq_len, 0, -1) * 1000).unsqueeze(0)
+    times[0, n_valid:] = 0
+    return types, embs, times, torch.tensor([request_time])
+
+
+def _ref(heads: int = 1, layers: int = 2, seed: int = 0) -> ReferenceTransAct:
+    torch.manual_seed(seed)
+    cfg = ReferenceTransActConfig(
+        d_action=8, d_item=8, n_heads=heads, n_layers=layers, d_feedforward=16, latest_k=3
+    )
+    return ReferenceTransAct(cfg).eval()
+
+
+def _expand(t: torch.Tensor, n: int) -> torch.Tensor:
+    return t.expand(n, *t.shape[1:])
+
+
+@pytest.mark.parametrize("options", ALL_OPTIONS, ids=str)
+def test_one_request_matches_reference(options: FastTransActOptions) -> None:
+    ref = _ref(heads=2)
+    fast = FastTransAct.from_reference(ref, options)
+    types, embs, times, req = _user(20, 14, 15_500, seed=1)  # some actions in the future
+    cands = torch.randn(23, 8)
+    with torch.no_grad():
+        want = ref(*(_expand(t, 23) for t in (types, embs, times, req)), cands)
+    got = fast(*(_expand(t, 23) for t in (types, embs, times, req)), cands)
+    assert got.shape == want.shape == (23, 4 * 24)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
+    assert fast.fallbacks == 0
+
+
+def test_distinct_users_and_user_index_match_reference() -> None:
+    ref = _ref(heads=2, layers=3)
+    fast = FastTransAct.from_reference(ref, FastTransActOptions(chunk_size=5))
+    users = [_user(12, n, 9_000 + 500 * n, seed=n) for n in (0, 3, 12)]  # user 0: empty
+    stacked = [torch.cat(parts) for parts in zip(*users, strict=True)]
+    user_index = torch.tensor([2, 0, 1, 1, 2, 2, 0, 1, 2, 0, 1])
+    cands = torch.randn(11, 8)
+    with torch.no_grad():
+        want = ref(*(t[user_index] for t in stacked), cands)
+    got = fast.forward_users(*stacked, cands, user_index)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    assert torch.equal(got[user_index == 0], torch.zeros_like(got[user_index == 0]))
+    got_rows = fast(*(t[user_index] for t in stacked), cands)  # U == B path
+    assert torch.allclose(got_rows, want, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_valid=st.integers(0, 16),
+    n_cand=st.integers(1, 9),
+    heads=st.sampled_from([1, 2, 4]),
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.1, 4.0),
+)
+def test_split_layer_property(
+    n_valid: int, n_cand: int, heads: int, seed: int, scale: float
+) -> None:
+    ref = _ref(heads=heads, seed=seed % 7)
+    fast = FastTransAct.from_reference(ref)
+    types, embs, times, req = _user(16, n_valid, 12_000, seed)
+    embs = embs * scale
+    cands = torch.randn(n_cand, 8, generator=torch.Generator().manual_seed(seed)) * scale
+    args = [_expand(t, n_cand) for t in (types, embs, times, req)]
+    with torch.no_grad():
+        want = ref(*args, cands)
+    got = fast(*args, cands)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_underflow_falls_back_to_plain_layer() -> None:
+    ref = _ref()
+    with torch.no_grad():  # huge logits: exp(A - max) * exp(G - max) underflows
+        ref.encoder.layers[0].self_attn.in_proj_weight.mul_(60.0)
+    fast = FastTransAct.from_reference(ref)
+    types, embs, times, req = _user(16, 16, 50_000, seed=3)
+    cands = torch.randn(4, 8) * 5
+    args = [_expand(t, 4) for t in (types, embs, times, req)]
+    with torch.no_grad():
+        want = ref(*args, cands)
+    got = fast(*args, cands)
+    assert fast.fallbacks > 0
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_matches_project_transact_model() -> None:
+    models = pytest.importorskip("transact.models.transact")
+    torch.manual_seed(0)
+    cfg = models.TransActConfig(d_item=16, d_action=8, seq_len=20, k=4, num_heads=2)
+    model = models.TransAct(cfg).eval()
+    ref = ReferenceTransAct.from_transact(model)
+    fast = FastTransAct.from_transact(model)
+    g = torch.Generator().manual_seed(5)
+    b = 9
+    types = torch.randint(0, cfg.num_action_types, (b, 20), generator=g)
+    types[0] = 0
+    embs = torch.randn(b, 20, 16, generator=g)
+    times = torch.randint(0, 40_000, (b, 20), generator=g)
+    req = torch.full((b,), 30_000)
+    cands = torch.randn(b, 16, generator=g)
+    with torch.no_grad():
+        want = model(types, embs, times, req, cands)
+        plain = ref(types, embs, times, req, cands)
+    assert torch.allclose(plain, want, atol=1e-5, rtol=0)
+    assert torch.allclose(fast(types, embs, times, req, cands), want, atol=1e-5, rtol=0)
+    one = [t[:1].expand(b, *t.shape[1:]) for t in (types[1:], embs[1:], times[1:], req[1:])]
+    with torch.no_grad():
+        want_one = model(*one, cands)
+    assert torch.allclose(fast(*one, cands), want_one, atol=1e-5, rtol=0)
+
+
+def test_unsupported_model_config_names_the_field() -> None:
+    models = pytest.importorskip("transact.models.transact")
+    model = models.TransAct(models.TransActConfig(fusion="append"))
+    with pytest.raises(ValueError, match="fusion"):
+        FastTransAct.from_transact(model)
+
+
+def test_bad_user_index_shape_raises() -> None:
+    fast = FastTransAct.from_reference(_ref())
+    types, embs, times, req = _user(16, 5, 9_000, seed=0)
+    with pytest.raises(ValueError, match="user_index"):
+        fast.forward_users(
+            torch.cat([types, types]),
+            torch.cat([embs, embs]),
+            torch.cat([times, times]),
+            torch.cat([req, req]),
+            torch.randn(3, 8),
+        )
