@@ -1,0 +1,175 @@
+"""Run configs: one TOML file under ``configs/`` describes one model's training run.
+
+A run file has a top-level ``name`` and the tables ``[data]``, ``[model]``, ``[loss]``,
+``[train]`` and ``[eval]``; every table is optional and defaults to the paper's values
+(model/train tables may start from a ``preset``). :func:`load_run_config` checks every
+table and raises ONE error that lists each bad field as ``FILE: [table].field: why``,
+so a config is fixed in one pass. Example (``configs/transact_small.toml``)::
+
+    name = "transact"
+    [model]
+    preset = "small"
+    encoder = "transact"
+    [train]
+    preset = "small"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transact.evaluation.report import EvaluationConfig
+from transact.training.config import TrainConfig
+
+TABLES = ("data", "model", "loss", "train", "eval")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How examples are built from a world/log directory.
+
+    Args:
+        seq_len: realtime sequence length |S| (paper: 100).
+        negative_ratio: training negatives kept per positive (paper 4.1.1 down-samples
+            negatives to a fixed ratio); 0 keeps every negative. Evaluation data is never
+            down-sampled.
+        train_randomized_only: train only on randomized requests (default: all requests).
+        eval_batch_size: batch size for scoring evaluation data.
+        seed: sampling seed.
+    """
+
+    seq_len: int = 100
+    negative_ratio: float = 0.0
+    train_randomized_only: bool = False
+    eval_batch_size: int = 4096
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1:
+            raise ValueError(f"seq_len: must be >= 1, got {self.seq_len}")
+        if self.negative_ratio < 0:
+            raise ValueError(f"negative_ratio: must be >= 0, got {self.negative_ratio}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size: must be >= 1, got {self.eval_batch_size}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: data, model, loss, optimizer/schedule and evaluation settings.
+
+    ``model`` and ``loss`` stay plain dicts here (validated on load against
+    ``PinnabilityConfig`` / ``LossConfig``), so this module does not import the model.
+    """
+
+    name: str = "model"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"preset": "small"})
+    loss: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig.preset("small"))
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "data": dataclasses.asdict(self.data),
+            "model": dict(self.model),
+            "loss": dict(self.loss),
+            "train": self.train.to_dict(),
+            "eval": {
+                "k": self.evaluation.k,
+                "utility": dict(self.evaluation.utility),
+                "test": self.evaluation.test,
+                "n_bootstrap": self.evaluation.n_bootstrap,
+                "alpha": self.evaluation.alpha,
+                "seed": self.evaluation.seed,
+            },
+        }
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _build_plain(cls: type, d: dict[str, Any], table: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    errors = [f"[{table}].{k}: unknown field (known: {sorted(names)})" for k in d if k not in names]
+    if errors:
+        raise ValueError("\n".join(errors))
+    try:
+        return cls(**d)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"[{table}]: {exc}") from None
+
+
+def validate_model_table(d: dict[str, Any]) -> None:
+    """Raise if ``[model]`` is not a valid ``PinnabilityConfig`` (imports the model lazily)."""
+    from transact.models import PinnabilityConfig
+
+    PinnabilityConfig.from_dict(dict(d))
+
+
+def validate_loss_table(d: dict[str, Any]) -> None:
+    """Raise if ``[loss]`` is not a valid ``LossConfig`` (when the loss module exists)."""
+    try:
+        from transact.training.loss import LossConfig
+    except ModuleNotFoundError:
+        return
+    from_dict = getattr(LossConfig, "from_dict", None)
+    if from_dict is not None:
+        from_dict(dict(d))
+    else:
+        LossConfig(**d)
+
+
+def run_config_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> RunConfig:
+    """Build and fully validate a :class:`RunConfig` from a parsed TOML document."""
+    errors: list[str] = []
+    unknown = [k for k in raw if k not in (*TABLES, "name")]
+    errors += [f"{k}: unknown top-level key (known: name, {', '.join(TABLES)})" for k in unknown]
+    name = raw.get("name", "model")
+    if not isinstance(name, str) or not name:
+        errors.append(f"name: expected a non-empty string, got {name!r}")
+    parts: dict[str, Any] = {}
+    for table in TABLES:
+        d = raw.get(table, {})
+        if not isinstance(d, dict):
+            errors.append(f"[{table}]: expected a table, got {d!r}")
+            continue
+        try:
+            if table == "data":
+                parts["data"] = _build_plain(DataConfig, d, "data")
+            elif table == "train":
+                parts["train"] = (
+                    TrainConfig.from_dict(d, where="train") if d else TrainConfig.preset("small")
+                )
+            elif table == "eval":
+                parts["evaluation"] = _build_plain(EvaluationConfig, d, "eval")
+            elif table == "model":
+                model = d or {"preset": "small"}
+                validate_model_table(model)
+                parts["model"] = dict(model)
+            else:
+                validate_loss_table(d)
+                parts["loss"] = dict(d)
+        except (TypeError, ValueError, KeyError) as exc:
+            msg = str(exc).strip("'\"")
+            msg = msg if msg.startswith("[") or msg.startswith("invalid") else f"[{table}] {msg}"
+            errors.append(msg)
+    if errors:
+        raise ValueError(f"invalid run config {source}:\n  " + "\n  ".join(errors))
+    return RunConfig(name=name, **parts)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a run TOML file (see the module docstring for its layout)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run config {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    return run_config_from_dict(raw, source=str(path))
