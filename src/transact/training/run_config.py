@@ -155,9 +155,10 @@ def run_config_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> RunC
                 validate_loss_table(d)
                 parts["loss"] = dict(d)
         except (TypeError, ValueError, KeyError) as exc:
-            msg = str(exc).strip("'\"")
-            msg = msg if msg.startswith("[") or msg.startswith("invalid") else f"[{table}] {msg}"
-            errors.append(msg)
+            msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            for line in msg.removeprefix("invalid config:").strip().splitlines():
+                line = line.strip()
+                errors.append(line if line.startswith("[") else f"[{table}] {line}")
     if errors:
         raise ValueError(f"invalid run config {source}:\n  " + "\n  ".join(errors))
     return RunConfig(name=name, **parts)
