@@ -147,10 +147,12 @@ def event_id_keys(event_ids: Sequence[str]) -> np.ndarray:
     lengths = np.fromiter((len(b) for b in raw), dtype=np.uint64, count=n)
     width = max(8, int(-(-int(lengths.max()) // 8) * 8))
     words = np.array(raw.tolist(), dtype=f"S{width}").view("<u8").reshape(n, width // 8)
+    n_words = np.maximum(1, (lengths + np.uint64(7)) // np.uint64(8))
     h = np.full(n, _ID_SEED, dtype=np.uint64) ^ (lengths * _GOLDEN)
     with np.errstate(over="ignore"):
         for k in range(words.shape[1]):
-            h = _mix(h ^ words[:, k])
+            # only an id's own words: the hash must not depend on the batch's widest id
+            h = np.where(n_words > k, _mix(h ^ words[:, k]), h)
     return h
 
 
