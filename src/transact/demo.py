@@ -1,0 +1,355 @@
+"""``transact demo``: the main job, end to end on the embedded simulated world.
+
+The demo is a list of :class:`Stage` s run in order over one shared :class:`DemoContext`:
+
+1. ``world``     generate the simulated world (skipped when the same one exists)
+2. ``examples``  build the training examples (weeks 1-2) and the evaluation examples
+                 (week 3, randomized requests only), realtime sequences included
+3. ``baseline``  train Pinnability without sequence features
+4. ``transact``  train Pinnability + TransAct
+5. ``evaluate``  score both on week 3, add the oracle (ground-truth probabilities)
+6. ``report``    write ``report.md`` (Table 1-style HIT@3 lifts + oracle share) and
+                 ``metrics.json``
+
+Later stages of the system (realtime feature store, batch embeddings, serving) add
+themselves with :func:`add_stage` without touching the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs.
+
+    Args:
+        out_dir: everything goes here (world, runs, report).
+        world_preset: the simulated world's preset (``demo``; ``tiny`` for smoke tests).
+        world_seed: the world's seed.
+        train_preset: the trainer preset for both models (``small``; ``tiny`` for tests).
+        model_preset: the Pinnability preset (``small``).
+        seed: training seed of both models.
+        max_steps: cap on optimizer steps per model (0 = the preset's epochs).
+        progress: show progress bars.
+    """
+
+    out_dir: Path = Path("runs/demo")
+    world_preset: str = "demo"
+    world_seed: int = 0
+    train_preset: str = "small"
+    model_preset: str = "small"
+    seed: int = 0
+    max_steps: int = 0
+    progress: bool = True
+
+
+@dataclass
+class DemoContext:
+    """Shared state of one demo run: config, paths, and what stages hand each other."""
+
+    config: DemoConfig
+    state: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def world_dir(self) -> Path:
+        return self.config.out_dir / "world"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.config.out_dir / "runs"
+
+    def log(self, message: str) -> None:
+        print(f"[demo] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo: a name, a one-line description and a function."""
+
+    name: str
+    description: str
+    run: Callable[[DemoContext], None]
+
+
+# ---------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------
+
+DEMO_MODELS = {"baseline": "none", "transact": "transact"}
+"""The demo's models: name -> sequence encoder of Pinnability."""
+
+
+def run_config_for(ctx: DemoContext, name: str, encoder: str) -> Any:
+    """The run config of one demo model (the same as configs/<name>_small.toml)."""
+    from transact.training.config import TrainConfig
+    from transact.training.run_config import RunConfig
+
+    c = ctx.config
+    overrides: dict[str, Any] = {"seed": c.seed, "progress": c.progress}
+    if c.max_steps:
+        overrides["max_steps"] = c.max_steps
+    return RunConfig(
+        name=name,
+        model={"preset": c.model_preset, "encoder": encoder},
+        loss={"label_weights": "standard"},
+        train=TrainConfig.preset(c.train_preset, **overrides),
+    )
+
+
+def stage_world(ctx: DemoContext) -> None:
+    from transact.data.io import load_manifest
+    from transact.data.world import PRESETS, generate_world
+
+    c = ctx.config
+    world_config = PRESETS[c.world_preset]
+    wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(world_config).items()}
+    if (ctx.world_dir / "manifest.json").exists():
+        m = load_manifest(ctx.world_dir)
+        if m.seed == c.world_seed and m.extra.get("config") == wanted:
+            ctx.log(f"world: {ctx.world_dir} already holds this world; skipping generation")
+            ctx.state["manifest"] = m
+            return
+        ctx.log(f"world: {ctx.world_dir} holds another world; regenerating it")
+        shutil.rmtree(ctx.world_dir)
+        shutil.rmtree(ctx.runs_dir, ignore_errors=True)  # models of the old world
+    generate_world(
+        ctx.world_dir, world_config, seed=c.world_seed, preset=c.world_preset, progress=c.progress
+    )
+    ctx.state["manifest"] = load_manifest(ctx.world_dir)
+
+
+def stage_examples(ctx: DemoContext) -> None:
+    from transact.training.pipeline import build_examples, resolve_window
+
+    config = run_config_for(ctx, "transact", "transact")
+    train_window = resolve_window(ctx.world_dir, "train")
+    eval_window = resolve_window(ctx.world_dir, "eval")
+    ctx.state["train_set"] = build_examples(ctx.world_dir, train_window, config, evaluation=False)
+    ctx.state["eval_set"] = build_examples(ctx.world_dir, eval_window, config, evaluation=True)
+    ctx.state["windows"] = {"train": train_window, "eval": eval_window}
+    ctx.log(
+        f"examples: {len(ctx.state['train_set']):,} training {train_window}, "
+        f"{len(ctx.state['eval_set']):,} evaluation {eval_window} (randomized requests)"
+    )
+
+
+def _train_stage(name: str) -> Callable[[DemoContext], None]:
+    def run(ctx: DemoContext) -> None:
+        from transact.training.pipeline import train_run
+
+        config = run_config_for(ctx, name, DEMO_MODELS[name])
+        train_set = ctx.state["train_set"]
+        out = ctx.runs_dir / name
+        window = ctx.state["windows"]["train"]
+        metadata = {
+            "data": {
+                "dir": str(ctx.world_dir),
+                "start_ms": window.start_ms,
+                "end_ms": window.end_ms,
+                "n_examples": len(train_set),
+            }
+        }
+        try:
+            result = train_run(
+                config, train_set, train_set.feature_spec, out, resume=True, metadata=metadata
+            )
+        except ValueError as exc:
+            if "cannot resume" not in str(exc):
+                raise
+            ctx.log(f"{name}: settings changed since the last demo; training from scratch")
+            shutil.rmtree(out)
+            result = train_run(config, train_set, train_set.feature_spec, out, metadata=metadata)
+        ctx.state.setdefault("train_results", {})[name] = result
+        ctx.log(
+            f"{name}: {result.steps} steps, {result.examples:,} examples, "
+            f"final loss {result.final_loss:.4f}, {result.wall_s:.0f} s"
+        )
+
+    return run
+
+
+def stage_evaluate(ctx: DemoContext) -> None:
+    from transact.evaluation.pipeline import PREDICTIONS_FILE, score_model
+    from transact.evaluation.report import compare
+    from transact.training.pipeline import load_trained_model
+
+    eval_set = ctx.state["eval_set"]
+    preds = {}
+    for name in DEMO_MODELS:
+        model, spec, _ = load_trained_model(ctx.runs_dir / name)
+        preds[name] = score_model(model, eval_set, spec.heads, progress=ctx.config.progress)
+        (ctx.runs_dir / name / "eval").mkdir(parents=True, exist_ok=True)
+        preds[name].save(ctx.runs_dir / name / "eval" / PREDICTIONS_FILE)
+    preds["oracle"] = preds["baseline"].oracle()
+    ctx.state["comparison"] = compare(preds, "baseline", oracle="oracle")
+
+
+def acceptance_checks(metrics: dict[str, Any], model: str = "transact") -> dict[str, Any]:
+    """The demo's bar: higher HIT@3/repin and lower HIT@3/hide than the baseline, p < 0.05.
+
+    Returns each check with its numbers and ``passed``.
+    """
+    checks: dict[str, Any] = {}
+    m = metrics["models"][model]
+    alpha = metrics["alpha"]
+    for head, sign in (("repin", 1), ("hide", -1)):
+        if head not in m:
+            continue
+        for segment in ("all", "non_core"):
+            r = m[head][segment]
+            lift, p = r["lift_vs_baseline"], r["p_value"]
+            ok = lift is not None and p is not None and sign * lift > 0 and p < alpha
+            checks[f"{head}/{segment}"] = {"lift": lift, "p_value": p, "passed": bool(ok)}
+    checks["passed"] = all(v["passed"] for k, v in checks.items() if k.endswith("/all"))
+    return checks
+
+
+def stage_report(ctx: DemoContext) -> None:
+    from transact.evaluation.pipeline import write_json
+
+    cmp = ctx.state["comparison"]
+    out = ctx.config.out_dir
+    metrics = cmp.to_dict()
+    checks = acceptance_checks(metrics)
+    manifest = ctx.state["manifest"]
+    counts = manifest.extra.get("counts", {})
+    wall = time.perf_counter() - ctx.started_at
+    metrics["demo"] = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(ctx.config).items()},
+        "world": {"dataset": manifest.dataset, "seed": manifest.seed, **counts},
+        "n_train_examples": len(ctx.state["train_set"]),
+        "n_eval_examples": len(ctx.state["eval_set"]),
+        "checks": checks,
+        "timings_s": {k: round(v, 1) for k, v in ctx.timings_s.items()},
+        "wall_s": round(wall, 1),
+        "notes": ctx.notes,
+    }
+    write_json(out / "metrics.json", metrics)
+    k = cmp.config.k
+    repin = metrics["models"]["transact"].get("repin", {}).get("all", {})
+    verdict = "PASSED" if checks["passed"] else "NOT MET"
+    lines = [
+        "# TransAct demo: HIT@3 on the simulated world's evaluation week",
+        "",
+        f"World `{manifest.dataset}` (seed {manifest.seed}): {manifest.n_users:,} users, "
+        f"{manifest.n_items:,} items, {counts.get('impressions', 0):,} impressions. "
+        f"Trained on weeks 1-2 ({len(ctx.state['train_set']):,} examples), evaluated on "
+        f"week 3's randomized requests ({len(ctx.state['eval_set']):,} impressions, "
+        f"{repin.get('n_users', 0):,} users), as in paper 4.1.1 and 4.2.1. Ranking score "
+        f"S = {' + '.join(f'{w:g}*{h}' for h, w in cmp.config.utility.items())} (Eq. 3); "
+        f"HIT@{k} per Eq. (4).",
+        "",
+        f"Acceptance (TransAct: higher HIT@3/repin, lower HIT@3/hide, p < 0.05, all users): "
+        f"**{verdict}**",
+        "",
+        cmp.to_markdown(),
+        "### Stage timings",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {s} | {t:.1f} |" for s, t in ctx.timings_s.items()],
+        f"| total (to the report) | {wall:.1f} |",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+    ctx.log(f"report: {out / 'report.md'} and {out / 'metrics.json'} ({verdict})")
+
+
+STAGES: list[Stage] = [
+    Stage("world", "generate the simulated world (skip if the same one exists)", stage_world),
+    Stage("examples", "build training and evaluation examples with sequences", stage_examples),
+    Stage("baseline", "train Pinnability without sequence features", _train_stage("baseline")),
+    Stage("transact", "train Pinnability + TransAct", _train_stage("transact")),
+    Stage("evaluate", "score week 3 (randomized requests), add the oracle", stage_evaluate),
+    Stage("report", "write report.md and metrics.json", stage_report),
+]
+
+
+def add_stage(stage: Stage, *, after: str) -> None:
+    """Insert ``stage`` after the stage named ``after`` (for later system stages)."""
+    names = [s.name for s in STAGES]
+    if stage.name in names:
+        raise ValueError(f"demo stage {stage.name!r} exists already")
+    if after not in names:
+        raise KeyError(f"no demo stage {after!r}; stages: {names}")
+    STAGES.insert(names.index(after) + 1, stage)
+
+
+def run_demo(config: DemoConfig, stages: list[Stage] | None = None) -> DemoContext:
+    """Run every stage in order and return the context (its ``state`` holds the results)."""
+    ctx = DemoContext(config=config)
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    for stage in stages or STAGES:
+        ctx.log(f"stage {stage.name}: {stage.description}")
+        start = time.perf_counter()
+        stage.run(ctx)
+        ctx.timings_s[stage.name] = time.perf_counter() - start
+    ctx.log(f"done in {time.perf_counter() - ctx.started_at:.0f} s")
+    return ctx
+
+
+EPILOG = """\
+examples:
+  transact demo                          # the full demo (~10 min on 2 cores)
+  transact demo --out runs/demo2 --seed 1
+  transact demo --world-preset tiny --train-preset tiny   # a seconds-long smoke run
+
+outputs: OUT/report.md (HIT@3 lift table like the paper's Table 1, oracle and share of
+its lift), OUT/metrics.json (models.<model>.<head>.<all|non_core>.{hit_at_3,
+lift_vs_baseline, p_value}), OUT/world/, OUT/runs/<model>/ (checkpoints, TensorBoard)."""
+
+
+def _handle(args: argparse.Namespace) -> int:
+    config = DemoConfig(
+        out_dir=Path(args.out),
+        world_preset=args.world_preset,
+        world_seed=args.world_seed,
+        train_preset=args.train_preset,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        progress=not args.no_progress,
+    )
+    run_demo(config)
+    checks = json.loads((config.out_dir / "metrics.json").read_text())["demo"]["checks"]
+    print((config.out_dir / "report.md").read_text())
+    return 0 if checks["passed"] or not args.strict else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``transact demo``."""
+    p = subparsers.add_parser(
+        "demo",
+        help="the main job: world -> baseline and TransAct -> HIT@3 report",
+        description=(
+            "End to end on the embedded simulated world (no server, no download): generate "
+            "the world, build realtime sequence features, train Pinnability without "
+            "sequence features and Pinnability + TransAct, evaluate both and the oracle on "
+            "week 3's randomized requests, and write a Table 1-style HIT@3 report. "
+            "Stages: " + ", ".join(s.name for s in STAGES) + "."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--world-preset", default="demo", help="world preset (demo, tiny, large)")
+    p.add_argument("--world-seed", type=int, default=0, help="world seed (default 0)")
+    p.add_argument("--train-preset", default="small", help="trainer preset (small, tiny, paper)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--max-steps", type=int, default=0, help="cap optimizer steps per model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when TransAct does not beat the baseline"
+    )
+    p.set_defaults(handler=_handle)
