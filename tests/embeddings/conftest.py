@@ -83,3 +83,13 @@ def toy_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("world")
     truth = make_toy_world(root)
     return root, truth
+
+
+@pytest.fixture(scope="session")
+def tiny_model(toy_world, tmp_path_factory) -> Path:
+    """A PinnerFormer checkpoint trained on the toy world with the tiny preset (~1-2 s)."""
+    from transact.embeddings.train import preset, train_pinnerformer
+
+    root, _ = toy_world
+    out = tmp_path_factory.mktemp("model")
+    return train_pinnerformer(root, out, preset("tiny", eval_days=3), progress=False)
