@@ -1,0 +1,58 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from transact.experiments.backend import TruncatedSource, truncate_batch
+from transact.experiments.budget import BUDGETS
+from transact.experiments.runner import VariantUnavailable
+from transact.experiments.spec import Variant
+
+from .fake_data import FakeExampleSet, fake_backend
+
+
+def test_truncated_batch_is_the_most_recent_prefix():
+    full = FakeExampleSet(50, seq_len=20, seed=0)
+    batch = next(full.batches(50))
+    short = truncate_batch(batch, 5)
+    assert short.inputs.action_types.shape == (50, 5)
+    assert torch.equal(short.inputs.action_types, batch.inputs.action_types[:, :5])
+    assert torch.equal(short.inputs.action_embeddings, batch.inputs.action_embeddings[:, :5])
+    assert torch.equal(short.labels, batch.labels)
+    with pytest.raises(ValueError, match="sequence length 30"):
+        truncate_batch(batch, 30)
+    src = TruncatedSource(full, 7)
+    assert len(src) == 50
+    assert all(
+        b.inputs.action_times_ms.shape[1] == 7 for b in src.batches(16, shuffle=True, seed=3)
+    )
+
+
+def test_backend_trains_scores_and_sequence_model_beats_baseline(tmp_path):
+    budget = replace(
+        BUDGETS["smoke"], train_steps=60, batch_size=128, seq_len=8, fig4_seq_lens=(4, 8)
+    )
+    backend = fake_backend(budget, tmp_path)
+    base = backend.train_and_score(Variant(key="b", label="b", encoder="none"), seed=0)
+    ta = backend.train_and_score(Variant(key="t", label="t", encoder="transact"), seed=0)
+    assert len(base) == len(ta) == 2000
+    assert np.array_equal(base.user_ids, ta.user_ids)
+    assert np.isfinite(ta.scores).all() and ((ta.scores > 0) & (ta.scores < 1)).all()
+    # labels follow candidate . most recent action: only the sequence model can see it
+    from transact.evaluation.metrics import roc_auc
+
+    j = ta.heads.index("repin")
+    assert (
+        roc_auc(ta.labels[:, j], ta.scores[:, j])
+        > roc_auc(base.labels[:, j], base.scores[:, j]) + 0.05
+    )
+    # a shorter |S| trains on the prefix; a longer one than built is refused
+    short = backend.train_and_score(Variant(key="s", label="s", seq_len=4), seed=0)
+    assert len(short) == 2000
+    with pytest.raises(VariantUnavailable, match="exceeds"):
+        backend.train_and_score(Variant(key="l", label="l", seq_len=50), seed=0)
+    # without a batch embedding, the "without PF" row cannot differ from the full model
+    with pytest.raises(VariantUnavailable, match="batch user embedding"):
+        backend.train_and_score(Variant(key="p", label="p", user_embedding=False), seed=0)
+    assert backend.forward_latency_ms(Variant(key="t", label="t"), 64) > 0
