@@ -1,0 +1,163 @@
+"""Summary figures of a world dir: what ``transact data stats`` prints and writes.
+
+Counts, per-head label rates (train / eval / randomized), the action mix of the event log,
+the distribution of realtime-sequence lengths at request time, and the core / non-core
+split (paper 4.2.1). Streams impressions; loads only engagement events for sequences.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from transact.data.io import load_event_arrays, load_manifest, read_events, read_impressions
+from transact.data.schema import DEFAULT_SEQ_LEN
+from transact.data.sequences import SequenceBuilder
+
+DEFAULT_SEQUENCE_ACTIONS = ("closeup", "click", "repin", "hide")
+
+
+def world_stats(
+    data_dir: Path | str,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    sequence_actions: tuple[str, ...] | None = DEFAULT_SEQUENCE_ACTIONS,
+) -> dict[str, Any]:
+    """Compute the summary of a world dir as a JSON-ready dict (see module docstring)."""
+    m = load_manifest(data_dir)
+    heads = m.heads
+    action_mix: Counter[str] = Counter()
+    for batch in read_events(data_dir, columns=["action_type"]):
+        vc = pc.value_counts(batch.column("action_type"))
+        for entry in vc.to_pylist():
+            action_mix[entry["values"]] += entry["counts"]
+
+    cols = ["request_id", "user_id", "request_time_ms", "randomized", "is_core"]
+    cols += [f"label_{h}" for h in heads] + [f"gt_prob_{h}" for h in heads]
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in cols}
+    for batch in read_impressions(data_dir, columns=cols, heads=heads):
+        for c in cols:
+            parts[c].append(np.asarray(batch.column(c)))
+    imp = {c: np.concatenate(v) if v else np.zeros(0) for c, v in parts.items()}
+    n_imp = int(imp["request_id"].shape[0])
+    t = imp["request_time_ms"]
+    splits = {
+        "history": (t < m.train_start_ms),
+        "train": (t >= m.train_start_ms) & (t < m.train_end_ms),
+        "eval": (t >= m.eval_start_ms) & (t < m.eval_end_ms),
+    }
+    splits["eval_randomized"] = splits["eval"] & imp["randomized"].astype(bool)
+
+    def rates(mask: np.ndarray) -> dict[str, Any]:
+        n = int(mask.sum())
+        out: dict[str, Any] = {
+            "impressions": n,
+            "requests": int(np.unique(imp["request_id"][mask]).size),
+        }
+        for h in heads:
+            out[f"label_rate_{h}"] = float(imp[f"label_{h}"][mask].mean()) if n else 0.0
+            gp = imp[f"gt_prob_{h}"][mask]
+            out[f"mean_gt_prob_{h}"] = (
+                float(np.nanmean(gp)) if n and np.isfinite(gp).any() else None
+            )
+        return out
+
+    core = imp["is_core"].astype(bool)
+    req_first = np.unique(imp["request_id"], return_index=True)[1]
+    req_users, req_times = imp["user_id"][req_first], imp["request_time_ms"][req_first]
+    core_users = np.unique(imp["user_id"][core])
+    all_users = np.unique(imp["user_id"])
+
+    ev = load_event_arrays(data_dir, actions=sequence_actions)
+    builder = SequenceBuilder(
+        ev.user_ids, ev.item_ids, ev.action_types, ev.times_ms, seq_len=seq_len
+    )
+    lengths = builder.lengths(req_users, req_times)
+    in_train = (req_times >= m.train_start_ms) & (req_times < m.train_end_ms)
+    eval_req = (req_times >= m.eval_start_ms) & (req_times < m.eval_end_ms)
+
+    def length_summary(x: np.ndarray) -> dict[str, Any]:
+        if x.size == 0:
+            return {"requests": 0}
+        return {
+            "requests": int(x.size),
+            "mean": float(x.mean()),
+            "p10": float(np.percentile(x, 10)),
+            "p50": float(np.percentile(x, 50)),
+            "p90": float(np.percentile(x, 90)),
+            "share_empty": float((x == 0).mean()),
+            "share_full": float((x == seq_len).mean()),
+            "histogram_edges": [0, 1, 10, 25, 50, 75, seq_len, seq_len + 1],
+            "histogram": np.histogram(x, bins=[0, 1, 10, 25, 50, 75, seq_len, seq_len + 1])[
+                0
+            ].tolist(),
+        }
+
+    total_events = sum(action_mix.values())
+    return {
+        "dataset": m.dataset,
+        "data_dir": str(data_dir),
+        "n_users": m.n_users,
+        "n_items": m.n_items,
+        "events": total_events,
+        "impressions": n_imp,
+        "requests": int(req_first.size),
+        "mean_items_per_request": float(n_imp / max(req_first.size, 1)),
+        "randomized_request_share": float(imp["randomized"][req_first].astype(bool).mean())
+        if n_imp
+        else 0.0,
+        "action_mix": {
+            a: {"count": c, "share": c / max(total_events, 1)} for a, c in action_mix.most_common()
+        },
+        "label_rates": {name: rates(mask) for name, mask in splits.items()},
+        "core_split": {
+            "impression_share_core": float(core.mean()) if n_imp else 0.0,
+            "users_ever_core_share": float(core_users.size / max(all_users.size, 1)),
+            "core": rates(core),
+            "non_core": rates(~core),
+        },
+        "sequence_length": {
+            "seq_len": seq_len,
+            "actions": list(sequence_actions) if sequence_actions else "all",
+            "train": length_summary(lengths[in_train]),
+            "eval": length_summary(lengths[eval_req]),
+        },
+    }
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """A short human-readable rendering of :func:`world_stats`."""
+    lines = [
+        f"{stats['dataset']}: {stats['n_users']:,} users, {stats['n_items']:,} items, "
+        f"{stats['requests']:,} requests, {stats['impressions']:,} impressions, "
+        f"{stats['events']:,} events ({stats['mean_items_per_request']:.1f} items/request, "
+        f"{stats['randomized_request_share']:.1%} randomized)",
+        "action mix: " + ", ".join(f"{a} {v['share']:.2%}" for a, v in stats["action_mix"].items()),
+    ]
+    for split, r in stats["label_rates"].items():
+        rate = ", ".join(
+            f"{k.removeprefix('label_rate_')} {v:.2%}"
+            for k, v in r.items()
+            if k.startswith("label_rate_")
+        )
+        lines.append(
+            f"{split:>16}: {r['impressions']:,} impressions, {r['requests']:,} requests; {rate}"
+        )
+    cs = stats["core_split"]
+    lines.append(
+        f"core: {cs['impression_share_core']:.1%} of impressions, "
+        f"{cs['users_ever_core_share']:.1%} of users ever core; repin rate core "
+        f"{cs['core'].get('label_rate_repin', 0):.2%} vs non-core {cs['non_core'].get('label_rate_repin', 0):.2%}"
+    )
+    for split in ("train", "eval"):
+        s = stats["sequence_length"][split]
+        if s.get("requests"):
+            lines.append(
+                f"sequence length ({split}): mean {s['mean']:.1f}, p10/p50/p90 "
+                f"{s['p10']:.0f}/{s['p50']:.0f}/{s['p90']:.0f}, empty {s['share_empty']:.1%}, "
+                f"full {s['share_full']:.1%}"
+            )
+    return "\n".join(lines)
