@@ -73,6 +73,23 @@ class TruncatedSource:
             yield truncate_batch(batch, self.seq_len)
 
 
+def truncate_source(source: Any, seq_len: int) -> Any:
+    """``source`` with sequences cut to ``seq_len``: the data stage's ``ExampleSet`` is
+    sliced column-wise (cheap, before embeddings are gathered); anything else is wrapped
+    in :class:`TruncatedSource`."""
+    if hasattr(source, "seq_types") and hasattr(source, "feature_spec"):
+        if source.feature_spec.seq_len == seq_len:
+            return source
+        return replace(
+            source,
+            feature_spec=replace(source.feature_spec, seq_len=seq_len),
+            seq_types=source.seq_types[:, :seq_len],
+            seq_items=source.seq_items[:, :seq_len],
+            seq_times_ms=source.seq_times_ms[:, :seq_len],
+        )
+    return TruncatedSource(source, seq_len)
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -207,7 +224,7 @@ class PaperBackend:
         if seq_len > spec.seq_len:
             raise VariantUnavailable(f"|S|={seq_len} exceeds the examples' {spec.seq_len}")
         spec = replace(spec, seq_len=seq_len)
-        return TruncatedSource(train, seq_len), TruncatedSource(evaluation, seq_len), spec
+        return truncate_source(train, seq_len), truncate_source(evaluation, seq_len), spec
 
     def train_and_score(self, variant: Variant, seed: int) -> Predictions:
         """Train ``variant`` with ``seed`` for the budget's steps; predict week 3."""

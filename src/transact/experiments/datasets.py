@@ -90,9 +90,13 @@ def prepare_dataset(
     if dataset == "world":
         data_dir = cache_dir / f"world-{world_preset}-seed0"
         if not (data_dir / MANIFEST_NAME).exists():
-            from transact.data.world import WorldConfig, generate_world
+            from transact.data.world import PRESETS, generate_world
 
-            generate_world(data_dir, WorldConfig.preset(world_preset), seed=0)
+            if world_preset not in PRESETS:
+                raise KeyError(f"unknown world preset {world_preset!r}; known: {sorted(PRESETS)}")
+            generate_world(
+                data_dir, PRESETS[world_preset], seed=0, preset=world_preset, progress=progress
+            )
         return PreparedDataset(f"world-{world_preset}", data_dir, load_manifest(data_dir))
     if dataset in SHARED_DATASETS or (Path(dataset) / "ratings.csv").exists():
         source = shared_root() / dataset if dataset in SHARED_DATASETS else Path(dataset)

@@ -34,17 +34,14 @@ def train_config(budget: ExperimentBudget, *, seed: int, device: str, progress: 
     )
 
 
+LOSS_TABLE = {"label_weights": "standard"}
+"""The loss the experiments train with: the training stage's weighted multi-head BCE with
+the ``standard`` label weights, as ``transact demo`` uses (the paper publishes only the
+illustrative Table 7 matrix, not its production M; docs/results.md)."""
+
+
 def loss_for(spec: FeatureSpec) -> Callable[[torch.Tensor, LabeledBatch], torch.Tensor]:
     """The ranker's weighted multi-head loss (paper Eq. 1-2) for ``spec``'s heads."""
-    try:
-        from transact.models.loss import loss_for_spec  # type: ignore[attr-defined]
-    except ImportError:
-        return _plain_multihead_bce
-    return loss_for_spec(spec)
+    from transact.training.pipeline import build_loss
 
-
-def _plain_multihead_bce(logits: torch.Tensor, batch: LabeledBatch) -> torch.Tensor:
-    """TEMPORARY until the model stage's weighted loss lands: unweighted multi-head BCE."""
-    return torch.nn.functional.binary_cross_entropy_with_logits(
-        logits.float(), batch.labels.float()
-    )
+    return build_loss(spec, dict(LOSS_TABLE))
