@@ -9,6 +9,7 @@ from transact.features.events import ValidationConfig, columns_from_arrow
 from transact.features.processor import ProcessorConfig, SequenceProcessor
 from transact.features.reader import SequenceReader, empty_sequences
 from transact.features.store import (
+    CommitConflictError,
     RedisSequenceStore,
     RocksDBSequenceStore,
     StoreUnavailableError,
@@ -36,6 +37,18 @@ def test_commit_writes_values_and_offsets_together(store):
     assert store.offsets() == {"kafka/t/0": 10, "kafka/t/1": 7}
     keys = [k for k, _ in store.dump()]
     assert keys == sorted(keys) and len(keys) == 4
+
+
+def test_redis_commit_is_optimistic_when_another_writer_got_there_first(fresh_redis):
+    a, b = RedisSequenceStore(fresh_redis), RedisSequenceStore(fresh_redis)
+    a.commit({1: b"v0"}, {"p": 1})
+    read = dict(zip([1], a.get_many([1]), strict=True))
+    b.commit({1: b"v-from-b"}, {"p": 2}, expected={1: b"v0"})
+    with pytest.raises(CommitConflictError):
+        a.commit({1: b"v-from-a", 2: b"x"}, {"p": 9}, expected=read)
+    assert a.get_many([1, 2]) == [b"v-from-b", None] and a.offsets() == {"p": 2}
+    a.commit({1: b"v2"}, {"p": 3}, expected={1: b"v-from-b"})
+    assert a.get_many([1]) == [b"v2"]
 
 
 def test_redis_and_rocksdb_hold_the_same_bytes_for_the_same_stream(tmp_path, fresh_redis):

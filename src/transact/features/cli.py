@@ -215,6 +215,9 @@ def _run(args: argparse.Namespace) -> int:
             batch_size=min(args.batch_size, 5000),
             idle_exit_s=args.idle_exit_s,
             session_timeout_ms=args.session_timeout_ms,
+            on_assignment=(lambda ps: print(f"assigned {json.dumps(ps)}", flush=True))
+            if args.print_commits
+            else None,
         )
     else:
         print(

@@ -16,7 +16,7 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -41,8 +41,10 @@ class KafkaSource:
         group_id: consumer group; processors in one group split the partitions.
         batch_size: max messages per micro-batch.
         poll_timeout_s: how long one poll waits to fill a batch.
-        idle_exit_s: stop after this long without messages (``None``: run forever).
+        idle_exit_s: stop after this long without messages or assignments (``None``:
+            run forever).
         session_timeout_ms: group session timeout (lower = faster joins and failover).
+        on_assignment: called with the sorted partition list after every (re)assignment.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class KafkaSource:
         poll_timeout_s: float = 0.05,
         idle_exit_s: float | None = None,
         session_timeout_ms: int = 6000,
+        on_assignment: Callable[[list[int]], None] | None = None,
     ) -> None:
         from confluent_kafka import Consumer
 
@@ -63,6 +66,8 @@ class KafkaSource:
         self.idle_exit_s = idle_exit_s
         self.assigned: list[int] = []
         self.ever_assigned: set[int] = set()
+        self.on_assignment = on_assignment
+        self._last_activity = time.monotonic()
         self._stored: dict[str, int] = {}
         self._consumer = Consumer(
             {
@@ -83,15 +88,20 @@ class KafkaSource:
             tp.offset = self._stored.get(partition_key(tp.topic, tp.partition), OFFSET_BEGINNING)
         self.assigned = sorted(tp.partition for tp in partitions)
         self.ever_assigned.update(self.assigned)
+        self._last_activity = time.monotonic()
         consumer.assign(partitions)
+        if self.on_assignment is not None:
+            self.on_assignment(self.assigned)
 
     def _on_revoke(self, consumer: Any, partitions: list) -> None:
         self.assigned = []
+        if self.on_assignment is not None:
+            self.on_assignment([])
 
     def batches(self, start_offsets: dict[str, int]) -> Iterator[RawBatch]:
         self._stored = dict(start_offsets)
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        last_msg = time.monotonic()
+        self._last_activity = time.monotonic()
         while True:
             msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
             batch = RawBatch(next_offsets={})
@@ -109,9 +119,12 @@ class KafkaSource:
                 )
                 batch.next_offsets[key] = m.offset() + 1
             if batch.messages:
-                last_msg = time.monotonic()
+                self._last_activity = time.monotonic()
                 yield batch
-            elif self.idle_exit_s is not None and time.monotonic() - last_msg > self.idle_exit_s:
+            elif (
+                self.idle_exit_s is not None
+                and time.monotonic() - self._last_activity > self.idle_exit_s
+            ):
                 return
 
     def on_committed(self, batch: RawBatch) -> None:

@@ -17,6 +17,10 @@ DEAD_LETTERS = Counter(
     "Events written to the dead-letter output, by reason.",
     ["reason"],
 )
+CONFLICTS = Counter(
+    "transact_stream_commit_conflicts_total",
+    "Batches re-processed because another processor wrote one of their users (Redis).",
+)
 COMMITS = Counter("transact_stream_commits_total", "Atomic store commits (one per micro-batch).")
 BATCH_SECONDS = Histogram(
     "transact_stream_batch_seconds",

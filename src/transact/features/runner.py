@@ -27,7 +27,7 @@ from transact.features.events import (
 )
 from transact.features.processor import SequenceProcessor
 from transact.features.sources import EventSource, RawBatch
-from transact.features.store import SequenceStore
+from transact.features.store import CommitConflictError, SequenceStore
 
 INVALID = "invalid"
 
@@ -40,6 +40,7 @@ class DeadLetterSink:
         self.path = path
         self._f: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         self.count = 0
+        self._fsync = path is not None and os.path.isfile(path)  # not /dev/null or a pipe
 
     def write(self, letters: list[DeadLetter]) -> None:
         for d in letters:
@@ -48,7 +49,8 @@ class DeadLetterSink:
         if self._f is not None and letters:
             self._f.write("".join(d.to_json() + "\n" for d in letters))
             self._f.flush()
-            os.fsync(self._f.fileno())
+            if self._fsync:
+                os.fsync(self._f.fileno())
 
     def close(self) -> None:
         if self._f is not None:
@@ -81,8 +83,12 @@ def process_batch(
     processor: SequenceProcessor,
     validation: ValidationConfig,
     store: SequenceStore,
-) -> tuple[dict[int, bytes], list[DeadLetter], Counter]:
-    """Validate and apply one raw batch against ``store`` (no write): updates, letters, outcomes."""
+) -> tuple[dict[int, bytes], list[DeadLetter], Counter, dict[int, bytes | None]]:
+    """Validate and apply one raw batch against ``store`` (no write).
+
+    Returns the new user values, the dead letters, the outcome counts, and the values
+    the batch was computed from (for the store's conflict check).
+    """
     if batch.table is not None:
         cols, letters = columns_from_arrow(
             batch.table, validation, batch.source, batch.first_offset, batch.server_time_ms
@@ -91,10 +97,44 @@ def process_batch(
         cols, letters = columns_from_json(
             batch.messages, validation, batch.sources, batch.offsets, batch.server_times_ms
         )
-    result = processor.process(cols, store.get_many)
+    read: dict[int, bytes | None] = {}
+
+    def load(users: list[int]) -> list[bytes | None]:
+        values = store.get_many(users)
+        read.update(zip(users, values, strict=True))
+        return values
+
+    result = processor.process(cols, load)
     outcomes = result.outcomes
     outcomes[INVALID] += len(letters)
-    return result.updates, letters + result.dead_letters, outcomes
+    expected = {u: read[u] for u in result.updates}
+    return result.updates, letters + result.dead_letters, outcomes, expected
+
+
+def commit_batch(
+    batch: RawBatch,
+    processor: SequenceProcessor,
+    validation: ValidationConfig,
+    store: SequenceStore,
+    dead_letters: DeadLetterSink,
+    max_attempts: int = 20,
+) -> tuple[list[DeadLetter], Counter]:
+    """Process and atomically commit one batch, re-processing it on a write conflict.
+
+    Dead letters are written (fsynced) before the commit: at-least-once.
+    """
+    for _attempt in range(max_attempts):
+        updates, letters, outcomes, expected = process_batch(batch, processor, validation, store)
+        dead_letters.write(letters)
+        try:
+            store.commit(updates, batch.next_offsets, expected)
+        except CommitConflictError:
+            metrics.CONFLICTS.inc()
+            continue
+        return letters, outcomes
+    raise CommitConflictError(
+        f"batch at offsets {batch.next_offsets} conflicted {max_attempts} times"
+    )
 
 
 def run_stream(
@@ -123,9 +163,7 @@ def run_stream(
     try:
         for batch in source.batches(store.offsets()):
             t0 = time.perf_counter()
-            updates, letters, outcomes = process_batch(batch, processor, validation, store)
-            dead_letters.write(letters)
-            store.commit(updates, batch.next_offsets)
+            letters, outcomes = commit_batch(batch, processor, validation, store, dead_letters)
             committed_ms = int(time.time() * 1000)
             source.on_committed(batch)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)

