@@ -1,0 +1,254 @@
+"""The ranking engine: one request in, candidates ranked by S = sum_h u_h f_h out.
+
+:class:`RankingEngine` is the service without HTTP: it validates a request, assembles its
+features (:mod:`transact.serving.features`), scores every candidate in ONE forward pass of
+the served model version (:class:`transact.serving.registry.ModelRegistry`), and ranks by
+the utility-weighted sum of head probabilities (paper Eq. 3's S). It also owns the
+Prometheus metrics. The model handle is read once per request, so a hot reload never
+changes the model under a request in flight, and the response names the version used.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from transact.serving.features import BadRequest, FeatureAssembler
+from transact.serving.registry import ModelRegistry
+
+log = logging.getLogger("transact.serving")
+
+DEFAULT_UTILITY: dict[str, float] = {"click": 1.0, "repin": 5.0, "hide": -20.0}
+MIN_REQUEST_TIME_MS = 946_684_800_000  # 2000-01-01: anything earlier is a unit mistake
+MAX_FUTURE_MS = 86_400_000  # a request may be stamped at most a day ahead of the server
+
+
+class ModelNotReady(RuntimeError):
+    """No model version has been loaded yet (``/readyz`` says 503)."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Limits and scoring of the service.
+
+    Args:
+        max_candidates: most candidates one request may rank (paper: thousands).
+        max_body_bytes: largest request body accepted (413 above).
+        utility: u_h per head name for S = sum_h u_h f_h (heads missing here weigh 0).
+        max_concurrent_forwards: forward passes run at once (1 on a small CPU box: more
+            only splits the same cores).
+    """
+
+    max_candidates: int = 2000
+    max_body_bytes: int = 1_000_000
+    utility: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UTILITY))
+    max_concurrent_forwards: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_candidates < 1:
+            raise ValueError(f"ServiceConfig.max_candidates={self.max_candidates}: must be >= 1")
+        if self.max_body_bytes < 1024:
+            raise ValueError(f"ServiceConfig.max_body_bytes={self.max_body_bytes}: must be >= 1024")
+        if self.max_concurrent_forwards < 1:
+            raise ValueError("ServiceConfig.max_concurrent_forwards: must be >= 1")
+        for head, u in self.utility.items():
+            if not math.isfinite(float(u)):
+                raise ValueError(f"ServiceConfig.utility[{head!r}]={u}: must be finite")
+
+
+class ServiceMetrics:
+    """Prometheus metrics of one service instance (own registry, so tests can make many)."""
+
+    def __init__(self, engine: RankingEngine) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_latency = Histogram(
+            "transact_rank_latency_seconds",
+            "End-to-end /v1/rank latency inside the service",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=r,
+        )
+        self.forward_latency = Histogram(
+            "transact_forward_latency_seconds",
+            "Model forward (transfer + compute) per request",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "transact_forward_batch_candidates",
+            "Candidates scored per forward pass",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.requests = Counter(
+            "transact_rank_requests", "Rank requests by outcome", ["outcome"], registry=r
+        )
+        self.degraded = Counter(
+            "transact_degraded_requests",
+            "Requests ranked with a feature source unavailable",
+            ["source"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "transact_model_info", "Served model version (value 1)", ["version"], registry=r
+        )
+        r.register(_EngineCollector(engine))
+
+
+class _EngineCollector:
+    """Cache hit rates and reload counts, read at scrape time."""
+
+    def __init__(self, engine: RankingEngine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Any:
+        stats = self.engine.assembler.items.cache.stats
+        lookups = CounterMetricFamily(
+            "transact_item_cache_lookups", "Item-cache row lookups by tier served", labels=["tier"]
+        )
+        rate = GaugeMetricFamily(
+            "transact_item_cache_hit_rate", "Share of lookups served by a tier", labels=["tier"]
+        )
+        total = max(stats.lookups, 1)
+        for tier, n in (
+            ("memory", stats.memory_hits),
+            ("disk", stats.disk_hits),
+            ("miss", stats.misses),
+        ):
+            lookups.add_metric([tier], n)
+            rate.add_metric([tier], n / total)
+        yield lookups
+        yield rate
+        reg = self.engine.registry
+        yield CounterMetricFamily(
+            "transact_model_reloads", "Model versions swapped in", value=reg.reloads
+        )
+        yield CounterMetricFamily(
+            "transact_model_refusals", "Model versions refused by verification", value=reg.refusals
+        )
+
+
+class RankingEngine:
+    """Validates, assembles, scores and ranks; thread-safe (one instance per process).
+
+    Args:
+        registry: the served model version(s).
+        assembler: feature assembly from the stores.
+        config: :class:`ServiceConfig`.
+
+    Example::
+
+        engine = RankingEngine(registry, assembler, ServiceConfig())
+        out = engine.rank(user_id=7, candidates=[3, 9, 4], request_time_ms=None, context={})
+        out["items"][0]["item_id"], out["model_version"], out["degraded"]
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        assembler: FeatureAssembler,
+        config: ServiceConfig | None = None,
+    ) -> None:
+        self.registry = registry
+        self.assembler = assembler
+        self.config = config or ServiceConfig()
+        self._forward_slots = threading.BoundedSemaphore(self.config.max_concurrent_forwards)
+        self.metrics = ServiceMetrics(self)
+        self._shown_version: str | None = None
+
+    def validate(self, user_id: int, candidates: list[int], request_time_ms: int | None) -> int:
+        """Raise :class:`BadRequest` for out-of-range fields; returns the request time."""
+        if user_id < 0 or user_id >= 2**63:
+            raise BadRequest("user_id", f"must be in 0..2^63-1, got {user_id}")
+        if not candidates:
+            raise BadRequest("candidates", "must list at least one item id")
+        if len(candidates) > self.config.max_candidates:
+            raise BadRequest(
+                "candidates",
+                f"{len(candidates)} candidates, more than the maximum {self.config.max_candidates}",
+            )
+        now = int(time.time() * 1000)
+        if request_time_ms is None:
+            return now
+        if not MIN_REQUEST_TIME_MS <= request_time_ms <= now + MAX_FUTURE_MS:
+            raise BadRequest(
+                "request_time_ms",
+                f"{request_time_ms} is not a time in ms between 2000-01-01 and a day from now",
+            )
+        return int(request_time_ms)
+
+    def rank(
+        self,
+        user_id: int,
+        candidates: list[int],
+        request_time_ms: int | None = None,
+        context: Mapping[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """Rank ``candidates`` for ``user_id``; raises :class:`BadRequest` / :class:`ModelNotReady`."""
+        t0 = time.perf_counter()
+        m = self.metrics
+        try:
+            handle = self.registry.current()  # read ONCE: a reload cannot change it below
+            if handle is None:
+                raise ModelNotReady("no model version loaded yet")
+            t_req = self.validate(user_id, candidates, request_time_ms)
+            ids = np.asarray(candidates, dtype=np.int64)
+            assembled = self.assembler.assemble(user_id, ids, t_req, context)
+            t1 = time.perf_counter()
+            with self._forward_slots:
+                probs = handle.ranker.score(assembled.tensors)  # [B, H]
+            m.forward_latency.observe(time.perf_counter() - t1)
+            m.batch_size.observe(len(candidates))
+        except BadRequest:
+            m.requests.labels("bad_request").inc()
+            raise
+        except ModelNotReady:
+            m.requests.labels("not_ready").inc()
+            raise
+        except Exception:
+            m.requests.labels("error").inc()
+            log.exception("rank failed for user %d", user_id)
+            raise
+        heads = list(handle.spec.heads)
+        utility = torch.tensor([float(self.config.utility.get(h, 0.0)) for h in heads])
+        scores = probs @ utility  # S = sum_h u_h f_h, [B]
+        order = torch.argsort(scores, descending=True, stable=True).tolist()
+        p = probs.tolist()
+        s = scores.tolist()
+        items = [
+            {
+                "item_id": int(candidates[i]),
+                "score": s[i],
+                "probabilities": dict(zip(heads, p[i], strict=True)),
+            }
+            for i in order
+        ]
+        for source in assembled.degraded:
+            m.degraded.labels(source).inc()
+        if self._shown_version != handle.version:
+            m.model_info.clear()
+            m.model_info.labels(handle.version).set(1)
+            self._shown_version = handle.version
+        m.requests.labels("ok").inc()
+        latency = time.perf_counter() - t0
+        m.request_latency.observe(latency)
+        return {
+            "model_version": handle.version,
+            "request_time_ms": t_req,
+            "degraded": bool(assembled.degraded),
+            "degraded_sources": assembled.degraded,
+            "heads": heads,
+            "utility": {h: float(self.config.utility.get(h, 0.0)) for h in heads},
+            "items": items,
+            "latency_ms": latency * 1000,
+        }

@@ -1,0 +1,202 @@
+"""The served model: a trained Pinnability with every inference optimization behind a switch.
+
+:class:`ServingRanker` wraps a copy of a trained :class:`transact.models.Pinnability` and
+scores one request (one user, many candidates) per forward pass, the paper's "use the
+larger batches in the original requests directly". Switches (:class:`InferenceOptions`):
+
+* ``consolidated_lookup``: the model's one-gather categorical lookup (paper 3.4.2); off
+  runs its per-feature reference lookups.
+* ``single_transfer``: every input packed into one buffer, one host-to-device copy.
+* ``dedup``: the user's sequence and user embedding travel once (``[1, ...]``) and are
+  expanded on the device (stride-0 views, never copied per candidate); TransAct then
+  encodes the sequence once (:class:`transact.serving.fast_transact.FastTransAct`).
+* ``split_first_layer``: the exact per-user / per-candidate algebra of TransAct layer 1.
+* ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast (score differences measured by
+  ``benchmarks/bench_inference.py``).
+* ``compile``: ``torch.compile`` the model (``mode="reduce-overhead"``, i.e. CUDA graphs,
+  on a GPU).
+
+All off is the plain path: the model's own eager forward on per-candidate copies.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from transact.data.schema import RankerInputs
+from transact.serving.fast_transact import FastTransAct, FastTransActOptions
+from transact.serving.transfer import to_device_packed, to_device_plain
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Inference switches of :class:`ServingRanker` (defaults: every optimization on).
+
+    Args:
+        device: ``cpu`` or ``cuda[:i]``.
+        consolidated_lookup: one gather for all categorical features.
+        single_transfer: one packed host-to-device copy per request.
+        dedup: send user-level inputs once and expand them on the device.
+        split_first_layer: exact split of TransAct's first layer (needs ``dedup`` to pay).
+        chunk_size: candidates per TransAct chunk (0 = all at once).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        compile: ``torch.compile`` the forward (CUDA graphs on GPU).
+        validate_inputs: keep the model's per-row input checks (names feature and row).
+    """
+
+    device: str = "cpu"
+    consolidated_lookup: bool = True
+    single_transfer: bool = True
+    dedup: bool = True
+    split_first_layer: bool = True
+    chunk_size: int = 64
+    precision: str = "fp32"
+    compile: bool = False
+    validate_inputs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"InferenceOptions.precision={self.precision!r} not in {list(PRECISIONS)}"
+            )
+        if self.chunk_size < 0:
+            raise ValueError(f"InferenceOptions.chunk_size={self.chunk_size}: must be >= 0")
+
+    @classmethod
+    def plain(cls, device: str = "cpu") -> InferenceOptions:
+        """Every optimization off: the reference serving path."""
+        return cls(
+            device=device,
+            consolidated_lookup=False,
+            single_transfer=False,
+            dedup=False,
+            split_first_layer=False,
+            chunk_size=0,
+        )
+
+
+class RequestTensors(NamedTuple):
+    """One request's inputs on the host: user-level rows once, candidate rows B times.
+
+    Fields:
+        categorical: ``[B, F]`` int64 local indices (user and context columns repeated).
+        numerical: ``[B, N]`` float32.
+        candidate_embedding: ``[B, d_item]`` float32.
+        user_embedding: ``[1, d_user]`` float32.
+        action_types: ``[1, S]`` int64.
+        action_embeddings: ``[1, S, d_item]`` float32.
+        action_times_ms: ``[1, S]`` int64.
+        request_time_ms: ``[1]`` int64.
+    """
+
+    categorical: torch.Tensor
+    numerical: torch.Tensor
+    candidate_embedding: torch.Tensor
+    user_embedding: torch.Tensor
+    action_types: torch.Tensor
+    action_embeddings: torch.Tensor
+    action_times_ms: torch.Tensor
+    request_time_ms: torch.Tensor
+
+
+class _PerFeatureLookup(nn.Module):
+    """The consolidated table read with one lookup per feature (the plain path)."""
+
+    def __init__(self, consolidated: nn.Module) -> None:
+        super().__init__()
+        self.inner = consolidated
+
+    @property
+    def out_dim(self) -> int:
+        return self.inner.out_dim
+
+    def forward(self, local_indices: torch.Tensor) -> torch.Tensor:
+        return self.inner.reference(local_indices)
+
+
+class ServingRanker:
+    """A trained Pinnability prepared for serving; :meth:`score` ranks one request.
+
+    Args:
+        model: a trained ``transact.models.Pinnability`` (copied; the original is untouched).
+        options: :class:`InferenceOptions`.
+
+    Example::
+
+        ranker = ServingRanker(model, InferenceOptions())
+        probs = ranker.score(request_tensors)       # [B, H] per-head probabilities
+    """
+
+    def __init__(self, model: nn.Module, options: InferenceOptions | None = None) -> None:
+        self.options = opts = options or InferenceOptions()
+        self.device = torch.device(opts.device)
+        model = copy.deepcopy(model).eval().to(self.device)
+        if hasattr(model, "config") and hasattr(model.config, "validate_inputs"):
+            model.config = replace(model.config, validate_inputs=opts.validate_inputs)
+        if not opts.consolidated_lookup and getattr(model, "embedding", None) is not None:
+            model.embedding = _PerFeatureLookup(model.embedding)
+        self.fast_encoder = False
+        encoder = getattr(model, "sequence_encoder", None)
+        if encoder is not None and (opts.dedup or opts.split_first_layer):
+            try:
+                model.sequence_encoder = FastTransAct.from_transact(
+                    encoder,
+                    FastTransActOptions(
+                        dedup=opts.dedup,
+                        split_first_layer=opts.split_first_layer,
+                        chunk_size=opts.chunk_size,
+                    ),
+                ).to(self.device)
+                self.fast_encoder = True
+            except (ValueError, AttributeError):
+                pass  # not a concat-fusion TransAct: keep the model's own encoder
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+        self.heads: tuple[str, ...] = tuple(model.spec.heads) if hasattr(model, "spec") else ()
+        self._forward = model.forward
+        if opts.compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._forward = torch.compile(model, mode=mode, dynamic=True)
+
+    def to_inputs(self, request: RequestTensors) -> RankerInputs:
+        """Move a request to the device and build ``RankerInputs`` with batch B."""
+        opts = self.options
+        move = to_device_packed if opts.single_transfer else to_device_plain
+        t = RequestTensors(*move(list(request), self.device))
+        b = t.categorical.shape[0]
+
+        def per_candidate(x: torch.Tensor) -> torch.Tensor:
+            expanded = x.expand(b, *x.shape[1:])
+            return expanded if opts.dedup else expanded.contiguous()
+
+        return RankerInputs(
+            categorical=t.categorical,
+            numerical=t.numerical,
+            candidate_embedding=t.candidate_embedding,
+            user_embedding=per_candidate(t.user_embedding),
+            action_types=per_candidate(t.action_types),
+            action_embeddings=per_candidate(t.action_embeddings),
+            action_times_ms=per_candidate(t.action_times_ms),
+            request_time_ms=per_candidate(t.request_time_ms),
+        )
+
+    @torch.inference_mode()
+    def logits(self, inputs: RankerInputs) -> torch.Tensor:
+        """``[B, H]`` float32 logits for ready ``RankerInputs``."""
+        dtype = PRECISIONS[self.options.precision]
+        if dtype is None:
+            return self._forward(inputs).float()
+        with torch.autocast(self.device.type, dtype=dtype):
+            return self._forward(inputs).float()
+
+    def score(self, request: RequestTensors) -> torch.Tensor:
+        """``[B, H]`` per-head probabilities on the CPU for one request."""
+        return torch.sigmoid(self.logits(self.to_inputs(request))).cpu()

@@ -1,0 +1,80 @@
+"""Wiring: feature sources + model registry + engine + app, from paths or a demo world.
+
+:func:`build_engine` is what ``transact serve`` calls; tests and ``benchmarks/
+bench_service.py`` call it with the synthetic environment of
+:mod:`transact.serving.synthetic`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from transact.data.schema import FeatureSpec, SequenceSource, UserEmbeddingSource
+from transact.serving.engine import RankingEngine, ServiceConfig
+from transact.serving.features import FeatureAssembler, ItemFeatures, ItemFeatureStore
+from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
+from transact.serving.registry import ModelRegistry, list_versions
+
+log = logging.getLogger("transact.serving")
+
+
+def smoke_request(spec: FeatureSpec, n_candidates: int = 2) -> RequestTensors:
+    """A tiny all-missing request (empty sequence) used to check a model before serving it."""
+    b, s = n_candidates, spec.seq_len
+    return RequestTensors(
+        categorical=torch.zeros(b, len(spec.categorical), dtype=torch.int64),
+        numerical=torch.zeros(b, len(spec.numerical)),
+        candidate_embedding=torch.zeros(b, spec.d_item),
+        user_embedding=torch.zeros(1, spec.d_user),
+        action_types=torch.zeros(1, s, dtype=torch.int64),
+        action_embeddings=torch.zeros(1, s, spec.d_item),
+        action_times_ms=torch.zeros(1, s, dtype=torch.int64),
+        request_time_ms=torch.tensor([1_700_000_000_000]),
+    )
+
+
+def smoke_check(ranker: ServingRanker) -> torch.Tensor:
+    """Score :func:`smoke_request` with ``ranker`` (the registry's pre-swap check)."""
+    return ranker.score(smoke_request(ranker.model.spec))
+
+
+@dataclass
+class ServiceParts:
+    engine: RankingEngine
+    registry: ModelRegistry
+    assembler: FeatureAssembler
+
+
+def build_engine(
+    models_dir: str | Path,
+    items: ItemFeatures,
+    spec: FeatureSpec | None = None,
+    sequences: SequenceSource | None = None,
+    user_embeddings: UserEmbeddingSource | None = None,
+    options: InferenceOptions | None = None,
+    config: ServiceConfig | None = None,
+    item_cache_rows: int = 100_000,
+    item_cache_dir: str | Path | None = None,
+) -> ServiceParts:
+    """Load the newest verified model version in ``models_dir`` and build the engine.
+
+    ``spec`` defaults to the FeatureSpec of the newest version that verifies; every later
+    version must match it. Raises ``RuntimeError`` when no version verifies.
+    """
+    options = options or InferenceOptions()
+    registry = ModelRegistry(models_dir, options, expected_spec=spec, smoke=smoke_check)
+    handle = registry.reload()
+    if handle is None:
+        raise RuntimeError(
+            f"{models_dir}: no loadable model version (published: {list_versions(models_dir)}); "
+            "see the REFUSED log lines"
+        )
+    spec = handle.spec
+    store = ItemFeatureStore(items, spec, memory_rows=item_cache_rows, disk_path=item_cache_dir)
+    assembler = FeatureAssembler(spec, store, sequences, user_embeddings)
+    engine = RankingEngine(registry, assembler, config)
+    return ServiceParts(engine, registry, assembler)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from transact.data.schema import FeatureSpec
+from transact.models import example_feature_spec
+from transact.serving.ranker import InferenceOptions
+from transact.serving.registry import publish_model
+from transact.serving.service import ServiceParts, build_engine
+from transact.serving.synthetic import InMemorySequences, synthetic_items, write_model_file
+
+N_ITEMS = 300
+
+
+@pytest.fixture(scope="session")
+def spec() -> FeatureSpec:
+    return replace(example_feature_spec("small"), seq_len=20)
+
+
+def publish_random(tmp: Path, models: Path, spec: FeatureSpec, version: str, seed: int) -> Path:
+    raw = write_model_file(tmp / f"raw-{version}" / "model.pt", spec, "small", seed)
+    return publish_model(raw, models, version)
+
+
+@pytest.fixture()
+def service(tmp_path: Path, spec: FeatureSpec) -> ServiceParts:
+    models = tmp_path / "models"
+    publish_random(tmp_path, models, spec, "v1", seed=1)
+    return build_engine(
+        models,
+        synthetic_items(spec, N_ITEMS, seed=0),
+        sequences=InMemorySequences(spec, N_ITEMS, seed=0),
+        options=InferenceOptions(chunk_size=16),
+        item_cache_rows=50,
+        item_cache_dir=tmp_path / "items.rocksdb",
+    )
