@@ -34,12 +34,11 @@ class FakeExampleSet:
     ) -> Iterator[LabeledBatch]:
         n = len(self)
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-        for b in range(start, (n + batch_size - 1) // batch_size):
+        for a in range(start, n, batch_size):  # ``start`` is an example offset, as ExampleSet
             if self.fail_after_batches is not None and len(self.served) >= self.fail_after_batches:
                 raise KeyboardInterrupt("simulated crash")
-            self.served.append((seed, b))
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            yield self.make_batch(idx)
+            self.served.append((seed, a // batch_size))
+            yield self.make_batch(order[a : a + batch_size])
 
     def make_batch(self, idx: np.ndarray) -> LabeledBatch:
         b = len(idx)

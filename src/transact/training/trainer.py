@@ -60,7 +60,8 @@ class BatchSource(Protocol):
     """What the trainer reads: a sized example set that yields seeded, resumable batches.
 
     ``batches(batch_size, shuffle=True, seed=s, start=i)`` must yield the same batches
-    for the same ``seed``, beginning with batch number ``i`` of that order.
+    for the same ``seed``, beginning with example ``i`` of that order (batches then start
+    at ``i``, ``i + batch_size``, ...), as :class:`transact.data.examples.ExampleSet` does.
     """
 
     def __len__(self) -> int: ...
@@ -302,7 +303,7 @@ def train(
                 config.batch_size,
                 shuffle=True,
                 seed=config.seed * 1_000_003 + epoch,
-                start=pos * ctx.world_size,
+                start=min(pos * ctx.world_size * config.batch_size, n_examples),
             )
             mine = itertools.islice(batches, ctx.rank, None, ctx.world_size)
             for batch in mine:
