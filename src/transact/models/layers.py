@@ -21,6 +21,9 @@ class ConsolidatedEmbedding(nn.Module):
         dim: embedding size shared by every feature.
     """
 
+    offsets: torch.Tensor
+    cardinalities: torch.Tensor
+
     def __init__(self, cardinalities: Sequence[int], dim: int) -> None:
         super().__init__()
         if not cardinalities:
@@ -60,10 +63,11 @@ class CrossNetV2(nn.Module):
 
     def __init__(self, dim: int, num_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
-        for layer in self.layers:
+        linears = [nn.Linear(dim, dim) for _ in range(num_layers)]
+        for layer in linears:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.layers = nn.ModuleList(linears)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0

@@ -143,6 +143,9 @@ class Pinnability(nn.Module):
         probs = model.predict_proba(inputs)
     """
 
+    categorical_columns: torch.Tensor
+    numerical_columns: torch.Tensor
+
     def __init__(self, spec: FeatureSpec, config: PinnabilityConfig | None = None) -> None:
         super().__init__()
         self.spec = spec

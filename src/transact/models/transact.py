@@ -192,6 +192,10 @@ class TransAct(SequenceEncoder):
                   candidate_embedding)          # [B, (10 + 1) * 96]
     """
 
+    random_cols: torch.Tensor
+    attend_action_types: torch.Tensor
+    sinusoidal_positions: torch.Tensor
+
     def __init__(self, config: TransActConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or TransActConfig()

@@ -96,6 +96,8 @@ class WeightedMultiHeadBCE(nn.Module):
         loss = loss_fn(logits, labels, inputs.categorical)
     """
 
+    label_weights: torch.Tensor
+
     def __init__(
         self,
         heads: Sequence[str],
@@ -183,6 +185,7 @@ class WeightedMultiHeadBCE(nn.Module):
                 f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must both be "
                 f"[B, H={len(self.heads)}]"
             )
+        logits = logits.float()  # BCE in fp32 also under bf16/fp16 autocast
         labels = labels.to(logits.dtype)
         bad = (labels != 0) & (labels != 1)
         if bool(bad.any()):
