@@ -184,3 +184,22 @@ def test_redis_going_down_mid_service_raises_typed_error(tmp_path):
         proc.wait()
     with pytest.raises(StoreUnavailableError):
         SequenceReader(store).fetch(np.array([5]), np.array([T0]))
+
+
+def test_vectorized_fetch_equals_per_user_reference(tmp_path):
+    store = RocksDBSequenceStore(str(tmp_path / "seq"))
+    proc = SequenceProcessor(ProcessorConfig(capacity=30))
+    table = make_events(5000, n_users=80, seed=9, jitter_ms=100_000)
+    cols, _ = columns_from_arrow(table, ValidationConfig(), "replay", 0, 2**62)
+    store.commit(proc.process(cols, store.get_many).updates, {})
+    rng = np.random.default_rng(4)
+    for seq_len in (1, 7, 30, 45):
+        reader = SequenceReader(store, seq_len=seq_len)
+        users = rng.integers(0, 90, 300)  # some users never seen
+        t_req = rng.integers(T0 - 10, T0 + 3_700_000, 300)
+        got, want = reader.fetch(users, t_req), reader.fetch_reference(users, t_req)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert int((got.action_types > 0).sum()) > 0
+    assert reader.fetch(np.zeros(0, np.int64), np.zeros(0, np.int64)).action_types.shape == (0, 45)
+    store.close()

@@ -27,6 +27,7 @@ import numpy as np
 
 VALUE_VERSION = 1
 _HEADER = struct.Struct("<BHHI")
+HEADER_BYTES = _HEADER.size
 MAX_ENTRIES = 65_535
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
