@@ -121,3 +121,24 @@ def test_agreement_counts_concordant_pairs_and_signs():
     assert a["pairs"] == 6 and a["concordant"] == 5
     assert a["signs"] == 3 and a["sign_agreement"] == pytest.approx(2 / 3)
     assert a["best_paper"] == "b" and a["best_ours"] == "b"
+
+
+def test_fingerprint_ignores_options_equal_to_transact_defaults():
+    from transact.experiments import fig4, table4
+
+    budget = BUDGETS["smoke"]
+    plain = Variant(key="a", label="a").resolved(budget.seq_len)
+    same = Variant(key="b", label="b", encoder_options=(("fusion", "concat"),)).resolved(
+        budget.seq_len
+    )
+    other = Variant(key="c", label="c", encoder_options=(("fusion", "append"),)).resolved(
+        budget.seq_len
+    )
+    assert plain.fingerprint() == same.fingerprint() != other.fingerprint()
+    # the same option on another encoder is not assumed to be a default
+    bst = Variant(key="d", label="d", encoder="bst", encoder_options=(("fusion", "concat"),))
+    assert bst.config_dict()["encoder_options"] == {"fusion": "concat"}
+    # Table 4's TransAct row and Figure 4's concat row at the budget's |S| are TransAct itself
+    tk = next(v for v in table4.ROWS if v.key == "first_k_max_pool").resolved(budget.seq_len)
+    f4 = next(v for v in fig4.build(budget).variants if v.key == f"concat_{budget.seq_len}")
+    assert tk.fingerprint() == plain.fingerprint() == f4.resolved(budget.seq_len).fingerprint()

@@ -27,6 +27,8 @@ class ExperimentBudget:
         warmup_steps: linear warm-up steps (paper: 5000; scaled with ``train_steps``).
         seeds: training seeds; every variant is trained once per seed and lifts are
             reported as mean and spread over seeds.
+        figure_seeds: seeds of the figures' sweeps (Figures 4 and 5 show trends over a
+            grid; the tables, whose rows differ by a few percent, use ``seeds``).
         seq_len: the sequence length |S| of every variant unless the experiment varies
             it (paper: 100).
         fig4_seq_lens: sequence lengths Figure 4 sweeps.
@@ -46,6 +48,7 @@ class ExperimentBudget:
     peak_lr: float
     warmup_steps: int
     seeds: tuple[int, ...]
+    figure_seeds: tuple[int, ...]
     seq_len: int
     fig4_seq_lens: tuple[int, ...]
     fig5_layers: tuple[int, ...]
@@ -58,8 +61,8 @@ class ExperimentBudget:
         for field_name in ("train_steps", "batch_size", "seq_len", "latency_batches"):
             if getattr(self, field_name) < 1:
                 raise ValueError(f"ExperimentBudget.{field_name} must be >= 1")
-        if not self.seeds:
-            raise ValueError("ExperimentBudget.seeds must name at least one seed")
+        if not self.seeds or not self.figure_seeds:
+            raise ValueError("ExperimentBudget.seeds and figure_seeds must name a seed each")
         if self.warmup_steps < 0 or self.warmup_steps > self.train_steps:
             raise ValueError("ExperimentBudget.warmup_steps must be in [0, train_steps]")
         if self.peak_lr <= 0:
@@ -78,15 +81,16 @@ BUDGETS: dict[str, ExperimentBudget] = {
         name="smoke",
         world_preset="tiny",
         model_preset="small",
-        train_steps=40,
-        batch_size=256,
+        train_steps=20,
+        batch_size=128,
         peak_lr=2e-3,
-        warmup_steps=5,
+        warmup_steps=3,
         seeds=(0,),
+        figure_seeds=(0,),
         seq_len=20,
         fig4_seq_lens=(10, 20),
         fig5_layers=(1, 2),
-        fig5_ffn_dims=(32, 128),
+        fig5_ffn_dims=(32, 64),
         embedding_preset="tiny",
         latency_batches=2,
         negative_ratio=4.0,
@@ -96,11 +100,12 @@ BUDGETS: dict[str, ExperimentBudget] = {
         name="default",
         world_preset="demo",
         model_preset="small",
-        train_steps=600,
-        batch_size=512,
+        train_steps=300,
+        batch_size=256,
         peak_lr=2e-3,
-        warmup_steps=60,
+        warmup_steps=30,
         seeds=(0, 1, 2),
+        figure_seeds=(0,),
         seq_len=100,
         fig4_seq_lens=(10, 20, 50, 100),
         fig5_layers=(1, 2, 3, 4),
@@ -119,6 +124,7 @@ BUDGETS: dict[str, ExperimentBudget] = {
         peak_lr=4.8e-3,
         warmup_steps=300,
         seeds=(0, 1, 2, 3, 4),
+        figure_seeds=(0, 1, 2),
         seq_len=100,
         fig4_seq_lens=(10, 20, 50, 100, 200),
         fig5_layers=(1, 2, 3, 4),

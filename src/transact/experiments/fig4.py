@@ -38,6 +38,7 @@ def build(budget: ExperimentBudget) -> ExperimentSpec:
         baseline=BASELINE,
         variants=rows,
         columns=("repin/all", "hide/all"),
+        figure=True,
         paper_claims=(
             "Longer sequences give larger lifts, growing sub-linearly with the length.",
             "Concat early fusion beats append at every length.",

@@ -36,6 +36,7 @@ def build(budget: ExperimentBudget) -> ExperimentSpec:
         baseline=BASELINE,
         variants=rows,
         columns=("repin/all", "hide/all"),
+        figure=True,
         measure_latency=True,
         paper_claims=(
             "More layers and a wider FFN give higher latency and better HIT@3.",

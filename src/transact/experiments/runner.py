@@ -218,7 +218,8 @@ def run_experiment(
         None,
     )
     runs: dict[str, list[VariantRun]] = {}
-    todo = [(v, s) for s in budget.seeds for v in rows]
+    seeds = budget.figure_seeds if spec.figure else budget.seeds
+    todo = [(v, s) for s in seeds for v in rows]
     bar = tqdm(todo, desc=f"experiment {spec.name}", unit="run", disable=not progress)
     for variant, seed in bar:
         bar.set_postfix_str(f"{variant.key} seed={seed}")
@@ -234,7 +235,7 @@ def run_experiment(
         "title": spec.title,
         "dataset": backend.describe(),
         "budget": budget.to_dict(),
-        "seeds": list(budget.seeds),
+        "seeds": list(seeds),
         "hit_k": HIT_K,
         "heads": list(heads),
         "utility": dict(backend.utility),

@@ -17,6 +17,18 @@ from typing import Any
 COLUMN_GROUPS = ("all", "non_core")
 
 
+def _is_default(encoder: str, option: str, value: Any) -> bool:
+    """Whether ``option=value`` is TransAct's default (only TransAct's are known here)."""
+    if encoder != "transact":
+        return False
+    from dataclasses import fields
+
+    from transact.models.transact import TransActConfig
+
+    defaults = {f.name: f.default for f in fields(TransActConfig)}
+    return option in defaults and defaults[option] == value
+
+
 @dataclass(frozen=True)
 class Variant:
     """One ranker configuration to train and evaluate.
@@ -72,9 +84,13 @@ class Variant:
         )
 
     def config_dict(self) -> dict[str, Any]:
+        """Everything that defines the trained model; options equal to the encoder's
+        defaults are dropped, so ``fusion="concat"`` is the same model as no option."""
         return {
             "encoder": self.encoder,
-            "encoder_options": {k: v for k, v in sorted(self.encoder_options)},
+            "encoder_options": {
+                k: v for k, v in sorted(self.encoder_options) if not _is_default(self.encoder, k, v)
+            },
             "seq_len": self.seq_len,
             "user_embedding": self.user_embedding,
             "drop_feature_groups": sorted(self.drop_feature_groups),
@@ -98,6 +114,8 @@ class ExperimentSpec:
             (``"repin/all"``, ``"hide/non_core"``).
         paper_claims: the paper's qualitative claims this experiment checks, one line each.
         skipped: rows that could not run, as ``(label, reason)``.
+        figure: a figure's sweep (trend over a grid): trained with the budget's
+            ``figure_seeds`` instead of ``seeds``.
         measure_latency: also time the forward pass of every variant (Figure 5).
         notes: lines the report prints under the table (deviations, budget cuts).
     """
@@ -110,6 +128,7 @@ class ExperimentSpec:
     paper_claims: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     measure_latency: bool = False
+    figure: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
