@@ -5,6 +5,7 @@ import torch
 from model_testing import make_inputs, make_spec
 
 from transact.cli import main as cli_main
+from transact.data.schema import RankerInputs
 from transact.models import SEQUENCE_ENCODERS, Pinnability, PinnabilityConfig
 from transact.models.layers import ConsolidatedEmbedding, CrossNetV2
 from transact.models.summary import measure_flops
@@ -157,10 +158,12 @@ def test_config_presets_and_from_dict():
 def test_torch_export_of_the_full_ranker_equals_eager():
     model = Pinnability(SPEC, small()).eval()
     inputs = make_inputs(SPEC, batch_size=8)
-    exported = torch.export.export(model, (inputs,))
-    torch.testing.assert_close(exported.module()(inputs), model(inputs), rtol=1e-5, atol=1e-6)
-    other = make_inputs(SPEC, batch_size=8, seed=5)
-    torch.testing.assert_close(exported.module()(other), model(other), rtol=1e-5, atol=1e-6)
+    batch = torch.export.Dim("batch", min=2, max=4096)
+    dynamic = (RankerInputs(*({0: batch} for _ in RankerInputs._fields)),)
+    exported = torch.export.export(model, (inputs,), dynamic_shapes=dynamic).module()
+    torch.testing.assert_close(exported(inputs), model(inputs), rtol=1e-5, atol=1e-6)
+    other = make_inputs(SPEC, batch_size=37, seed=5)  # another batch size, other values
+    torch.testing.assert_close(exported(other), model(other), rtol=1e-5, atol=1e-6)
 
 
 def test_measured_flops_match_a_hand_count_without_sequence():
