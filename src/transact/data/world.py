@@ -120,7 +120,7 @@ class WorldConfig:
     requests_per_session_mean: float = 3.0
     min_items: int = 10
     max_items: int = 30
-    randomized_share: float = 0.1
+    randomized_share: float = 0.15
     new_user_share: float = 0.06
     browser_share: float = 0.35
     p_session_on_daily_interest: float = 0.5
@@ -128,7 +128,7 @@ class WorldConfig:
     p_follow_engagement: float = 0.6
     p_session_jump: float = 0.1
     candidate_mix: tuple[float, float, float] = (0.5, 0.25, 0.25)
-    fatigue_half_life_hours: float = 6.0
+    fatigue_half_life_hours: float = 12.0
     heads: tuple[str, ...] = ("click", "repin", "hide")
     rows_per_file: int = 2_000_000
 
@@ -203,7 +203,7 @@ PRESETS: dict[str, WorldConfig] = {
 
 # intercepts of the response model's logits (calibrated to Pinterest-like rates: closeups
 # ~5%, clicks ~3%, repins ~1%, hides ~0.5% of impressions; docs/data.md has the figures)
-BASE_LOGIT = {"closeup": -4.3, "click": -5.3, "repin": -6.8, "hide": -4.6}
+BASE_LOGIT = {"closeup": -4.3, "click": -5.3, "repin": -6.8, "hide": -4.4}
 
 ACTIONS = ActionVocabulary()  # impression, closeup, click, repin, hide
 
@@ -646,7 +646,7 @@ class _Simulator:
             + pos_eff
             + ce[2]
         )
-        logit_hide = b["hide"] - 1.0 * lt - 1.0 * ss - 0.5 * q + 2.0 * fat + 0.5 * pos_eff + ce[3]
+        logit_hide = b["hide"] - 1.6 * lt - 1.6 * ss - 0.5 * q + 2.5 * fat + 0.5 * pos_eff + ce[3]
         p_hide = _sigmoid(logit_hide)
         cond = _sigmoid(np.stack([logit_closeup, logit_click, logit_repin]))
         gt = {
