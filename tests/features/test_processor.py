@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transact.features.codec import decode_state, encode_state, event_id_keys
+from transact.features.codec import (
+    decode_state,
+    encode_state,
+    event_id_keys,
+    pack_arrays,
+    unpack_arrays,
+)
 from transact.features.events import LATE_EVENT, EventColumns
 from transact.features.processor import (
     ACCEPTED,
@@ -182,6 +188,27 @@ def test_codec_round_trip_and_stable_hashes():
         for seed in ("1", "2")
     }
     assert outs == {str(int(k[0]))}
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 120), m=st.integers(0, 50), seed=st.integers(0, 1000))
+def test_array_codec_is_byte_identical_to_numpy_codec(n, m, seed):
+    rng = np.random.default_rng(seed)
+    cols = (
+        np.sort(rng.integers(0, 2**62, n))[::-1],
+        rng.integers(0, 2**31, n),
+        rng.integers(1, 6, n),
+        rng.integers(0, 2**63, m, dtype=np.uint64),
+        rng.integers(0, 2**32, m),
+        rng.integers(-(2**40), 2**62, m),
+    )
+    total = int(rng.integers(0, 2**40))
+    v = encode_state(*cols, total)
+    unpacked = unpack_arrays(v)
+    assert pack_arrays(*unpacked) == v
+    for got, want in zip(unpacked[:6], cols, strict=True):
+        assert list(got) == [int(x) for x in want]
+    assert unpacked[6] == total % 2**32
 
 
 def test_config_rejects_inconsistent_windows():

@@ -26,15 +26,17 @@ reference :func:`apply_event_reference`).
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import neg
 
 import numpy as np
 
 from transact.data.schema import DEFAULT_SEQ_LEN, ActionVocabulary
-from transact.features.codec import content_keys, decode_state, encode_state, event_id_keys
+from transact.features.codec import content_keys, event_id_keys, pack_arrays, unpack_arrays
 from transact.features.events import LATE_EVENT, DeadLetter, EventColumns
 
 # Outcomes of one event (Prometheus label values of transact_stream_events_total).
@@ -100,24 +102,21 @@ class BatchResult:
 
 
 class _UserWork:
-    """A user's decoded state as Python lists, mutated event by event."""
+    """A user's decoded state as ``array.array`` columns, mutated event by event."""
 
-    __slots__ = ("neg_times", "items", "actions", "keys", "total", "newest", "changed")
+    __slots__ = ("times", "items", "actions", "keys", "total", "newest", "changed")
 
     def __init__(self, value: bytes | None) -> None:
-        st = decode_state(value)
-        self.neg_times: list[int] = (-st.times_ms).tolist()  # ascending = newest first
-        self.items: list[int] = st.item_ids.tolist()
-        self.actions: list[int] = st.action_ids.tolist()
-        # key -> (insertion index, event time); dict order is insertion order.
+        times, items, actions, keys, serials, ktimes, total = unpack_arrays(value)
+        self.times = times  # descending: newest first
+        self.items = items
+        self.actions = actions
+        # key -> (insertion serial, event time); dict order is insertion order.
         self.keys: dict[int, tuple[int, int]] = {
-            k: (i, t)
-            for k, i, t in zip(
-                st.keys.tolist(), st.key_serials.tolist(), st.key_times_ms.tolist(), strict=True
-            )
+            k: (i, t) for k, i, t in zip(keys, serials, ktimes, strict=True)
         }
-        self.total = st.total_keys
-        self.newest: int | None = -self.neg_times[0] if self.neg_times else None
+        self.total = total
+        self.newest: int | None = times[0] if times else None
         self.changed = False
 
     def live(self, key: int, cfg: ProcessorConfig) -> bool:
@@ -145,14 +144,15 @@ class _UserWork:
             return DUPLICATE_CONTENT
         if self.newest is not None and t < self.newest - cfg.allowed_lateness_ms:
             return LATE
-        pos = bisect_left(self.neg_times, -t)
+        # first position whose time is <= t: an equal time goes before (newer arrival)
+        pos = bisect_left(self.times, -t, key=neg)
         if pos < cfg.capacity:
-            self.neg_times.insert(pos, -t)
+            self.times.insert(pos, t)
             self.items.insert(pos, item)
             self.actions.insert(pos, action)
-            if len(self.neg_times) > cfg.capacity:
+            if len(self.times) > cfg.capacity:
                 del (
-                    self.neg_times[cfg.capacity :],
+                    self.times[cfg.capacity :],
                     self.items[cfg.capacity :],
                     self.actions[cfg.capacity :],
                 )
@@ -165,16 +165,14 @@ class _UserWork:
     def encode(self, cfg: ProcessorConfig) -> bytes:
         lo_idx = self.total - cfg.max_dedup_keys
         lo_t = (self.newest if self.newest is not None else 0) - cfg.dedup_window_ms
-        keys = [k for k, (i, t) in self.keys.items() if i >= lo_idx and t >= lo_t]
-        serials = [self.keys[k][0] % 2**32 for k in keys]
-        ktimes = [self.keys[k][1] for k in keys]
-        return encode_state(
-            np.negative(np.asarray(self.neg_times, np.int64)),
+        live = [(k, i, t) for k, (i, t) in self.keys.items() if i >= lo_idx and t >= lo_t]
+        return pack_arrays(
+            self.times,
             self.items,
             self.actions,
-            keys,
-            serials,
-            ktimes,
+            array("Q", [k for k, _, _ in live]),
+            array("I", [i % 2**32 for _, i, _ in live]),
+            array("q", [t for _, _, t in live]),
             self.total,
         )
 
