@@ -56,3 +56,23 @@ def test_backend_trains_scores_and_sequence_model_beats_baseline(tmp_path):
     with pytest.raises(VariantUnavailable, match="batch user embedding"):
         backend.train_and_score(Variant(key="p", label="p", user_embedding=False), seed=0)
     assert backend.forward_latency_ms(Variant(key="t", label="t"), 64) > 0
+
+
+def test_finished_runs_are_reused_by_key(tmp_path, monkeypatch):
+    budget = replace(BUDGETS["smoke"], train_steps=3, batch_size=256, seq_len=4, fig4_seq_lens=(4,))
+    backend = fake_backend(budget, tmp_path)
+    first = backend.train_and_score(Variant(key="b", label="b", encoder="none"), seed=0)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    import transact.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    again = fake_backend(budget, tmp_path).train_and_score(
+        Variant(key="other_name", label="x", encoder="none"), seed=0
+    )
+    assert np.array_equal(first.scores, again.scores)
+    # another seed is another run
+    with pytest.raises(AssertionError, match="trained again"):
+        backend.train_and_score(Variant(key="b", label="b", encoder="none"), seed=1)

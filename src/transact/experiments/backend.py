@@ -8,6 +8,10 @@ length any variant needs, and the batch user embeddings when a variant asks for 
 Shorter sequence lengths are exact prefixes of the longest (sequences are newest first,
 padding at the end), so one example set serves every |S| of Figure 4.
 
+Finished runs are cached under ``work_dir/runs`` by a key of everything they depend on
+(variant, seed, dataset, training settings), so rerunning an experiment, or ``all``
+after single tables, only trains what is new; delete ``work_dir`` to retrain.
+
 Each ``train_and_score`` builds ``Pinnability`` with the variant's encoder and options at
 the budget's model preset, trains it with the training stage's trainer for the budget's
 steps and seed, and returns the evaluation stage's :class:`Predictions` on week 3.
@@ -30,6 +34,22 @@ from transact.experiments.runner import VariantUnavailable
 from transact.experiments.spec import Variant
 
 EVAL_BATCH = 4096
+PREDICTIONS_FILE = "predictions.npz"
+RUN_KEY_FILE = "run_key.json"
+
+
+def _load_cached(run_dir: Path, key: dict[str, Any]) -> Predictions | None:
+    """The saved predictions of an identical earlier run (same key), else ``None``.
+
+    A run is cached only once it finished (the key file is written last), so an
+    interrupted experiment resumes with the variants it had not finished.
+    """
+    key_file, preds_file = run_dir / RUN_KEY_FILE, run_dir / PREDICTIONS_FILE
+    if not (key_file.exists() and preds_file.exists()):
+        return None
+    if json.loads(key_file.read_text()) != json.loads(json.dumps(key, sort_keys=True)):
+        return None
+    return Predictions.load(preds_file)
 
 
 def truncate_batch(batch: LabeledBatch, seq_len: int) -> LabeledBatch:
@@ -233,28 +253,49 @@ class PaperBackend:
         from transact.training.trainer import seed_everything, train
 
         train_set, eval_set, spec = self._variant_data(variant)
+        data = self._prepare()
+        key = self._run_key(variant, seed)
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        run_dir = self.work_dir / "runs" / _slug(data.name) / f"{variant.encoder}-{digest}-s{seed}"
+        cached = _load_cached(run_dir, key)
+        if cached is not None:
+            return cached
         seed_everything(seed)
         model = self._model(variant, spec)
-        digest = hashlib.sha1(variant.fingerprint().encode()).hexdigest()[:10]
-        run_dir = (
-            self.work_dir / "runs" / _slug(self._prepare().name) / f"{variant.key}-{digest}-s{seed}"
-        )
         config = train_config(self.budget, seed=seed, device=self.device, progress=self.progress)
-        train(
-            model,
-            loss_for(spec),
-            train_set,
-            config,
-            run_dir,
-            metadata={"variant": variant.config_dict(), "budget": self.budget.to_dict()},
-        )
-        (run_dir / "variant.json").write_text(json.dumps(variant.config_dict(), indent=2))
-        return predict(
+        train(model, loss_for(spec), train_set, config, run_dir, metadata={"run_key": key})
+        preds = predict(
             model,
             eval_set.batches(EVAL_BATCH, shuffle=False),
             tuple(spec.heads),
             device=self.device,
         )
+        preds.save(run_dir / PREDICTIONS_FILE)
+        (run_dir / RUN_KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True))
+        return preds
+
+    def _run_key(self, variant: Variant, seed: int) -> dict[str, Any]:
+        """Everything a trained-and-scored run depends on; equal keys reuse the run."""
+        from transact.experiments.training import LOSS_TABLE
+
+        b = self.budget
+        return {
+            "variant": variant.config_dict(),
+            "seed": seed,
+            "dataset": self._prepare().describe(),
+            "user_embeddings": self._user_embeddings is not None,
+            "training": {
+                "model_preset": b.model_preset,
+                "train_steps": b.train_steps,
+                "batch_size": b.batch_size,
+                "peak_lr": b.peak_lr,
+                "warmup_steps": b.warmup_steps,
+                "negative_ratio": b.negative_ratio,
+                "embedding_preset": b.embedding_preset,
+                "loss": LOSS_TABLE,
+                "device": self.device,
+            },
+        }
 
     def forward_latency_ms(self, variant: Variant, batch_size: int) -> float:
         """Median eval forward time of ``variant``'s ranker on one evaluation batch."""
