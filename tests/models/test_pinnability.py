@@ -2,6 +2,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from model_testing import make_inputs, make_spec
 
 from transact.cli import main as cli_main
@@ -59,6 +61,19 @@ def test_consolidated_lookup_is_one_table_and_matches_per_feature_lookups():
     tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
     assert len(tables) == 2  # the consolidated one + TransAct's action-type table
     assert model.embedding.table.weight.shape == (4 + 7 + 3 + 11 + 2, 16)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    cards=st.lists(st.integers(1, 50), min_size=1, max_size=12),
+    batch=st.integers(1, 9),
+    seed=st.integers(0, 1000),
+)
+def test_consolidated_lookup_matches_reference_property(cards, batch, seed):
+    torch.manual_seed(seed)
+    emb = ConsolidatedEmbedding(cards, dim=3)
+    idx = torch.stack([torch.randint(0, c, (batch,)) for c in cards], dim=1)
+    torch.testing.assert_close(emb(idx), emb.reference(idx), rtol=0, atol=0)
 
 
 def test_cross_layer_is_full_rank_dcn_v2():

@@ -294,12 +294,12 @@ class TransAct(SequenceEncoder):
             masked = torch.cat([masked, masked.new_zeros(b, 1)], dim=1)
         tokens = self._add_positions(tokens, action_times_ms, request_time_ms)
         hidden = masked[:, :, None]
-        tokens = torch.where(hidden, torch.zeros_like(tokens), tokens)
+        tokens = torch.where(hidden, 0.0, tokens)
         # Fallback: a row with nothing to read attends over its zeroed tokens instead (finite
         # softmax); its output columns are all zeroed below, so it returns exactly 0.
         empty = masked.all(dim=1, keepdim=True)
         out = self.encoder(tokens, masked & ~empty)  # [B, S', d]
-        out = torch.where(hidden, torch.zeros_like(out), out)
+        out = torch.where(hidden, 0.0, out)
         return self._compress(out, masked)
 
     def _add_positions(
