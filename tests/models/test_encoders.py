@@ -147,3 +147,8 @@ def test_registry_errors_name_the_problem():
     enc = build_sequence_encoder("transact", SPEC, compression="max_pool", fusion="append")
     assert isinstance(enc, TransAct) and enc.out_dim == 64
     assert build_sequence_encoder("cnn", SPEC, channels=8).out_dim == 8
+    # TOML gives lists and checks types: overrides are converted and checked per field
+    from_toml = build_sequence_encoder("transact", SPEC, attend_action_types=[2, 3])
+    assert from_toml.config.attend_action_types == (2, 3)
+    with pytest.raises(TypeError, match="override.num_layers: expected an integer, got '2'"):
+        build_sequence_encoder("transact", SPEC, num_layers="2")

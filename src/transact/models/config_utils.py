@@ -69,13 +69,20 @@ def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], name: str | None = N
     '2'``) so a bad TOML config is fixed in one look. Missing keys take the defaults, and
     the dataclass's own ``__post_init__`` checks value ranges.
     """
-    if not isinstance(d, Mapping):
-        raise TypeError(f"{name or cls.__name__}: expected a table/dict, got {type(d).__name__}")
+    return cls(**coerce_fields(cls, d, name))
+
+
+def coerce_fields(cls: type, d: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
+    """Type-check and convert a partial dict of ``cls`` fields (lists become tuples).
+
+    Unknown keys raise with the known field names; used for config overrides.
+    """
     label = name or cls.__name__
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{label}: expected a table/dict, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(fields))
     if unknown:
         raise ValueError(f"{label}: unknown field(s) {unknown}; known: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
-    kwargs = {k: _coerce(v, hints[k], f"{label}.{k}") for k, v in d.items()}
-    return cls(**kwargs)
+    return {k: _coerce(v, hints[k], f"{label}.{k}") for k, v in d.items()}

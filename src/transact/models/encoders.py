@@ -28,6 +28,7 @@ from typing import Any
 
 from transact.data.schema import FeatureSpec
 from transact.models.baselines import AveragePooling, BaselineConfig, CNNEncoder, RecurrentEncoder
+from transact.models.config_utils import coerce_fields
 from transact.models.sequence import SequenceEncoder
 from transact.models.transact import TransAct, TransActConfig
 
@@ -71,6 +72,7 @@ def transformer_encoder_config(name: str, spec: FeatureSpec, **overrides: Any) -
     ``vanilla_transformer``, ``bst``, ``bst_positive``), with ``overrides`` applied last."""
     base = TransActConfig.from_spec(spec)
     _check_fields(name, TransActConfig, overrides)
+    overrides = coerce_fields(TransActConfig, overrides, f"encoder {name!r} override")
     return replace(base, **{**_transformer_defaults(name, spec), **overrides})
 
 
@@ -107,6 +109,7 @@ def build_sequence_encoder(
         return TransAct(transformer_encoder_config(name, spec, **overrides))
     if name in ("avg_pool", "wdl_seq", "cnn", "rnn", "lstm"):
         _check_fields(name, BaselineConfig, overrides)
+        overrides = coerce_fields(BaselineConfig, overrides, f"encoder {name!r} override")
         config = BaselineConfig(**{"d_item": spec.d_item, "seq_len": spec.seq_len, **overrides})
         if name in ("avg_pool", "wdl_seq"):
             return AveragePooling(config, wide=name == "wdl_seq")
