@@ -50,11 +50,15 @@ class FastTransActOptions:
             (needs concat early fusion; ignored otherwise).
         chunk_size: run the per-candidate layers on this many candidates at a time (0 = all
             at once); chunks keep the ``[chunk, S, d]`` activations in cache.
+        compact_visible: compute only the positions someone can see: for one user the
+            visible actions (hidden ones are never attended to and output 0), for several
+            the prefix before the padding every row shares. Exact, and it drops the mask.
     """
 
     dedup: bool = True
     split_first_layer: bool = True
-    chunk_size: int = 64
+    chunk_size: int = 32
+    compact_visible: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_size < 0:
@@ -252,22 +256,74 @@ class FastTransAct(nn.Module):
                 user_index = torch.arange(n_cand, device=candidate_embedding.device)
         elif user_index.shape != (n_cand,):
             raise ValueError(f"user_index must be [B={n_cand}], got {tuple(user_index.shape)}")
+        # the buffers' dtype (fp32, or bf16 after .to(torch.bfloat16)) decides the precision,
+        # not an outer autocast: the split softmax needs fp32's or bf16's exponent range
+        with torch.autocast(candidate_embedding.device.type, enabled=False):
+            out = self._encode(
+                action_types,
+                action_embeddings,
+                action_times_ms,
+                request_time_ms,
+                candidate_embedding,
+                user_index,
+            )
+        return out.to(candidate_embedding.dtype)
+
+    def _encode(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+        request_time_ms: torch.Tensor,
+        candidate_embedding: torch.Tensor,
+        user_index: torch.Tensor | None,
+    ) -> torch.Tensor:
+        n_users = action_types.shape[0]
+        n_cand = candidate_embedding.shape[0]
         dtype = self.action_table.dtype
         hidden = hidden_positions(action_types, action_times_ms, request_time_ms.reshape(-1))
+        positions = None  # original position of each kept column when columns are dropped
+        if self.options.compact_visible:
+            if n_users == 1:  # keep exactly the visible actions: no mask needed at all
+                keep = (~hidden[0]).nonzero().squeeze(1)
+                if keep.numel() == 0:  # nothing to read: the model outputs exactly 0
+                    return candidate_embedding.new_zeros(n_cand, self.out_dim, dtype=dtype)
+                if keep.numel() < hidden.shape[1]:
+                    positions = keep
+            else:  # cut the tail that every row hides (padding sits at the end)
+                visible_cols = (~hidden).any(dim=0).nonzero()
+                last = int(visible_cols.max()) + 1 if visible_cols.numel() else 1
+                if last < hidden.shape[1]:
+                    positions = torch.arange(last, device=hidden.device)
+            if positions is not None:
+                action_types = action_types[:, positions]
+                action_embeddings = action_embeddings[:, positions]
+                hidden = hidden[:, positions]
         empty = hidden.all(dim=1, keepdim=True)
         key_mask = hidden & ~empty  # an empty row attends over its zero tokens, outputs 0
         user_part = torch.cat(
             [F.embedding(action_types, self.action_table), action_embeddings.to(dtype)], dim=-1
         ).masked_fill(hidden.unsqueeze(-1), 0.0)
         candidates = candidate_embedding.to(dtype)
-        prep = self._split_prep(user_part, key_mask) if self.options.split_first_layer else None
+        # the split pays when users are shared by candidates; for U == B it only reorders work
+        split = self.options.split_first_layer and (n_users == 1 or 2 * n_users <= n_cand)
+        prep = self._split_prep(user_part, key_mask) if split else None
+        use_mask = bool(key_mask.any())
 
         step = self.options.chunk_size or n_cand
         outs = []
         for lo in range(0, n_cand, step):
             hi = min(lo + step, n_cand)
             idx = None if user_index is None else user_index[lo:hi]
-            outs.append(self._candidates(user_part, key_mask, hidden, candidates[lo:hi], idx, prep))
+            first, pooled = self._candidates(
+                user_part, key_mask, hidden, candidates[lo:hi], idx, prep, use_mask
+            )
+            if positions is not None:  # put the kept columns back at their positions
+                m = int((positions < self.latest_k).sum())
+                full = first.new_zeros(first.shape[0], self.latest_k, first.shape[2])
+                full[:, positions[:m]] = first[:, :m]
+                first = full
+            outs.append(torch.cat([first.flatten(1), pooled], dim=1))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
     # ---- pieces ------------------------------------------------------------------------
@@ -280,10 +336,13 @@ class FastTransAct(nn.Module):
         candidates: torch.Tensor,
         idx: torch.Tensor | None,
         prep: dict[str, torch.Tensor] | None,
-    ) -> torch.Tensor:
-        """All layers and the compression for one chunk of candidates -> ``[b, out_dim]``."""
+        use_mask: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All layers for one chunk of candidates -> first K columns ``[b, <=K, d]`` and
+        the max-pooled column ``[b, d]``."""
         n = candidates.shape[0]
         mask = key_mask if idx is None else key_mask[idx]  # [1 or b, S]
+        attn_mask = mask if use_mask else None
         hid = hidden if idx is None else hidden[idx]
         x = None
         if prep is not None:
@@ -292,23 +351,24 @@ class FastTransAct(nn.Module):
             rows = user_part.expand(n, -1, -1) if idx is None else user_part[idx]
             cand = candidates.unsqueeze(1).expand(-1, rows.shape[1], -1)
             tokens = torch.cat([rows, cand], dim=-1).masked_fill(hid.unsqueeze(-1), 0.0)
-            x = self._plain_layer(0, tokens, mask)
+            x = self._plain_layer(0, tokens, attn_mask)
         for i in range(1, self.n_layers):
-            x = self._plain_layer(i, x, mask)
+            x = self._plain_layer(i, x, attn_mask)
         x = x.masked_fill(hid.unsqueeze(-1), 0.0)
         pooled = x.masked_fill(hid.unsqueeze(-1), float("-inf")).amax(dim=1)
         pooled = pooled.masked_fill(hid.all(dim=1, keepdim=True), 0.0)
         if pooled.shape[0] != n:
             pooled = pooled.expand(n, -1)
-        return torch.cat([x[:, : self.latest_k].flatten(1), pooled], dim=1)
+        return x[:, : self.latest_k], pooled
 
-    def _plain_layer(self, i: int, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """One post-norm encoder layer with fused attention; ``x [N, S, d]``, mask ``[N|1, S]``."""
+    def _plain_layer(self, i: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """One post-norm encoder layer with fused attention; ``x [N, S, d]``, mask ``[N|1, S]``
+        (True = hidden) or ``None`` when every key is visible."""
         n, s, d = x.shape
         h = self.n_heads
         qkv = F.linear(x, self._w(i, "in_w"), self._w(i, "in_b"))
         q, k, v = qkv.view(n, s, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
-        attend = (~key_mask)[:, None, None, :]  # True = take part (SDPA convention)
+        attend = None if key_mask is None else (~key_mask)[:, None, None, :]  # True = take part
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
         o = o.transpose(1, 2).reshape(n, s, d)
         return self._residual_ffn(i, x + F.linear(o, self._w(i, "out_w"), self._w(i, "out_b")))

@@ -154,6 +154,8 @@ class ServingRanker:
                         chunk_size=opts.chunk_size,
                     ),
                 ).to(self.device)
+                if opts.precision != "fp32":  # bf16 keeps fp32's exponent range (split softmax)
+                    model.sequence_encoder.to(torch.bfloat16)
                 self.fast_encoder = True
             except (ValueError, AttributeError):
                 pass  # not a concat-fusion TransAct: keep the model's own encoder
