@@ -44,7 +44,7 @@ def example_feature_spec(scale: str = "small") -> FeatureSpec:
             CategoricalFeature("item_id_hash", 800_000, group="item"),
             CategoricalFeature("board_id_hash", 300_000, group="item"),
             CategoricalFeature("creator_id_hash", 150_000, group="item"),
-            CategoricalFeature("query_interest_hash", 40_000, group="context"),
+            CategoricalFeature("query_interest_hash", 5_000, group="context"),
         ]
     return FeatureSpec(categorical=tuple(categorical), numerical=tuple(numerical))
 

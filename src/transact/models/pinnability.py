@@ -103,7 +103,7 @@ class PinnabilityConfig:
         if name == "small":
             base = cls(num_cross_layers=1, mlp_dims=(128, 64), categorical_embedding_dim=16)
         elif name == "paper":
-            base = cls(num_cross_layers=6, mlp_dims=(4096, 1024, 256), categorical_embedding_dim=32)
+            base = cls(num_cross_layers=6, mlp_dims=(4096, 1280, 256), categorical_embedding_dim=32)
         else:
             raise ValueError(f"unknown preset {name!r}; known: {list(PRESETS)}")
         return replace(base, **overrides) if overrides else base
