@@ -156,7 +156,7 @@ def bench_redis(events_path: str, batch_size: int) -> dict:
         return {"skipped": "redis-server not installed or did not start"}
     proc, url = started
     try:
-        store = RedisSequenceStore(url)
+        store = RedisSequenceStore(url, socket_timeout_s=30.0)
         s = _drain(events_path, store, batch_size)
         store.close()
     finally:

@@ -229,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port)
-    store = open_store(args.store)
+    store = open_store(args.store, timeout_s=30.0)  # commits carry whole micro-batches
     sink = DeadLetterSink(args.dead_letters or None)
 
     def on_commit(batch, committed_ms):  # type: ignore[no-untyped-def]

@@ -227,9 +227,13 @@ class RedisSequenceStore:
         self._redis.close()
 
 
-def open_store(spec: str, read_only: bool = False) -> SequenceStore:
-    """``redis://...`` opens Redis; anything else (optionally ``rocksdb://``) is a RocksDB path."""
+def open_store(spec: str, read_only: bool = False, timeout_s: float = 1.0) -> SequenceStore:
+    """``redis://...`` opens Redis; anything else (optionally ``rocksdb://``) is a RocksDB path.
+
+    ``timeout_s`` bounds each Redis call: short for the read path (serving degrades
+    instead of waiting), long for processors whose commits carry whole micro-batches.
+    """
     if spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisSequenceStore(spec)
+        return RedisSequenceStore(spec, socket_timeout_s=timeout_s)
     path = spec.removeprefix("rocksdb://")
     return RocksDBSequenceStore(path, read_only=read_only)
