@@ -1,0 +1,55 @@
+import io
+import json
+import sys
+
+import pytest
+
+from transact.cli import build_parser, main
+from transact.features.events import event_to_json
+from transact.features.reader import SequenceReader
+from transact.features.store import RocksDBSequenceStore
+
+from .conftest import T0, make_events, write_world
+
+
+@pytest.mark.parametrize("cmd", ["run", "produce", "bench", "broker"])
+def test_help_teaches_with_examples(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["stream", cmd, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"transact stream {cmd}" in out
+
+
+def test_run_from_parquet_then_stdin_into_one_store(tmp_path, capsys, monkeypatch):
+    world = write_world(str(tmp_path / "w"), [make_events(500, n_users=5, seed=1)])
+    store, dlq = str(tmp_path / "seq"), str(tmp_path / "dlq.jsonl")
+    base = ["stream", "run", "--store", store, "--dead-letters", dlq, "--no-progress"]
+    assert main([*base, "--source", f"parquet:{world}", "--batch-size", "128"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["events"] == 500 and summary["outcomes"]["accepted"] == 500
+    lines = [event_to_json("new-x", 1, 3, "click", T0 + 4_000_000), b"not json", b'{"event_id": 1}']
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n")))
+    assert main([*base, "--source", "stdin"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["outcomes"] == {
+        "accepted": 1,
+        "duplicate_content": 0,
+        "duplicate_event_id": 0,
+        "filtered_action": 0,
+        "invalid": 2,
+        "late": 0,
+    }
+    with open(dlq) as f:
+        reasons = sorted(json.loads(x)["reason"] for x in f)
+    assert reasons == ["malformed_json", "missing_field"]
+    s = RocksDBSequenceStore(store)
+    assert s.offsets() == {"replay": 500, "stdin": 3}
+    seq = SequenceReader(s).fetch([1], [T0 + 5_000_000])
+    assert int(seq.action_item_ids[0, 0]) == 3 and int(seq.action_times_ms[0, 0]) == T0 + 4_000_000
+    s.close()
+
+
+def test_bad_source_is_a_usage_error(tmp_path, capsys):
+    assert main(["stream", "run", "--source", "ftp://x", "--store", str(tmp_path / "s")]) == 2
+    assert "--source must be" in capsys.readouterr().err
