@@ -97,6 +97,7 @@ class ExampleSet:
     item_embeddings: np.ndarray
     user_embeddings: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    _table: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.item_ids.shape[0])
@@ -130,7 +131,9 @@ class ExampleSet:
 
     def batch(self, rows: np.ndarray) -> LabeledBatch:
         """The :class:`LabeledBatch` of the given example rows ``[B]``."""
-        table = torch.from_numpy(self.item_embeddings)
+        if self._table is None:  # a private writable copy (the array may be memory-mapped)
+            self._table = torch.from_numpy(np.array(self.item_embeddings, dtype=np.float32))
+        table = self._table
         req = self.example_request[rows]
         seq_items = torch.from_numpy(self.seq_items[req].astype(np.int64))
         d_user = self.feature_spec.d_user

@@ -75,7 +75,12 @@ def check_columns(table: pa.Table | pa.Schema, schema: pa.Schema, file: Path | s
         idx = got.get_field_index(f.name)
         if idx < 0:
             raise DataError(f"{where(file, f.name)}: missing column (have {got.names})")
-        if not got.field(idx).type.equals(f.type):
+        have = got.field(idx).type
+        if isinstance(have, pa.FixedSizeListType) and isinstance(f.type, pa.FixedSizeListType):
+            same = have.list_size == f.type.list_size and have.value_type.equals(f.type.value_type)
+        else:
+            same = have.equals(f.type)
+        if not same:
             raise DataError(f"{where(file, f.name)}: type {got.field(idx).type}, expected {f.type}")
 
 

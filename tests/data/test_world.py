@@ -1,0 +1,178 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from transact.data.io import (
+    ItemTable,
+    UserTable,
+    check_columns,
+    load_manifest,
+    partition_files,
+    read_events,
+    read_impressions,
+)
+from transact.data.schema import (
+    MS_PER_DAY,
+    events_schema,
+    impressions_schema,
+    items_schema,
+    users_schema,
+)
+from transact.data.world import PRESETS, WorldConfig, generate_world
+
+
+def _table(world, name, **kw):
+    reader = read_events if name == "events" else read_impressions
+    return pa.Table.from_batches(list(reader(world, **kw)))
+
+
+def test_files_follow_the_schemas(tiny_world):
+    m = load_manifest(tiny_world)
+    assert m.dataset == "sim-tiny" and m.seed == 7 and m.heads == ("click", "repin", "hide")
+    check_columns(pq.read_schema(tiny_world / "items.parquet"), items_schema(m.d_item), "items")
+    check_columns(pq.read_schema(tiny_world / "users.parquet"), users_schema(), "users")
+    days = set()
+    for table, schema in (
+        ("events", events_schema()),
+        ("impressions", impressions_schema(m.heads)),
+    ):
+        files = partition_files(tiny_world, table)
+        assert files
+        for day, f in files:
+            check_columns(pq.read_schema(f), schema, f)
+            days.add(day)
+    cfg = PRESETS["tiny"]
+    assert len(days) == cfg.n_days
+    assert m.train_end_ms - m.train_start_ms == cfg.train_days * MS_PER_DAY
+    assert m.eval_end_ms - m.eval_start_ms == cfg.eval_days * MS_PER_DAY
+    items = ItemTable.load(tiny_world)
+    assert items.embedding_table().shape == (cfg.n_items + 1, cfg.d_item)
+    assert items.embedding_table()[-1].abs().sum() == 0
+    assert items.top_interest.max() < cfg.n_top_interests
+    assert len(UserTable.load(tiny_world)) == cfg.n_users
+
+
+def test_day_partitions_hold_their_days(tiny_world):
+    for day, f in partition_files(tiny_world, "events"):
+        t = pq.read_table(f, columns=["timestamp_ms"]).column(0).to_numpy()
+        days = {
+            np.datetime64(int(x), "ms").astype("datetime64[D]").astype(str)
+            for x in (t.min(), t.max())
+        }
+        assert days == {day}
+
+
+def test_requests_labels_and_events_agree(tiny_world):
+    imp = _table(tiny_world, "impressions")
+    ev = _table(tiny_world, "events")
+    sizes = np.bincount(imp.column("request_id").to_numpy())
+    sizes = sizes[sizes > 0]
+    assert sizes.min() >= 10 and sizes.max() <= 30
+    actions = ev.column("action_type").to_numpy(zero_copy_only=False)
+    assert (actions == "impression").sum() == imp.num_rows  # every impression is an event
+    for head in ("click", "repin", "hide"):
+        assert imp.column(f"label_{head}").to_numpy().sum() == (actions == head).sum()
+        p = imp.column(f"gt_prob_{head}").to_numpy()
+        assert ((p > 0) & (p < 1)).all()
+    # no clicks/repins on hidden impressions; event ids unique
+    assert not (imp.column("label_hide").to_numpy() & imp.column("label_repin").to_numpy()).any()
+    assert len(set(ev.column("event_id").to_pylist())) == ev.num_rows
+    # engagements come after their request and before the user's next request
+    ev_ids = ev.column("event_id").to_pylist()
+    req_time = dict(
+        zip(
+            imp.column("request_id").to_pylist(),
+            imp.column("request_time_ms").to_pylist(),
+            strict=True,
+        )
+    )
+    t = ev.column("timestamp_ms").to_numpy()
+    for i, eid in enumerate(ev_ids):
+        rid, _, action = eid.split(":")
+        if action == "impression":
+            assert t[i] == req_time[int(rid)]
+        else:
+            assert t[i] > req_time[int(rid)]
+
+
+def test_label_rates_are_pinterest_like(tiny_world):
+    imp = _table(tiny_world, "impressions")
+    click = imp.column("label_click").to_numpy().mean()
+    repin = imp.column("label_repin").to_numpy().mean()
+    hide = imp.column("label_hide").to_numpy().mean()
+    assert 0.01 < click < 0.08
+    assert 0.002 < repin < click
+    assert 0.0005 < hide < 0.015
+    # label rates track the stored ground truth (it is what they are drawn from)
+    gt = imp.column("gt_prob_click").to_numpy().mean()
+    assert abs(click - gt) < 4 * np.sqrt(gt / imp.num_rows) + 1e-3
+
+
+def test_position_bias_only_in_production_order(tiny_world):
+    imp = _table(tiny_world, "impressions")
+    pos = imp.column("position").to_numpy()
+    rnd = imp.column("randomized").to_numpy()
+    p = imp.column("gt_prob_click").to_numpy()
+    share = (
+        np.unique(imp.column("request_id").to_numpy()[rnd]).size
+        / np.unique(imp.column("request_id").to_numpy()).size
+    )
+    assert 0.1 < share < 0.3  # tiny preset: 20% randomized
+    top, low = (~rnd) & (pos < 3), (~rnd) & (pos >= 12)
+    assert p[top].mean() > 1.5 * p[low].mean()
+    r_top, r_low = rnd & (pos < 3), rnd & (pos >= 12)
+    assert p[r_top].mean() < 1.3 * p[r_low].mean()
+
+
+def test_is_core_means_a_repin_in_the_last_28_days(tiny_world):
+    imp = _table(tiny_world, "impressions")
+    ev = _table(tiny_world, "events", actions=["repin"])
+    users = pq.read_table(tiny_world / "users.parquet")
+    prior = dict(
+        zip(
+            users.column("user_id").to_pylist(),
+            users.column("prior_last_repin_ms").to_pylist(),
+            strict=True,
+        )
+    )
+    repins: dict[int, list[int]] = {}
+    for u, t in zip(
+        ev.column("user_id").to_pylist(), ev.column("timestamp_ms").to_pylist(), strict=True
+    ):
+        repins.setdefault(u, []).append(t)
+    first = np.unique(imp.column("request_id").to_numpy(), return_index=True)[1]
+    core = imp.column("is_core").to_numpy()[first]
+    for k, row in enumerate(first[:400]):
+        u = imp.column("user_id")[int(row)].as_py()
+        t = imp.column("request_time_ms")[int(row)].as_py()
+        last = max([x for x in repins.get(u, []) if x < t] + [prior[u]])
+        assert core[k] == (last >= t - 28 * MS_PER_DAY)
+    assert 0.3 < core.mean() < 1.0
+
+
+def test_generation_is_deterministic_for_a_seed(tmp_path, micro_config):
+    a = generate_world(tmp_path / "a", micro_config, seed=3, progress=False)
+    b = generate_world(tmp_path / "b", micro_config, seed=3, progress=False)
+    c = generate_world(tmp_path / "c", micro_config, seed=4, progress=False)
+    ta, tb, tc = (_table(w, "impressions") for w in (a, b, c))
+    assert ta.equals(tb)
+    assert _table(a, "events").equals(_table(b, "events"))
+    assert pq.read_table(a / "items.parquet").equals(pq.read_table(b / "items.parquet"))
+    assert not ta.equals(tc)
+    with pytest.raises(FileExistsError):
+        generate_world(a, micro_config, seed=3, progress=False)
+
+
+def test_config_validation_and_toml(tmp_path):
+    with pytest.raises(ValueError, match="WorldConfig.min_items"):
+        WorldConfig(min_items=20, max_items=10)
+    with pytest.raises(ValueError, match="WorldConfig.candidate_mix"):
+        WorldConfig(candidate_mix=(0.5, 0.5, 0.5))
+    f = tmp_path / "w.toml"
+    f.write_text('preset = "tiny"\nn_users = 33\n')
+    assert WorldConfig.from_toml(f).n_users == 33
+    assert WorldConfig.from_toml(f).n_items == PRESETS["tiny"].n_items
+    f.write_text("n_userz = 3\n")
+    with pytest.raises(ValueError, match="n_userz"):
+        WorldConfig.from_toml(f)
