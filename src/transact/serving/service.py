@@ -8,6 +8,7 @@ bench_service.py`` call it with the synthetic environment of
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class ServiceParts:
 
 def build_engine(
     models_dir: str | Path,
-    items: ItemFeatures,
+    items: ItemFeatures | Callable[[FeatureSpec], ItemFeatures],
     spec: FeatureSpec | None = None,
     sequences: SequenceSource | None = None,
     user_embeddings: UserEmbeddingSource | None = None,
@@ -63,7 +64,9 @@ def build_engine(
     """Load the newest verified model version in ``models_dir`` and build the engine.
 
     ``spec`` defaults to the FeatureSpec of the newest version that verifies; every later
-    version must match it. Raises ``RuntimeError`` when no version verifies.
+    version must match it. ``items`` may be a function of that spec (the item table's
+    columns are read by the spec's feature names). Raises ``RuntimeError`` when no version
+    verifies.
     """
     options = options or InferenceOptions()
     registry = ModelRegistry(models_dir, options, expected_spec=spec, smoke=smoke_check)
@@ -74,6 +77,8 @@ def build_engine(
             "see the REFUSED log lines"
         )
     spec = handle.spec
+    if callable(items):
+        items = items(spec)
     store = ItemFeatureStore(items, spec, memory_rows=item_cache_rows, disk_path=item_cache_dir)
     assembler = FeatureAssembler(spec, store, sequences, user_embeddings)
     engine = RankingEngine(registry, assembler, config)

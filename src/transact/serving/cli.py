@@ -1,0 +1,283 @@
+"""``transact serve ...`` (the ranking service) and ``transact bench inference|service``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+SERVE_EPILOG = """\
+The service loads the newest verified version in --models (see `transact serve publish`),
+polls for new ones every --watch-interval seconds and swaps them in atomically; a version
+with a bad checksum or a different FeatureSpec is refused with a REFUSED log line and the
+previous one keeps serving.
+
+endpoints:
+  POST /v1/rank    {"user_id": 7, "candidates": [3, 9, 4], "request_time_ms": ..., "context": {}}
+  GET  /healthz, /readyz, /metrics (Prometheus), /docs (OpenAPI)
+
+examples:
+  transact serve demo --port 8080                       # random model + synthetic items
+  transact serve publish runs/train/model.pt --models runs/models --version 2026-11-26
+  transact serve run --models runs/models --data runs/world \\
+      --sequence-store runs/stream/seq.rocksdb --port 8080
+  curl -s localhost:8080/v1/rank -d '{"user_id": 7, "candidates": [1, 2, 3]}' \\
+      -H 'content-type: application/json'
+"""
+
+BENCH_EPILOG = """\
+examples:
+  transact bench inference --json runs/bench/inference.json
+  transact bench inference --sections transact --repeats 10 --json runs/bench/transact.json
+  transact bench service --json runs/bench/service.json --rates 5 10 20 40
+"""
+
+
+def _add_inference_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inference switches (all on by default; --plain turns all off)")
+    g.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    g.add_argument("--plain", action="store_true", help="no optimization: the reference path")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    g.add_argument("--compile", action="store_true", help="torch.compile (CUDA graphs on GPU)")
+    g.add_argument("--chunk-size", type=int, default=32, help="TransAct candidates per chunk")
+    g.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+
+
+def _add_service_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-candidates", type=int, default=2000)
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument("--item-cache-rows", type=int, default=100_000, help="in-memory LRU rows")
+    p.add_argument("--item-cache-dir", default=None, help="on-disk RocksDB tier (default: off)")
+    p.add_argument("--watch-interval", type=float, default=30.0, help="seconds; 0 = no reload")
+    p.add_argument("--log-level", default="info")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="the ranking service: HTTP API, hot reload, inference optimizations",
+        description=(
+            "Serve Pinnability + TransAct over HTTP (FastAPI + uvicorn): one forward pass per "
+            "request over all candidates, ranked by S = sum_h u_h f_h, with the paper's "
+            "serving optimizations (3.4.2) each behind a switch."
+        ),
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = serve.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
+    run = sub.add_parser(
+        "run",
+        help="serve published model versions with the real feature stores",
+        description="Serve the models in --models with items from --data and the given stores.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--models", required=True, help="directory of published versions")
+    run.add_argument("--data", required=True, help="data dir with items.parquet")
+    run.add_argument("--sequence-store", default=None, help="RocksDB path or redis://... URL")
+    run.add_argument("--user-embeddings", default=None, help="dated user-embedding dir")
+    _add_service_flags(run)
+    _add_inference_flags(run)
+    run.set_defaults(handler=_run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="serve a random model over synthetic items and sequences (no data needed)",
+        description="A self-contained service for trying the API and load tests.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--preset", default="small", choices=["small", "paper"])
+    demo.add_argument("--n-items", type=int, default=10_000)
+    demo.add_argument("--workdir", default="runs/serve-demo")
+    _add_service_flags(demo)
+    _add_inference_flags(demo)
+    demo.set_defaults(handler=_demo)
+
+    pub = sub.add_parser(
+        "publish",
+        help="copy a trained model.pt into a models dir with its checksum",
+        description="Publish a `transact train` model.pt as a servable version.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pub.add_argument("model", help="model.pt or its run directory")
+    pub.add_argument("--models", required=True)
+    pub.add_argument("--version", required=True, help="version name, e.g. a date")
+    pub.set_defaults(handler=_publish)
+    serve.set_defaults(handler=lambda _a: (serve.print_help(), 2)[1])
+
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmarks: inference (fast vs plain) and the service under load",
+        description="Benchmarks that write JSON; every optimized figure beside a plain one.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bsub = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
+    inf = bsub.add_parser(
+        "inference",
+        help="TransAct module and paper-preset ranker: optimized vs plain eager PyTorch",
+        description=(
+            "TransAct S=100 batch 256 as one request and as 256 users (fast vs plain "
+            "nn.TransformerEncoder), the paper-preset ranker per batch of 256 with GFLOP/s "
+            "against the measured GEMM peak, and the CUDA figures when a GPU is present."
+        ),
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inf.add_argument("--json", required=True, help="output JSON path")
+    inf.add_argument("--sections", nargs="+", default=["transact", "ranker", "cuda"],
+                     choices=["transact", "ranker", "cuda"])  # fmt: skip
+    inf.add_argument("--repeats", type=int, default=20)
+    inf.add_argument("--threads", type=int, default=0)
+    inf.set_defaults(handler=_bench_inference)
+    svc = bsub.add_parser(
+        "service",
+        help="end-to-end load test of the service on 127.0.0.1 (async client)",
+        description="Starts the demo service and sends 500-candidate requests at rising rates.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    svc.add_argument("--json", required=True)
+    svc.add_argument("--rates", type=float, nargs="+", default=[2, 5, 10, 20, 40, 80])
+    svc.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
+    svc.add_argument("--candidates", type=int, default=500)
+    svc.add_argument("--plain", action="store_true", help="serve with every optimization off")
+    svc.set_defaults(handler=_bench_service)
+    bench.set_defaults(handler=lambda _a: (bench.print_help(), 2)[1])
+
+
+def _options(args: argparse.Namespace):  # -> InferenceOptions
+    from transact.serving.ranker import InferenceOptions
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.plain:
+        return InferenceOptions.plain(device=args.device)
+    return InferenceOptions(
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        chunk_size=args.chunk_size,
+    )
+
+
+def _config(args: argparse.Namespace):  # -> ServiceConfig
+    from transact.serving.engine import ServiceConfig
+
+    return ServiceConfig(max_candidates=args.max_candidates, max_body_bytes=args.max_body_bytes)
+
+
+def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
+    import uvicorn
+
+    from transact.serving.app import create_app
+
+    if args.watch_interval > 0:
+        parts.registry.watch(args.watch_interval)
+    app = create_app(parts.engine)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
+    parts.registry.stop()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from transact.data.io import ItemTable
+    from transact.serving.features import ItemFeatures
+    from transact.serving.service import build_engine
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    items = ItemTable.load(args.data)
+    sequences = None
+    if args.sequence_store:
+        from transact.features.reader import SequenceReader
+        from transact.features.store import open_store
+
+        sequences = SequenceReader(open_store(args.sequence_store, read_only=True))
+    user_embeddings = None
+    if args.user_embeddings:
+        from transact.features.batch_embeddings import DatedUserEmbeddings
+
+        user_embeddings = DatedUserEmbeddings(args.user_embeddings)
+    parts = build_engine(
+        args.models,
+        lambda spec: ItemFeatures.from_item_table(items, spec),
+        sequences=sequences,
+        user_embeddings=user_embeddings,
+        options=_options(args),
+        config=_config(args),
+        item_cache_rows=args.item_cache_rows,
+        item_cache_dir=args.item_cache_dir,
+    )
+    if sequences is not None:
+        sequences.seq_len = parts.engine.assembler.spec.seq_len
+    if user_embeddings is not None:
+        user_embeddings.d_user = parts.engine.assembler.spec.d_user
+    return _serve(parts, args)
+
+
+def build_demo(workdir: str, preset: str, n_items: int, options, config):  # noqa: ANN001
+    """The demo service: a random model published as v1, synthetic items and sequences."""
+    from pathlib import Path
+
+    from transact.models import example_feature_spec
+    from transact.serving.registry import list_versions, publish_model
+    from transact.serving.service import build_engine
+    from transact.serving.synthetic import InMemorySequences, synthetic_items, write_model_file
+
+    spec = example_feature_spec(preset)
+    root = Path(workdir)
+    if not list_versions(root / "models"):
+        raw = write_model_file(root / "raw" / "model.pt", spec, preset, seed=0)
+        publish_model(raw, root / "models", "demo-v1")
+    return build_engine(
+        root / "models",
+        synthetic_items(spec, n_items),
+        sequences=InMemorySequences(spec, n_items),
+        options=options,
+        config=config,
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    parts = build_demo(args.workdir, args.preset, args.n_items, _options(args), _config(args))
+    return _serve(parts, args)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from transact.serving.registry import publish_model
+
+    dest = publish_model(args.model, args.models, args.version)
+    print(f"published {dest}")
+    return 0
+
+
+def _bench_inference(args: argparse.Namespace) -> int:
+    import torch
+
+    from transact.serving.benchmark import run_all
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_all(args.json, tuple(args.sections), args.repeats)
+    return 0
+
+
+def _bench_service(args: argparse.Namespace) -> int:
+    from transact.serving.load import run_service_benchmark
+
+    result = run_service_benchmark(
+        args.json, rates=args.rates, duration_s=args.duration, n_candidates=args.candidates,
+        plain=args.plain,
+    )  # fmt: skip
+    return 0 if result.get("best_rate_rps") is not None else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(2)

@@ -1,0 +1,32 @@
+"""`transact serve` / `transact bench` parsers and the publish command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transact.cli import build_parser, main
+from transact.serving.registry import MODEL_FILE, file_sha256, list_versions
+
+
+def test_parsers_and_help_teach() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["serve", "run", "--models", "m", "--data", "d", "--plain"])
+    assert args.plain and args.handler.__name__ == "_run"
+    args = parser.parse_args(["bench", "inference", "--json", "x.json", "--sections", "transact"])
+    assert args.sections == ["transact"] and args.handler.__name__ == "_bench_inference"
+    serve = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    assert "examples:" in serve.epilog and "publish" in serve.epilog
+
+
+def test_publish_writes_model_and_checksum(tmp_path: Path) -> None:
+    src = tmp_path / "run" / MODEL_FILE
+    src.parent.mkdir()
+    src.write_bytes(b"weights" * 100)
+    rc = main(
+        ["serve", "publish", str(src.parent), "--models", str(tmp_path / "m"), "--version", "v7"]
+    )
+    assert rc == 0
+    dest = tmp_path / "m" / "v7"
+    assert (dest / MODEL_FILE).read_bytes() == src.read_bytes()
+    assert (dest / (MODEL_FILE + ".sha256")).read_text().strip() == file_sha256(src)
+    assert list_versions(tmp_path / "m") == ["v7"]
