@@ -99,6 +99,10 @@ def test_batches_are_deterministic_resumable_and_gathered(tiny_world, train):
     card = torch.tensor([c.cardinality for c in spec.categorical])
     assert (b.inputs.categorical >= 0).all() and (b.inputs.categorical < card).all()
     assert (b.inputs.categorical[:, spec.categorical_index("hour_of_day")] >= 1).all()
+    items = ItemTable.load(tiny_world)
+    j = spec.numerical.index(next(n for n in spec.numerical if n.name == "log_popularity"))
+    expect = np.log(items.popularity[b.item_ids.numpy()])
+    assert np.allclose(b.inputs.numerical[:, j].numpy(), expect, atol=1e-5)
     assert b.labels.dtype == torch.float32 and set(b.labels.unique().tolist()) <= {0.0, 1.0}
 
 

@@ -19,7 +19,8 @@ embeddings and shown-together chunks. The adapters make them, documented in
   ``$TRANSACT_CACHE_DIR`` (default ``~/.cache/transact``); without the package, genre
   one-hot through a fixed random projection.
 * **Split.** Requests before the ``1 - eval_fraction`` time quantile train, the rest
-  evaluate. Quality and popularity of items come from the training period only.
+  evaluate. Quality (smoothed engagement rate) and popularity (impressions + 1) of items
+  come from the training period only.
 """
 
 from __future__ import annotations
@@ -323,9 +324,10 @@ def write_log_world(
     top = np.array([genre_vocab.index(g) for g in primary], np.int32)
     train_rows = rows[train_mask]
     labels_pos = np.isin(actions[train_rows], ["click", "repin"]).astype(np.float64)
-    pop = np.bincount(log.item_index[train_rows], minlength=n_items).astype(np.float32)
+    seen = np.bincount(log.item_index[train_rows], minlength=n_items).astype(np.float32)
     eng = np.bincount(log.item_index[train_rows], weights=labels_pos, minlength=n_items)
-    quality = ((eng + 1.0) / (pop + 4.0)).astype(np.float32)  # smoothed engagement rate
+    quality = ((eng + 1.0) / (seen + 4.0)).astype(np.float32)  # smoothed engagement rate
+    pop = seen + 1.0  # add-one: log(popularity) stays finite for items unseen in training
     n_genres = np.array([len(gs) for gs in items.genres])
     category = np.minimum(n_genres, 4).astype(np.int32)  # 0..4 genres: a coarse format
     item_table = pa.table(

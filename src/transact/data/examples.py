@@ -221,6 +221,13 @@ class ExampleSet:
         return out
 
 
+def hour_of_day_index(request_time_ms: np.ndarray) -> np.ndarray:
+    """``[B]`` request times -> the ``hour_of_day`` feature: UTC hour + 1 (0 = missing).
+
+    The serving path must send the same value as context (train/serve consistency)."""
+    return ((np.asarray(request_time_ms, dtype=np.int64) // MS_PER_HOUR) % 24 + 1).astype(np.int32)
+
+
 def build_example_set(
     data_dir: Path | str,
     start_ms: int,
@@ -357,7 +364,7 @@ def build_example_set(
             )
 
     item_ids = imp["item_id"].astype(np.int32)
-    hour = ((imp["request_time_ms"] // MS_PER_HOUR) % 24 + 1).astype(np.int32)
+    hour = hour_of_day_index(imp["request_time_ms"])
     cat_values = {
         "user_state": users.codes["user_state"][user_rows],
         "gender": users.codes["gender"][user_rows],
@@ -369,7 +376,7 @@ def build_example_set(
     }
     num_values = {
         "quality": items.quality[item_ids],
-        "log_popularity": np.log1p(items.popularity[item_ids]),
+        "log_popularity": items.log_popularity[item_ids],
     }
     for c in spec.categorical:
         if c.name not in cat_values:

@@ -502,6 +502,12 @@ class ItemTable:
         self.taxonomy_path = table.column("taxonomy_path").to_pylist()
         self._table: torch.Tensor | None = None
 
+    @property
+    def log_popularity(self) -> np.ndarray:
+        """``[n_items]`` float32 ``log(popularity)``: the ranker's numerical feature (the
+        serving path computes the same; popularity is > 0 in every world dir we write)."""
+        return np.log(np.maximum(self.popularity, 1e-12)).astype(np.float32)
+
     @classmethod
     def load(cls, data_dir: Path | str) -> ItemTable:
         path = Path(data_dir) / "items.parquet"
