@@ -285,11 +285,16 @@ def bench_ranker_cuda(batch: int = 256, repeats: int = 50) -> dict[str, Any]:
     out: dict[str, Any] = {"measured": True, "gpu": torch.cuda.get_device_name(0), "batch": batch}
     variants = {
         "plain_fp32": InferenceOptions.plain(device="cuda"),
-        "optimized_fp32": InferenceOptions(device="cuda", validate_inputs=False),
-        "optimized_fp16": InferenceOptions(device="cuda", validate_inputs=False, precision="fp16"),
-        "optimized_bf16": InferenceOptions(device="cuda", validate_inputs=False, precision="bf16"),
+        # one chunk on a GPU: every chunk costs launches and a host sync
+        "optimized_fp32": InferenceOptions(device="cuda", validate_inputs=False, chunk_size=0),
+        "optimized_fp16": InferenceOptions(
+            device="cuda", validate_inputs=False, precision="fp16", chunk_size=0
+        ),
+        "optimized_bf16": InferenceOptions(
+            device="cuda", validate_inputs=False, precision="bf16", chunk_size=0
+        ),
         "optimized_fp16_cuda_graphs": InferenceOptions(
-            device="cuda", validate_inputs=False, precision="fp16", compile=True
+            device="cuda", validate_inputs=False, precision="fp16", compile=True, chunk_size=0
         ),
     }
     ref = ServingRanker(model, variants["plain_fp32"]).score(req)

@@ -187,12 +187,20 @@ def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from transact.data.io import ItemTable
     from transact.serving.features import ItemFeatures
     from transact.serving.service import build_engine
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     items = ItemTable.load(args.data)
+    user_attributes = None
+    if (Path(args.data) / "users.parquet").exists():
+        from transact.data.io import UserTable
+        from transact.serving.features import UserTableAttributes
+
+        user_attributes = UserTableAttributes(UserTable.load(args.data))
     sequences = None
     if args.sequence_store:
         from transact.features.reader import SequenceReader
@@ -209,6 +217,7 @@ def _run(args: argparse.Namespace) -> int:
         lambda spec: ItemFeatures.from_item_table(items, spec),
         sequences=sequences,
         user_embeddings=user_embeddings,
+        user_attributes=user_attributes,
         options=_options(args),
         config=_config(args),
         item_cache_rows=args.item_cache_rows,

@@ -56,6 +56,24 @@ class NoUserAttributes:
         return {}
 
 
+class UserTableAttributes:
+    """User attributes from the data stage's ``UserTable`` (its ``codes``: 0 = unknown).
+
+    A user missing from the table gets every attribute missing (a new user), not an error.
+    """
+
+    def __init__(self, users: object) -> None:
+        self.users = users
+
+    def attributes(self, user_id: int) -> Mapping[str, float]:
+        try:
+            row = int(self.users.rows(np.array([user_id]))[0])  # type: ignore[attr-defined]
+        except ValueError:
+            return {}
+        codes = self.users.codes  # type: ignore[attr-defined]
+        return {name: int(values[row]) for name, values in codes.items()}
+
+
 @dataclass
 class ItemFeatures:
     """Item features as dense arrays over item index ``0..n-1``.

@@ -16,7 +16,12 @@ import torch
 
 from transact.data.schema import FeatureSpec, SequenceSource, UserEmbeddingSource
 from transact.serving.engine import RankingEngine, ServiceConfig
-from transact.serving.features import FeatureAssembler, ItemFeatures, ItemFeatureStore
+from transact.serving.features import (
+    FeatureAssembler,
+    ItemFeatures,
+    ItemFeatureStore,
+    UserAttributeSource,
+)
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
 from transact.serving.registry import ModelRegistry, list_versions
 
@@ -56,6 +61,7 @@ def build_engine(
     spec: FeatureSpec | None = None,
     sequences: SequenceSource | None = None,
     user_embeddings: UserEmbeddingSource | None = None,
+    user_attributes: UserAttributeSource | None = None,
     options: InferenceOptions | None = None,
     config: ServiceConfig | None = None,
     item_cache_rows: int = 100_000,
@@ -80,6 +86,6 @@ def build_engine(
     if callable(items):
         items = items(spec)
     store = ItemFeatureStore(items, spec, memory_rows=item_cache_rows, disk_path=item_cache_dir)
-    assembler = FeatureAssembler(spec, store, sequences, user_embeddings)
+    assembler = FeatureAssembler(spec, store, sequences, user_embeddings, user_attributes)
     engine = RankingEngine(registry, assembler, config)
     return ServiceParts(engine, registry, assembler)
