@@ -216,3 +216,18 @@ def test_config_rejects_inconsistent_windows():
         ProcessorConfig(allowed_lateness_ms=10, dedup_window_ms=5)
     with pytest.raises(KeyError, match="like"):
         ProcessorConfig(include_actions=("like",))
+
+
+def test_duplicate_flood_is_absorbed_and_state_stays_bounded():
+    cfg = ProcessorConfig()
+    flood = [("same", 7, 1, 3, T0)] * 20_000  # one event redelivered 20k times
+    flood += [(f"copy{k}", 7, 1, 3, T0) for k in range(3_000)]  # same content, new ids
+    flood += [(f"n{k}", 7, 2 + k, 4, T0 + 1 + k) for k in range(1_000)]  # real new events
+    store = DictStore()
+    res = SequenceProcessor(cfg).process(cols_of(flood), store.get_many)
+    assert res.outcomes[DUPLICATE_ID] == 19_999
+    assert res.outcomes[DUPLICATE_CONTENT] == 3_000
+    assert res.outcomes[ACCEPTED] == 1_001
+    s = decode_state(res.updates[7])
+    assert len(s.times_ms) == cfg.capacity and s.times_ms[0] == T0 + 1_000
+    assert len(s.keys) <= cfg.max_dedup_keys

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -346,7 +347,7 @@ def bench_embedding_join(workdir: str, n_users: int, repeats: int, d_item: int =
         reader.fetch_reference(users, t_req)
         fetch_ref.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
-        vals = fat.get([int(u).to_bytes(8, "big") for u in users.tolist()])
+        vals = cast(list[bytes], fat.get([int(u).to_bytes(8, "big") for u in users.tolist()]))
         out = np.zeros((256, s_len, d_item), np.float32)
         for r, v in enumerate(vals):
             n = int.from_bytes(v[1:3], "little")

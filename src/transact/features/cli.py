@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
     from transact.features.events import ValidationConfig
     from transact.features.processor import ProcessorConfig, SequenceProcessor
     from transact.features.runner import DeadLetterSink, run_stream
-    from transact.features.sources import JsonLinesSource, ParquetReplaySource
+    from transact.features.sources import EventSource, JsonLinesSource, ParquetReplaySource
     from transact.features.store import open_store
 
     actions = ActionVocabulary()
@@ -200,6 +200,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dead_letters:
         os.makedirs(os.path.dirname(os.path.abspath(args.dead_letters)), exist_ok=True)
     total = None
+    src: EventSource
     if args.source.startswith("parquet:"):
         src = ParquetReplaySource(args.source.removeprefix("parquet:"), batch_size=args.batch_size)
         total = src.total_rows

@@ -108,16 +108,17 @@ class KafkaSource:
             for m in msgs:
                 if m.error() is not None:
                     continue  # partition EOF and transient errors; librdkafka retries
-                key = partition_key(m.topic(), m.partition())
+                partition, offset = int(m.partition() or 0), int(m.offset() or 0)
+                key = partition_key(self.topic, partition)
                 value = m.value() or b""
-                batch.messages.append(value)
+                batch.messages.append(value if isinstance(value, bytes) else value.encode())
                 batch.sources.append(key)
-                batch.offsets.append(m.offset())
+                batch.offsets.append(offset)
                 ts_type, ts = m.timestamp()
                 batch.server_times_ms.append(
                     ts if ts_type != 0 and ts > 0 else int(time.time() * 1000)
                 )
-                batch.next_offsets[key] = m.offset() + 1
+                batch.next_offsets[key] = offset + 1
             if batch.messages:
                 self._last_activity = time.monotonic()
                 yield batch

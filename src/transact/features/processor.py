@@ -7,7 +7,8 @@ it by keying messages by user):
 2. **Duplicate event id**: an event whose id key is among the user's live dedup keys is
    combined with the first copy (counted, not stored again).
 3. **Duplicate content**: same (user, item, action, timestamp) as a live key: combined
-   likewise; its event id is remembered so a redelivery is caught by rule 2.
+   likewise; its event id is remembered so a redelivery is caught by rule 2, and the
+   content key is refreshed so a flood of copies under new ids cannot push it out.
 4. **Lateness**: an event older than the user's newest accepted action minus
    ``allowed_lateness_ms`` is dead-lettered (``late_event``). Anything newer is inserted
    at its place by time (out-of-order insertion), so a client whose clock runs behind the
@@ -141,6 +142,7 @@ class _UserWork:
             return DUPLICATE_ID
         if self.live(content_key, cfg):
             self.remember(id_key, t)
+            self.remember(content_key, t)  # refreshed, so a flood cannot evict it
             return DUPLICATE_CONTENT
         if self.newest is not None and t < self.newest - cfg.allowed_lateness_ms:
             return LATE

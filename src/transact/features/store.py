@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 _OFFSET = struct.Struct("<q")
 USER_PREFIX = b"u/"
@@ -96,7 +96,7 @@ class RocksDBSequenceStore:
 
     def get_many(self, user_ids: Sequence[int]) -> list[bytes | None]:
         try:
-            return list(self._db.get([user_key(int(u)) for u in user_ids]))
+            return cast(list[bytes | None], self._db.get([user_key(int(u)) for u in user_ids]))
         except Exception as exc:
             raise StoreUnavailableError(
                 f"RocksDB sequence store {self.path!r} read failed: {exc}"
@@ -122,9 +122,10 @@ class RocksDBSequenceStore:
     def offsets(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for k, v in self._db.items(from_key=OFFSET_PREFIX):
-            if not k.startswith(OFFSET_PREFIX):
+            key, value = cast(bytes, k), cast(bytes, v)  # raw mode: always bytes
+            if not key.startswith(OFFSET_PREFIX):
                 break
-            out[k[len(OFFSET_PREFIX) :].decode()] = _OFFSET.unpack(v)[0]
+            out[key[len(OFFSET_PREFIX) :].decode()] = _OFFSET.unpack(value)[0]
         return out
 
     def dump(self) -> Iterator[tuple[bytes, bytes]]:
@@ -163,7 +164,7 @@ class RedisSequenceStore:
         if len(user_ids) == 0:
             return []
         try:
-            return list(self._redis.mget([self._key(u) for u in user_ids]))
+            return cast(list[bytes | None], self._redis.mget([self._key(u) for u in user_ids]))
         except self._errors as exc:
             raise StoreUnavailableError(
                 f"Redis sequence store {self.url} unreachable: {exc}"
@@ -206,7 +207,7 @@ class RedisSequenceStore:
 
     def offsets(self) -> dict[str, int]:
         try:
-            raw = self._redis.hgetall(self._offsets_key)
+            raw = cast(dict[bytes, bytes], self._redis.hgetall(self._offsets_key))
         except self._errors as exc:
             raise StoreUnavailableError(
                 f"Redis sequence store {self.url} unreachable: {exc}"
@@ -214,14 +215,18 @@ class RedisSequenceStore:
         return {k.decode(): _OFFSET.unpack(v)[0] for k, v in raw.items()}
 
     def dump(self) -> Iterator[tuple[bytes, bytes]]:
-        for k, v in sorted(self._redis.hgetall(self._offsets_key).items()):
+        offsets = cast(dict[bytes, bytes], self._redis.hgetall(self._offsets_key))
+        for k, v in sorted(offsets.items()):
             yield OFFSET_PREFIX + k, v  # "o/" sorts before "u/", as in RocksDB
-        keys = sorted(self._redis.scan_iter(match=self._prefix + b"u/*", count=1000))
+        keys = sorted(
+            cast(list[bytes], list(self._redis.scan_iter(match=self._prefix + b"u/*", count=1000)))
+        )
         for i in range(0, len(keys), 1000):
             chunk = keys[i : i + 1000]
-            for k, v in zip(chunk, self._redis.mget(chunk), strict=True):
-                if v is not None:
-                    yield k[len(self._prefix) :], v
+            values = cast(list[bytes | None], self._redis.mget(chunk))
+            for k, value in zip(chunk, values, strict=True):
+                if value is not None:
+                    yield k[len(self._prefix) :], value
 
     def close(self) -> None:
         self._redis.close()
