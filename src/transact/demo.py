@@ -87,6 +87,9 @@ class Stage:
 # Stages
 # ---------------------------------------------------------------------------------------
 
+DEMO_NEGATIVE_RATIO = 1.0
+"""Training negatives kept per positive (paper 4.1.1 down-samples to a fixed ratio)."""
+
 DEMO_MODELS = {"baseline": "none", "transact": "transact"}
 """The demo's models: name -> sequence encoder of Pinnability."""
 
@@ -94,7 +97,7 @@ DEMO_MODELS = {"baseline": "none", "transact": "transact"}
 def run_config_for(ctx: DemoContext, name: str, encoder: str) -> Any:
     """The run config of one demo model (the same as configs/<name>_small.toml)."""
     from transact.training.config import TrainConfig
-    from transact.training.run_config import RunConfig
+    from transact.training.run_config import DataConfig, RunConfig
 
     c = ctx.config
     overrides: dict[str, Any] = {"seed": c.seed, "progress": c.progress}
@@ -102,6 +105,7 @@ def run_config_for(ctx: DemoContext, name: str, encoder: str) -> Any:
         overrides["max_steps"] = c.max_steps
     return RunConfig(
         name=name,
+        data=DataConfig(seq_len=100, negative_ratio=DEMO_NEGATIVE_RATIO, seed=c.seed),
         model={"preset": c.model_preset, "encoder": encoder},
         loss={"label_weights": "standard"},
         train=TrainConfig.preset(c.train_preset, **overrides),
