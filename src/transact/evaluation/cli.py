@@ -103,7 +103,7 @@ def _handle_compare(args: argparse.Namespace) -> int:
 
     from transact.evaluation.pipeline import compare_files, write_comparison
 
-    named: dict[str, str] = {}
+    named: dict[str, str | Path] = {}
     for item in args.models:
         name, path = item.split("=", 1) if "=" in item else (Path(item).name, item)
         if name in named:

@@ -315,7 +315,7 @@ def compare(
             for hi, h in enumerate(heads):
                 value, bvalue = float(seg.hit[hi]), float(bseg.hit[hi])
                 is_base = name == baseline
-                p = (
+                p_val = (
                     float("nan")
                     if is_base
                     else _p_value(seg.hits.hits[:, hi], bseg.hits.hits[:, hi], config)
@@ -328,8 +328,8 @@ def compare(
                 rows[name][h][s] = {
                     metric: value,
                     "lift_vs_baseline": 0.0 if is_base else relative_lift(value, bvalue),
-                    "p_value": p,
-                    "significant": (not is_base) and bool(p < config.alpha),
+                    "p_value": p_val,
+                    "significant": (not is_base) and bool(p_val < config.alpha),
                     "share_of_oracle_lift": share,
                     "auc": float(seg.auc[hi]),
                     "log_loss": float(seg.log_loss[hi]),

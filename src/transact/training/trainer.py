@@ -327,7 +327,7 @@ def train(
                     grad_norm = torch.nn.utils.get_total_norm(
                         [p.grad for p in params if p.grad is not None]
                     )
-                lr = scheduler.get_last_lr()[0]
+                lr = float(scheduler.get_last_lr()[0])
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
