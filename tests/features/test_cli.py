@@ -22,12 +22,16 @@ def test_help_teaches_with_examples(cmd, capsys):
 
 
 def test_run_from_parquet_then_stdin_into_one_store(tmp_path, capsys, monkeypatch):
-    world = write_world(str(tmp_path / "w"), [make_events(500, n_users=5, seed=1)])
+    events = make_events(500, n_users=5, seed=1)
+    world = write_world(str(tmp_path / "w"), [events])
     store, dlq = str(tmp_path / "seq"), str(tmp_path / "dlq.jsonl")
     base = ["stream", "run", "--store", store, "--dead-letters", dlq, "--no-progress"]
     assert main([*base, "--source", f"parquet:{world}", "--batch-size", "128"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["events"] == 500 and summary["outcomes"]["accepted"] == 500
+    n_impressions = sum(a == "impression" for a in events.column("action_type").to_pylist())
+    assert summary["events"] == 500 and 0 < n_impressions < 500
+    assert summary["outcomes"]["accepted"] == 500 - n_impressions  # default: engagements only
+    assert summary["outcomes"]["filtered_action"] == n_impressions
     lines = [event_to_json("new-x", 1, 3, "click", T0 + 4_000_000), b"not json", b'{"event_id": 1}']
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n")))
     assert main([*base, "--source", "stdin"]) == 0

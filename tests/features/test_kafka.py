@@ -70,6 +70,8 @@ def test_two_processors_in_one_group_split_partitions_and_build_every_sequence(
         "--no-progress",
         "--session-timeout-ms",
         "6000",
+        "--include-actions",
+        "all",  # the offline comparison below keeps impressions too
     ]
     procs = [Proc(cmd + ["--dead-letters", os.devnull], env) for _ in range(2)]
     deadline = time.monotonic() + 60

@@ -107,7 +107,9 @@ def test_fast_path_equals_one_event_at_a_time_reference_for_any_batch_cuts(rows,
 
 
 def test_dedup_lateness_out_of_order_and_capacity():
-    cfg = ProcessorConfig(capacity=3, allowed_lateness_ms=10_000, dedup_window_ms=60_000)
+    cfg = ProcessorConfig(
+        capacity=3, allowed_lateness_ms=10_000, dedup_window_ms=60_000, include_actions=None
+    )
     rows = [
         ("a", 1, 10, 3, T0 + 50_000),
         ("a", 1, 10, 3, T0 + 50_000),  # same id: duplicate
@@ -209,6 +211,14 @@ def test_array_codec_is_byte_identical_to_numpy_codec(n, m, seed):
     for got, want in zip(unpacked[:6], cols, strict=True):
         assert list(got) == [int(x) for x in want]
     assert unpacked[6] == total % 2**32
+
+
+def test_default_actions_are_the_training_sequences_engagements():
+    from transact.data.examples import DEFAULT_SEQUENCE_ACTIONS
+
+    cfg = ProcessorConfig()
+    assert cfg.include_actions == tuple(DEFAULT_SEQUENCE_ACTIONS)
+    assert cfg.actions.id("impression") not in cfg.included_ids()
 
 
 def test_config_rejects_inconsistent_windows():

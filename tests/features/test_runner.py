@@ -40,14 +40,16 @@ def messy_log(n: int, seed: int) -> pa.Table:
     return base.take(pa.array(order))
 
 
-def drain(world: str, store_path: str, dlq: str | None, batch: int) -> dict:
+def drain(
+    world: str, store_path: str, dlq: str | None, batch: int, cfg: ProcessorConfig | None = None
+) -> dict:
     store = RocksDBSequenceStore(store_path)
     sink = DeadLetterSink(dlq)
     try:
         summary = run_stream(
             ParquetReplaySource(world, batch_size=batch),
             store,
-            SequenceProcessor(ProcessorConfig()),
+            SequenceProcessor(cfg or ProcessorConfig()),
             ValidationConfig(),
             sink,
             show_progress=False,
@@ -114,8 +116,9 @@ def test_stdin_source_dead_letters_counters_and_resume(tmp_path):
 
 def test_backfill_is_independent_of_batch_size_and_counts_every_event(tmp_path):
     world = write_world(str(tmp_path / "w"), [messy_log(6000, 1), messy_log(3000, 2)])
-    a = drain(world, str(tmp_path / "a"), None, 500)
-    b = drain(world, str(tmp_path / "b"), None, 9000)
+    every_action = ProcessorConfig(include_actions=None)
+    a = drain(world, str(tmp_path / "a"), None, 500, every_action)
+    b = drain(world, str(tmp_path / "b"), None, 9000, every_action)
     assert a["dump"] == b["dump"]
     s = a["summary"]
     assert s.events == 9000 + 9000 // 50

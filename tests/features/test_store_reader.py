@@ -92,7 +92,8 @@ def test_read_path_equals_offline_builder_train_serve_consistency(tmp_path):
     # time-ordered log (as the data stage writes it) with duplicate timestamps
     table = make_events(20_000, n_users=60, n_items=500, seed=7, span_ms=2_000_000)
     store = RocksDBSequenceStore(str(tmp_path / "seq"))
-    proc = SequenceProcessor(ProcessorConfig(capacity=100))
+    proc = SequenceProcessor(ProcessorConfig(capacity=100))  # default actions: engagements
+    included = sorted(proc.config.included_ids())
     rng = np.random.default_rng(0)
     req_times = np.sort(rng.integers(T0, T0 + 2_100_000, 12))
     requests = [(rng.integers(0, 70, 256), int(t)) for t in req_times]
@@ -105,11 +106,13 @@ def test_read_path_equals_offline_builder_train_serve_consistency(tmp_path):
     )
     n_real = 0
     for (users, t), got in zip(requests, online, strict=True):
-        want = build_sequences(*args, users, np.full(len(users), t), seq_len=100)
+        want = build_sequences(
+            *args, users, np.full(len(users), t), seq_len=100, include_actions=included
+        )
         for a, b in zip(got, want, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
         n_real += int((got.action_types > 0).sum())
-    assert n_real > 50_000  # the comparison covered full sequences, not just padding
+    assert n_real > 40_000  # the comparison covered full sequences, not just padding
     store.close()
 
 

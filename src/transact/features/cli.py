@@ -115,7 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--include-actions",
         default=None,
-        help="comma-separated action names to store (default all)",
+        help="comma-separated action names to store, or 'all' (default: the training "
+        "sequences' engagements closeup,click,repin,hide)",
     )
     run.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
@@ -184,9 +185,11 @@ def _run(args: argparse.Namespace) -> int:
     from transact.features.store import open_store
 
     actions = ActionVocabulary()
-    include = (
-        tuple(a for a in args.include_actions.split(",") if a) if args.include_actions else None
-    )
+    include: tuple[str, ...] | None = ProcessorConfig().include_actions
+    if args.include_actions == "all":
+        include = None
+    elif args.include_actions:
+        include = tuple(a for a in args.include_actions.split(",") if a)
     pcfg = ProcessorConfig(
         capacity=args.seq_len,
         allowed_lateness_ms=args.allowed_lateness_ms,

@@ -3,7 +3,8 @@
 Per event, in stream order (the order within one user is all that matters; Kafka keeps
 it by keying messages by user):
 
-1. **Filter**: actions outside ``include_actions`` are counted and skipped.
+1. **Filter**: actions outside ``include_actions`` (default: the engagements the training
+   examples use) are counted and skipped.
 2. **Duplicate event id**: an event whose id key is among the user's live dedup keys is
    combined with the first copy (counted, not stored again).
 3. **Duplicate content**: same (user, item, action, timestamp) as a live key: combined
@@ -36,6 +37,7 @@ from operator import neg
 
 import numpy as np
 
+from transact.data.examples import DEFAULT_SEQUENCE_ACTIONS
 from transact.data.schema import DEFAULT_SEQ_LEN, ActionVocabulary
 from transact.features.codec import content_keys, event_id_keys, pack_arrays, unpack_arrays
 from transact.features.events import LATE_EVENT, DeadLetter, EventColumns
@@ -60,8 +62,10 @@ class ProcessorConfig:
             keys stay live; must be >= ``allowed_lateness_ms`` so every accepted event's
             redelivery is caught. Default 1 hour.
         max_dedup_keys: bound on live keys per user (2 per accepted event).
-        include_actions: action names stored; ``None`` stores every action (the offline
-            builder's default).
+        include_actions: action names stored; default: the engagements the training
+            examples' sequences hold (``transact.data.examples.DEFAULT_SEQUENCE_ACTIONS``:
+            closeup, click, repin, hide; impressions would flood the sequence). ``None``
+            stores every action. Serving and training must use the same set.
         actions: the action vocabulary.
     """
 
@@ -69,7 +73,7 @@ class ProcessorConfig:
     allowed_lateness_ms: int = 300_000
     dedup_window_ms: int = 3_600_000
     max_dedup_keys: int = 512
-    include_actions: tuple[str, ...] | None = None
+    include_actions: tuple[str, ...] | None = tuple(DEFAULT_SEQUENCE_ACTIONS)
     actions: ActionVocabulary = field(default_factory=ActionVocabulary)
 
     def __post_init__(self) -> None:
