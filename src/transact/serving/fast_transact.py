@@ -57,7 +57,7 @@ class FastTransActOptions:
 
     dedup: bool = True
     split_first_layer: bool = True
-    chunk_size: int = 32
+    chunk_size: int = 128
     compact_visible: bool = True
 
     def __post_init__(self) -> None:
@@ -425,19 +425,21 @@ class FastTransAct(nn.Module):
             g = torch.einsum("bhe,hte->hbt", q_c, k_u[0]) / math.sqrt(dh)  # [H, b, S]
             g = g.masked_fill(key_mask[0][None, None, :], float("-inf"))
             g = torch.exp(g - g.amax(dim=-1, keepdim=True))
-            sa = None
+            sa = None  # built in [S, b, d], the GEMM's layout; per-token ops ignore layout
             for head in range(h):
                 denom = torch.matmul(e[0, head], g[head].t())  # [S, b]
                 if bool((denom < _UNDERFLOW).any()):
                     self.fallbacks += 1
                     return None
-                weighted = g[head].t().unsqueeze(-1) * v_fold[0, head].unsqueeze(1)  # [S, b, d]
-                num = torch.matmul(e[0, head], weighted.reshape(s, n_cand * d))
-                term = num.view(s, n_cand, d) / denom.unsqueeze(-1)
-                sa = term if sa is None else sa + term
+                weighted = g[head].t().contiguous().unsqueeze(-1) * v_fold[0, head].unsqueeze(1)
+                num = torch.matmul(e[0, head], weighted.reshape(s, n_cand * d)).view(s, n_cand, d)
+                num.div_(denom.unsqueeze(-1))
+                sa = num if sa is None else sa.add_(num)
             assert sa is not None
-            sa = sa.transpose(0, 1)  # [b, S, d]
-            rows = user_part.expand(n_cand, -1, -1)
+            sa.add_(c_out.unsqueeze(0))
+            sa[..., :d_u].add_(user_part[0].unsqueeze(1))
+            sa[..., d_u:].add_(candidates.unsqueeze(0))
+            return self._residual_ffn(0, sa).transpose(0, 1).contiguous()  # [b, S, d]
         else:
             g = torch.einsum("bhe,bhte->bht", q_c, k_u[idx]) / math.sqrt(dh)  # [b, H, S]
             g = g.masked_fill(key_mask[:, None, :], float("-inf"))
@@ -448,9 +450,8 @@ class FastTransAct(nn.Module):
                 self.fallbacks += 1
                 return None
             num = torch.matmul(e_b, g.unsqueeze(-1) * v_fold[idx])  # [b, H, S, d]
-            sa = (num / denom).sum(dim=1)  # [b, S, d]
-            rows = user_part[idx]
-        residual = torch.cat(
-            [rows + sa[..., :d_u], sa[..., d_u:] + candidates.unsqueeze(1)], dim=-1
-        ) + c_out.unsqueeze(1)
-        return self._residual_ffn(0, residual)
+            sa = num.div_(denom).sum(dim=1)  # [b, S, d]
+            sa.add_(c_out.unsqueeze(1))
+            sa[..., :d_u].add_(user_part[idx])
+            sa[..., d_u:].add_(candidates.unsqueeze(1))
+            return self._residual_ffn(0, sa)

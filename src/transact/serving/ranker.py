@@ -56,7 +56,7 @@ class InferenceOptions:
     single_transfer: bool = True
     dedup: bool = True
     split_first_layer: bool = True
-    chunk_size: int = 64
+    chunk_size: int = 128
     precision: str = "fp32"
     compile: bool = False
     validate_inputs: bool = True
