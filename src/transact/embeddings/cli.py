@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     p.add_argument("--train-end", default=None, help="last training day YYYY-MM-DD")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser(
@@ -115,7 +116,9 @@ def _train(args: argparse.Namespace) -> int:
     overrides: dict = {"seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
-    path = train_pinnerformer(args.data, args.out, preset(args.preset, **overrides), args.train_end)
+    path = train_pinnerformer(
+        args.data, args.out, preset(args.preset, **overrides), args.train_end, device=args.device
+    )
     log = json.loads((Path(args.out) / "train_log.json").read_text())
     print(
         f"wrote {path} ({log['model_version']}): loss {log['loss_first20']:.3f} -> "

@@ -26,7 +26,12 @@ import torch
 
 from transact.data.schema import MS_PER_DAY, ActionVocabulary, padded_embedding_table
 from transact.embeddings.generate import encode_users
-from transact.embeddings.histories import last_actions, load_histories, read_item_embeddings
+from transact.embeddings.histories import (
+    last_actions,
+    load_histories,
+    read_item_embeddings,
+    world_vocabulary,
+)
 from transact.embeddings.train import LoadedPinnerFormer, load_pinnerformer
 from transact.features.batch_embeddings import day_end_ms
 
@@ -126,7 +131,7 @@ def evaluate_embeddings(
     Returns ``{"date", "window_days", "n_users", "recall": {method: {k: value}},
     "interest_precision": {...} or None}``.
     """
-    vocab = vocab or ActionVocabulary()
+    vocab = vocab or world_vocabulary(data_dir)
     loaded = model if isinstance(model, LoadedPinnerFormer) else load_pinnerformer(model)
     item_content = read_item_embeddings(data_dir)
     n_items = len(item_content)

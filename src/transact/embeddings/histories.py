@@ -13,6 +13,7 @@ T, newest first" for every user at once, vectorized.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ import pyarrow.parquet as pq
 
 from transact.data.schema import PAD_ACTION, PAD_ITEM, ActionVocabulary
 
-DEFAULT_HISTORY_ACTIONS = ("closeup", "click", "repin", "hide")
+NON_HISTORY_ACTIONS = ("impression",)
+"""Action types PinnerFormer does not read: impressions are not the user's choice."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,28 @@ def read_item_embeddings(data_dir: str | Path) -> np.ndarray:
     return out
 
 
+def read_manifest(data_dir: str | Path) -> dict | None:
+    """``DIR/manifest.json`` as a dict (see ``transact.data.io.WorldManifest``), or None."""
+    path = Path(data_dir) / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def world_vocabulary(data_dir: str | Path) -> ActionVocabulary:
+    """The world's action vocabulary from its manifest (``ActionVocabulary()`` without one)."""
+    manifest = read_manifest(data_dir)
+    if manifest is None or "actions" not in manifest:
+        return ActionVocabulary()
+    return ActionVocabulary(
+        names=tuple(manifest["actions"]),
+        positive=tuple(manifest.get("positive_actions", ActionVocabulary().positive)),
+    )
+
+
 def event_days(data_dir: str | Path) -> list[str]:
     """Sorted ``YYYY-MM-DD`` day partitions under ``DIR/events``."""
     events = Path(data_dir) / "events"
@@ -108,7 +132,7 @@ def event_days(data_dir: str | Path) -> list[str]:
 def load_histories(
     data_dir: str | Path,
     end_time_ms: int | None = None,
-    actions: tuple[str, ...] = DEFAULT_HISTORY_ACTIONS,
+    actions: tuple[str, ...] | None = None,
     vocab: ActionVocabulary | None = None,
     shard: tuple[int, int] | None = None,
     n_items: int | None = None,
@@ -118,8 +142,10 @@ def load_histories(
     Args:
         data_dir: world directory.
         end_time_ms: keep events strictly before this time (None: all).
-        actions: action names to keep (default: every engagement, no impressions).
-        vocab: the action vocabulary (default ``ActionVocabulary()``).
+        actions: action names to keep (default: every action of the vocabulary except
+            ``impression``).
+        vocab: the action vocabulary (default: the world manifest's, else
+            ``ActionVocabulary()``).
         shard: ``(index, count)``: keep users with ``user_id % count == index`` only, so a
             generation worker holds one slice of the users in memory.
         n_items: when given, item ids must lie in ``0..n_items-1``.
@@ -127,7 +153,9 @@ def load_histories(
     Unknown action names in the kept rows are impossible by construction; unknown names
     anywhere raise with the file name, since they mean the vocabulary does not match.
     """
-    vocab = vocab or ActionVocabulary()
+    vocab = vocab or world_vocabulary(data_dir)
+    if actions is None:
+        actions = tuple(n for n in vocab.names if n not in NON_HISTORY_ACTIONS)
     vocab_names = pa.array(vocab.names, pa.string())
     keep = pa.array(list(actions), pa.string())
     for a in actions:

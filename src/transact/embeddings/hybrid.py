@@ -33,6 +33,7 @@ def ensure_user_embeddings(
     train_end_date: str | None = None,
     dates: list[str] | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> DatedUserEmbeddings:
     """Train (or reuse) PinnerFormer and generate embeddings for every day; return the loader.
 
@@ -47,6 +48,7 @@ def ensure_user_embeddings(
         dates: days to generate (default: every event day except the last, whose table
             no request in the world reads).
         progress: tqdm bars.
+        device: where to train ("cpu" or "cuda"); generation runs on CPU.
 
     Returns:
         a :class:`DatedUserEmbeddings` (``lookup(user_ids, request_time_ms)`` ->
@@ -64,7 +66,9 @@ def ensure_user_embeddings(
     stamp = model_dir / "ensure.json"
     key = {"preset": preset, "seed": seed, "train_end_date": train_end_date, "data": str(data_dir)}
     if not (ckpt.exists() and stamp.exists() and json.loads(stamp.read_text()) == key):
-        train_pinnerformer(data_dir, model_dir, config, train_end_date, progress=progress)
+        train_pinnerformer(
+            data_dir, model_dir, config, train_end_date, progress=progress, device=device
+        )
         stamp.write_text(json.dumps(key))
     days = event_days(data_dir)
     if dates is None:

@@ -1,6 +1,6 @@
 """Train the PinnerFormer user encoder with the dense all-action objective.
 
-One step: sample ``batch_users`` users; for each, cut a window of up to ``max_seq_len``
+One step: sample ``batch_users`` users; for each, cut a window of up to ``train_seq_len``
 consecutive actions ending at a random point of their training history; pick up to
 ``anchors_per_user`` positions of the window that have at least one positive engagement
 in the following ``future_window_days`` (and before the end of the training period); pair
@@ -24,15 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transact.data.schema import ActionVocabulary, padded_embedding_table
+from transact.data.schema import MS_PER_DAY, ActionVocabulary, padded_embedding_table
 from transact.embeddings.histories import (
     UserHistories,
     event_days,
     gather_windows,
     load_histories,
     read_item_embeddings,
+    read_manifest,
+    world_vocabulary,
 )
-from transact.features.batch_embeddings import day_end_ms
+from transact.features.batch_embeddings import day_end_ms, day_to_date
 from transact.models.pinnerformer import (
     ItemTower,
     PinnerFormerConfig,
@@ -56,7 +58,11 @@ class EmbedTrainConfig:
         future_window_days: the dense all-action target window (PinnerFormer: 14 days).
         temperature: sampled-softmax temperature.
         learning_rate / weight_decay / grad_clip: AdamW and gradient clipping.
-        eval_days: trailing days of the world held out from training (its evaluation week).
+        eval_days: trailing days of the world held out from training (its evaluation week)
+            when the world has no manifest (with one, its evaluation range is held out).
+        train_seq_len: longest training window (default: ``model.max_seq_len``). Shorter
+            windows make a step cheaper; inference still reads ``max_seq_len`` actions
+            (the encoder has no positional embedding, so it reads any length).
         seed: sampling and initialization seed.
     """
 
@@ -71,6 +77,7 @@ class EmbedTrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     eval_days: int = 7
+    train_seq_len: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,6 +88,16 @@ class EmbedTrainConfig:
             raise ValueError("EmbedTrainConfig.n_random_negatives must be >= 0")
         if self.eval_days < 0:
             raise ValueError("EmbedTrainConfig.eval_days must be >= 0")
+        if self.train_seq_len is not None and not 1 <= self.train_seq_len <= self.model.max_seq_len:
+            raise ValueError(
+                f"EmbedTrainConfig.train_seq_len must be in 1..model.max_seq_len "
+                f"({self.model.max_seq_len}), got {self.train_seq_len}"
+            )
+
+    @property
+    def window_len(self) -> int:
+        """Training window length: ``train_seq_len`` or ``model.max_seq_len``."""
+        return self.train_seq_len or self.model.max_seq_len
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,8 +118,9 @@ PRESETS: dict[str, EmbedTrainConfig] = {
         anchors_per_user=8,
         n_random_negatives=64,
     ),
-    # demo world / Table 2: about a minute or two on 2 cores
-    "demo": EmbedTrainConfig(steps=300, batch_users=64, anchors_per_user=16),
+    # demo world / Table 2: a few minutes on 2 cores (128-action training windows,
+    # 256-action inference)
+    "demo": EmbedTrainConfig(steps=250, batch_users=32, anchors_per_user=32, train_seq_len=128),
     # longer run, same architecture
     "full": EmbedTrainConfig(
         steps=3000, batch_users=128, anchors_per_user=32, n_random_negatives=2048
@@ -118,7 +136,11 @@ def preset(name: str, **overrides: object) -> EmbedTrainConfig:
 
 
 def default_train_end_date(data_dir: str | Path, eval_days: int) -> str:
-    """The last day of the world before its ``eval_days`` held-out days."""
+    """The last training day: the day before the manifest's evaluation range when the world
+    has a manifest, else the day before the world's last ``eval_days`` event days."""
+    manifest = read_manifest(data_dir)
+    if manifest is not None and "eval_range_ms" in manifest:
+        return day_to_date(int(manifest["eval_range_ms"][0]) // MS_PER_DAY - 1)
     days = event_days(data_dir)
     if len(days) <= eval_days:
         raise ValueError(
@@ -179,7 +201,7 @@ class DenseAllActionSampler:
         starts, stops = h.offsets[rows], h.offsets[rows + 1]
         # window end: uniform over 2..n events, so every window has an older action
         ends = starts + 2 + np.floor(rng.random(len(rows)) * (stops - starts - 1)).astype(np.int64)
-        types, items, times, lengths = gather_windows(h, rows, ends, cfg.model.max_seq_len)
+        types, items, times, lengths = gather_windows(h, rows, ends, cfg.window_len)
         window = int(cfg.future_window_days) * 86_400_000
         a_rows, a_pos, targets = [], [], []
         for b, (start, stop, length) in enumerate(zip(starts, stops, lengths, strict=True)):
@@ -229,17 +251,19 @@ def train_pinnerformer(
     train_end_date: str | None = None,
     vocab: ActionVocabulary | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Train on ``data_dir``'s events up to the end of ``train_end_date``; returns the checkpoint.
 
     Writes ``out_dir/pinnerformer.pt`` (config, weights, model version, train end date) and
     ``out_dir/train_log.json`` (loss per step). Deterministic for a config seed on one
-    machine (torch CPU kernels, numpy Generator).
+    machine (torch CPU kernels, numpy Generator). ``device="cuda"`` trains on a GPU (same
+    sampling; float results differ slightly from CPU). The checkpoint is saved on CPU.
     """
     from tqdm import tqdm
 
     config = config or EmbedTrainConfig()
-    vocab = vocab or ActionVocabulary()
+    vocab = vocab or world_vocabulary(data_dir)
     if config.model.n_action_types != vocab.size:
         config = replace(config, model=replace(config.model, n_action_types=vocab.size))
     train_end_date = train_end_date or default_train_end_date(data_dir, config.eval_days)
@@ -257,11 +281,12 @@ def train_pinnerformer(
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    encoder = PinnerFormerEncoder(config.model)
-    tower = ItemTower(config.model)
+    encoder = PinnerFormerEncoder(config.model).to(device)
+    tower = ItemTower(config.model).to(device)
     params = list(encoder.parameters()) + list(tower.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    content = padded_embedding_table(item_content)
+    content = padded_embedding_table(item_content).to(device)
+    log_q = log_q.to(device)
     warmup = max(1, config.steps // 20)
 
     def lr_at(step: int) -> float:
@@ -280,17 +305,25 @@ def train_pinnerformer(
         if len(a_rows) == 0:
             continue
         states = encoder(
-            torch.as_tensor(types), content[torch.as_tensor(items)], torch.as_tensor(times)
+            torch.as_tensor(types, device=device),
+            content[torch.as_tensor(items, device=device)],
+            torch.as_tensor(times, device=device),
         )
-        anchors = states[torch.as_tensor(a_rows), torch.as_tensor(a_pos)]
-        target_ids = torch.as_tensor(targets)
-        negative_ids = torch.as_tensor(rng.integers(0, n_items, size=config.n_random_negatives))
+        anchors = states[
+            torch.as_tensor(a_rows, device=device), torch.as_tensor(a_pos, device=device)
+        ]
+        target_ids = torch.as_tensor(targets, device=device)
+        negative_ids = torch.as_tensor(
+            rng.integers(0, n_items, size=config.n_random_negatives), device=device
+        )
         item_vectors = tower(content[torch.cat([target_ids, negative_ids])])
         n = len(target_ids)
         # log of each candidate's expected count in the batch (Yi et al. 2019, mixed negatives)
         positive_log_q = log_q[target_ids] + math.log(n)
         negative_log_q = torch.full(
-            (len(negative_ids),), math.log(max(config.n_random_negatives, 1) / n_items)
+            (len(negative_ids),),
+            math.log(max(config.n_random_negatives, 1) / n_items),
+            device=device,
         )
         loss = dense_all_action_loss(
             anchors,
@@ -312,6 +345,8 @@ def train_pinnerformer(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    encoder.cpu()
+    tower.cpu()
     state = {"encoder": encoder.state_dict(), "item_tower": tower.state_dict()}
     version = model_version(
         {
