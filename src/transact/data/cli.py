@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 _EPILOG = """\
@@ -13,8 +15,9 @@ examples:
   transact data prepare runs/world --split train --negative-ratio 1.0
   transact data prepare runs/world --split eval
   transact data import movielens --path ../shared/datasets/movielens-100k --out runs/ml100k
-  transact data import log --path my_log.csv --user-col uid --item-col pin \\
-      --action-col action --time-col ts --time-unit s --out runs/mylog
+  transact data import log --path log.csv --user-col uid --item-col pin \\
+      --action-col action --time-col ts --time-unit s \\
+      --items-path pins.csv --item-id-col pin_id --text-cols title --out runs/mylog
 
 A world dir holds manifest.json, items.parquet, users.parquet and day-partitioned
 events/ and impressions/ (docs/data.md). Example sets are what `transact train` and
@@ -56,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--users", type=int, default=None, help="override n_users")
     gen.add_argument("--days", type=int, nargs=3, default=None, metavar=("WARMUP", "TRAIN", "EVAL"))
-    gen.set_defaults(handler=_generate)
+    gen.set_defaults(handler=_clean_errors(_generate))
 
     stats = sub.add_parser(
         "stats",
@@ -68,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("data_dir", type=Path)
     stats.add_argument("--json", type=Path, default=None, help="write the figures here")
     stats.add_argument("--seq-len", type=int, default=100)
-    stats.set_defaults(handler=_stats)
+    stats.set_defaults(handler=_clean_errors(_stats))
 
     prep = sub.add_parser(
         "prepare",
@@ -94,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="closeup,click,repin,hide",
         help="comma-separated actions kept in sequences, or 'all' (default engagements)",
     )
-    prep.set_defaults(handler=_prepare)
+    prep.set_defaults(handler=_clean_errors(_prepare))
 
     imp = sub.add_parser(
         "import",
@@ -132,8 +135,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--items-path", type=Path, default=None, help="log: optional item table with text"
     )
+    imp.add_argument("--item-id-col", default="item_id", help="log: id column of --items-path")
     imp.add_argument("--text-cols", default="", help="log: item columns to embed, comma-separated")
-    imp.set_defaults(handler=_import)
+    imp.set_defaults(handler=_clean_errors(_import))
+
+
+def _clean_errors(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """Bad input (DataError, a clash with an existing dir) ends with its message, exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        from transact.data.io import DataError
+
+        try:
+            return handler(args)
+        except (DataError, FileExistsError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -203,7 +224,7 @@ def _import(args: argparse.Namespace) -> int:
     else:
         columns = adapters.LogColumns(
             user=args.user_col, item=args.item_col, action=args.action_col,
-            timestamp=args.time_col, time_unit=args.time_unit,
+            timestamp=args.time_col, time_unit=args.time_unit, item_id_column=args.item_id_col,
         )  # fmt: skip
         out = adapters.import_log(
             args.path, args.out, columns, items_path=args.items_path,
