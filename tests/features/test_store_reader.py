@@ -206,3 +206,20 @@ def test_vectorized_fetch_equals_per_user_reference(tmp_path):
         assert int((got.action_types > 0).sum()) > 0
     assert reader.fetch(np.zeros(0, np.int64), np.zeros(0, np.int64)).action_types.shape == (0, 45)
     store.close()
+
+
+def test_read_only_store_follows_a_live_writer(tmp_path):
+    path = str(tmp_path / "seq")
+    writer = RocksDBSequenceStore(path)
+    writer.commit({1: b"v1"}, {"replay": 1})
+    reader = open_store(path, read_only=True)
+    assert reader.get_many([1, 2]) == [b"v1", None]
+    writer.commit({2: b"v2"}, {"replay": 2})
+    import time
+
+    time.sleep(0.02)  # > catch_up_interval_s
+    assert reader.get_many([1, 2]) == [b"v1", b"v2"]
+    reader.close()
+    writer.close()
+    with pytest.raises(StoreUnavailableError, match="no database directory"):
+        open_store(str(tmp_path / "missing"), read_only=True)

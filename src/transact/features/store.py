@@ -13,7 +13,11 @@ ranking service can catch one type and degrade (serve without realtime features)
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol, cast, runtime_checkable
 
@@ -76,26 +80,61 @@ class RocksDBSequenceStore:
 
     Args:
         path: the database directory (created if missing).
-        read_only: open for reading only (a serving replica next to a writer process
-            uses a secondary instance instead; see docs/realtime.md).
+        read_only: open for reading next to a live writer process: a RocksDB *secondary*
+            instance (its own small directory, a temporary one unless ``secondary_path``
+            is given) that catches up with the writer's log before a read when more than
+            ``catch_up_interval_s`` passed since the last catch-up (~0.5 ms each), so
+            serving sees commits within that interval. A plain read-only open would be
+            frozen at open time.
+        secondary_path: where the secondary instance keeps its files.
+        catch_up_interval_s: see ``read_only``.
     """
 
-    def __init__(self, path: str, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        read_only: bool = False,
+        secondary_path: str | None = None,
+        catch_up_interval_s: float = 0.01,
+    ) -> None:
         from rocksdict import AccessType, Options, Rdict
 
         self.path = path
+        self.read_only = read_only
+        self.catch_up_interval_s = catch_up_interval_s
+        self._last_catch_up = 0.0
+        self._tmp_secondary: str | None = None
         opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
         try:
-            access = AccessType.read_only() if read_only else AccessType.read_write()
+            if read_only:
+                if not os.path.isdir(path):
+                    raise FileNotFoundError(f"no database directory {path!r}")
+                if secondary_path is None:
+                    secondary_path = self._tmp_secondary = tempfile.mkdtemp(prefix="seq-secondary-")
+                opts.set_max_open_files(-1)  # required by secondary instances
+                access = AccessType.secondary(secondary_path)
+            else:
+                opts.create_if_missing(True)
+                access = AccessType.read_write()
             self._db = Rdict(path, options=opts, access_type=access)
         except Exception as exc:  # rocksdict raises plain Exception subclasses
             raise StoreUnavailableError(
                 f"cannot open RocksDB sequence store at {path!r}: {exc}"
             ) from exc
 
+    def catch_up(self) -> None:
+        """Secondary instance: apply the writer's newest commits now."""
+        if self.read_only:
+            self._db.try_catch_up_with_primary()
+            self._last_catch_up = time.monotonic()
+
     def get_many(self, user_ids: Sequence[int]) -> list[bytes | None]:
         try:
+            if (
+                self.read_only
+                and time.monotonic() - self._last_catch_up >= self.catch_up_interval_s
+            ):
+                self.catch_up()
             return cast(list[bytes | None], self._db.get([user_key(int(u)) for u in user_ids]))
         except Exception as exc:
             raise StoreUnavailableError(
@@ -133,6 +172,8 @@ class RocksDBSequenceStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._tmp_secondary is not None:
+            shutil.rmtree(self._tmp_secondary, ignore_errors=True)
 
 
 class RedisSequenceStore:
