@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json import loads
 
 import numpy as np
 import pyarrow as pa
@@ -346,7 +347,7 @@ def columns_from_json(
             )
             continue
         try:
-            obj = json.loads(raw)
+            obj = loads(raw.decode() if isinstance(raw, bytes) else raw)
         except (ValueError, UnicodeDecodeError) as exc:
             text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
             letters.append(
@@ -364,7 +365,7 @@ def columns_from_json(
                 )
             )
             continue
-        why = _field_problem(obj, config)
+        why = None if _plainly_valid(obj) else _field_problem(obj, config)
         if why is not None:
             letters.append(
                 DeadLetter(why[0], f"{why[1]} (offset {off})", src, off, _event_repr(obj))
@@ -386,6 +387,27 @@ def columns_from_json(
     server = np.asarray([server_times_ms[i] for i in good_i], dtype=np.int64)
     cols, more = _vectorized_checks(cols, raw_actions, server, config, good, None)
     return cols, letters + more
+
+
+_I64_MIN, _I64_END = -(2**63), 2**63
+
+
+def _plainly_valid(obj: dict) -> bool:
+    """The common case in one expression: every field present with its exact type, no
+    embedding. Anything else takes :func:`_field_problem`, which names the problem."""
+    get = obj.get
+    u, i, t = get("user_id"), get("item_id"), get("timestamp_ms")
+    return (
+        type(get("event_id")) is str
+        and type(get("action_type")) is str
+        and type(u) is int
+        and type(i) is int
+        and type(t) is int
+        and _I64_MIN <= u < _I64_END
+        and _I64_MIN <= i < _I64_END
+        and _I64_MIN <= t < _I64_END
+        and "embedding" not in obj
+    )
 
 
 def _field_problem(obj: dict, config: ValidationConfig) -> tuple[str, str] | None:
