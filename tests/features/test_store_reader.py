@@ -51,6 +51,20 @@ def test_redis_commit_is_optimistic_when_another_writer_got_there_first(fresh_re
     assert a.get_many([1]) == [b"v2"]
 
 
+def test_redis_read_for_update_then_commit_detects_a_write_in_between(fresh_redis):
+    a, b = RedisSequenceStore(fresh_redis), RedisSequenceStore(fresh_redis)
+    a.commit({1: b"v0"}, {})
+    read = dict(zip([1, 2], a.read_for_update([1, 2]), strict=True))
+    assert read == {1: b"v0", 2: None}
+    b.commit({2: b"from-b"}, {})  # lands between a's read and a's commit
+    with pytest.raises(CommitConflictError):
+        a.commit({1: b"from-a"}, {"p": 1}, expected=read)
+    assert a.get_many([1, 2]) == [b"v0", b"from-b"] and a.offsets() == {}
+    read = dict(zip([1, 2], a.read_for_update([1, 2]), strict=True))
+    a.commit({1: b"from-a"}, {"p": 1}, expected=read)  # no writer in between: succeeds
+    assert a.get_many([1]) == [b"from-a"] and a.offsets() == {"p": 1}
+
+
 def test_redis_and_rocksdb_hold_the_same_bytes_for_the_same_stream(tmp_path, fresh_redis):
     table = make_events(3000, n_users=40, seed=3, jitter_ms=2000)
     stores = [RocksDBSequenceStore(str(tmp_path / "r")), RedisSequenceStore(fresh_redis)]

@@ -99,8 +99,11 @@ def process_batch(
         )
     read: dict[int, bytes | None] = {}
 
+    # stores shared by several writers read-and-watch in one step (Redis WATCH + MGET)
+    get = getattr(store, "read_for_update", store.get_many)
+
     def load(users: list[int]) -> list[bytes | None]:
-        values = store.get_many(users)
+        values = get(users)
         read.update(zip(users, values, strict=True))
         return values
 

@@ -19,7 +19,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from typing import Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 _OFFSET = struct.Struct("<q")
 USER_PREFIX = b"u/"
@@ -197,6 +197,7 @@ class RedisSequenceStore:
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._watch: tuple[Any, frozenset[int]] | None = None
 
     def _key(self, user_id: int) -> bytes:
         return self._prefix + user_key(int(user_id))
@@ -211,26 +212,61 @@ class RedisSequenceStore:
                 f"Redis sequence store {self.url} unreachable: {exc}"
             ) from exc
 
+    def read_for_update(self, user_ids: Sequence[int]) -> list[bytes | None]:
+        """``WATCH`` the users, then read them: the :meth:`commit` that follows (with
+        ``expected`` covering these users) needs no second read to detect other writers."""
+        self._release_watch()
+        keys = [self._key(u) for u in user_ids]
+        pipe = self._redis.pipeline(transaction=True)
+        try:
+            values: list[bytes | None] = []
+            if keys:
+                pipe.watch(*keys)
+                values = cast(list[bytes | None], pipe.mget(keys))
+        except self._errors as exc:
+            pipe.reset()
+            raise StoreUnavailableError(
+                f"Redis sequence store {self.url} unreachable: {exc}"
+            ) from exc
+        self._watch = (pipe, frozenset(int(u) for u in user_ids))
+        return values
+
+    def _release_watch(self) -> None:
+        if self._watch is not None:
+            self._watch[0].reset()
+            self._watch = None
+
     def commit(
         self,
         updates: dict[int, bytes],
         offsets: dict[str, int],
         expected: dict[int, bytes | None] | None = None,
     ) -> None:
-        """MULTI/EXEC of the values and offsets; with ``expected``, optimistic: WATCH the
-        users, check they still hold the values the batch read, then MULTI/EXEC (a
-        write by another processor in between aborts EXEC -> :class:`CommitConflictError`).
+        """MULTI/EXEC of the values and offsets. With ``expected`` the commit is optimistic:
+        if the users were read by :meth:`read_for_update` they are already WATCHed; else
+        they are WATCHed now and compared with ``expected``. A write by another processor
+        in between aborts EXEC -> :class:`CommitConflictError`, nothing written.
         """
         import redis
 
+        watched = self._watch
+        self._watch = None
         try:
-            with self._redis.pipeline(transaction=True) as pipe:
+            if watched is not None and expected and set(expected) <= watched[1]:
+                pipe = watched[0]
+            else:
+                if watched is not None:
+                    watched[0].reset()
+                pipe = self._redis.pipeline(transaction=True)
                 if expected:
                     keys = [self._key(u) for u in expected]
                     pipe.watch(*keys)
                     current = pipe.mget(keys)
                     if list(current) != list(expected.values()):
+                        pipe.reset()
                         raise CommitConflictError("a user changed since the batch read it")
+            with pipe:
+                if pipe.watching:
                     pipe.multi()
                 if updates:
                     pipe.mset({self._key(u): v for u, v in updates.items()})
@@ -270,6 +306,7 @@ class RedisSequenceStore:
                     yield k[len(self._prefix) :], value
 
     def close(self) -> None:
+        self._release_watch()
         self._redis.close()
 
 
