@@ -176,3 +176,15 @@ def test_config_validation_and_toml(tmp_path):
     f.write_text("n_userz = 3\n")
     with pytest.raises(ValueError, match="n_userz"):
         WorldConfig.from_toml(f)
+
+
+def test_realtime_signal_report_orders_the_rankers(tiny_world):
+    from transact.data.stats import realtime_signal_report
+
+    rep = realtime_signal_report(tiny_world, seq_len=50)
+    click = rep["heads"]["click"]
+    assert click["hit3_oracle"] > click["hit3_random"]
+    assert click["hit3_realtime"] > click["hit3_random"]
+    hide = rep["heads"]["hide"]
+    assert hide["hit3_oracle"] <= hide["hit3_random"]  # oracle shows the fewest hides
+    assert 0 <= click["p_realtime_vs_daily_profile"] <= 1

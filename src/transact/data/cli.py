@@ -65,12 +65,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stats",
         help="print counts, label rates, action mix, sequence lengths, core split",
         description="Summarize a world dir; optionally write the figures as JSON.",
-        epilog="example:\n  transact data stats runs/world --json runs/world/stats.json",
+        epilog="examples:\n  transact data stats runs/world --json runs/world/stats.json\n"
+        "  transact data stats runs/world --signal   # model-free realtime-signal check",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stats.add_argument("data_dir", type=Path)
     stats.add_argument("--json", type=Path, default=None, help="write the figures here")
     stats.add_argument("--seq-len", type=int, default=100)
+    stats.add_argument(
+        "--signal",
+        action="store_true",
+        help="also score model-free rankings (static / daily profile / realtime / oracle) "
+        "on the randomized eval requests: does the world reward recent actions?",
+    )
     stats.set_defaults(handler=_clean_errors(_stats))
 
     prep = sub.add_parser(
@@ -185,6 +192,15 @@ def _stats(args: argparse.Namespace) -> int:
 
     stats = world_stats(args.data_dir, seq_len=args.seq_len)
     print(format_stats(stats))
+    if args.signal:
+        from transact.data.stats import realtime_signal_report
+
+        stats["realtime_signal"] = sig = realtime_signal_report(args.data_dir, args.seq_len)
+        for head, r in sig.get("heads", {}).items():
+            scores = ", ".join(f"{k[5:]} {v:.4f}" for k, v in r.items() if k.startswith("hit3_"))
+            print(
+                f"HIT@3/{head}: {scores}; realtime vs daily p={r['p_realtime_vs_daily_profile']:.2g}"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(stats, indent=2) + "\n")
