@@ -56,7 +56,7 @@ class FakeBackend:
         self.calls.append((variant.key, seed))
         if variant.key in self.unavailable:
             raise VariantUnavailable(f"{variant.key} needs something the fake lacks")
-        q = self.quality[variant.key]
+        q = self.quality.get(variant.key, 0.5)
         noise = np.random.default_rng(seed).random(self.gt.shape) * self.gt.mean(axis=0)
         scores = q * self.gt + (1 - q) * noise
         n = len(self.user_ids)
@@ -73,7 +73,7 @@ class FakeBackend:
         )
 
     def forward_latency_ms(self, variant: Variant, batch_size: int) -> float:
-        return 1.0 + self.quality[variant.key]
+        return 1.0 + self.quality.get(variant.key, 0.5)
 
 
 @pytest.fixture

@@ -142,3 +142,23 @@ def test_fingerprint_ignores_options_equal_to_transact_defaults():
     tk = next(v for v in table4.ROWS if v.key == "first_k_max_pool").resolved(budget.seq_len)
     f4 = next(v for v in fig4.build(budget).variants if v.key == f"concat_{budget.seq_len}")
     assert tk.fingerprint() == plain.fingerprint() == f4.resolved(budget.seq_len).fingerprint()
+
+
+@pytest.mark.parametrize("name", ["fig4", "fig5"])
+def test_figures_write_a_png_and_every_grid_point(tmp_path, fake_backend_factory, name):
+    import importlib
+
+    module = importlib.import_module(f"transact.experiments.{name}")
+    budget = BUDGETS["smoke"]
+    spec = module.build(budget)
+    backend = fake_backend_factory(quality={"baseline": 0.2}, n_users=60)
+    res = run_experiment(spec, backend, budget, tmp_path, plot=module.plot, progress=False)
+    png = tmp_path / f"{name}.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    rows = [v for v in res["variants"] if not v["is_baseline"]]
+    if name == "fig4":
+        assert len(rows) == 2 * len(budget.fig4_seq_lens)
+        assert {v["config"]["seq_len"] for v in rows} == set(budget.fig4_seq_lens)
+    else:
+        assert len(rows) == len(budget.fig5_layers) * len(budget.fig5_ffn_dims)
+        assert all(v["latency_ms"] > 0 for v in rows)  # Figure 5 times every variant

@@ -54,7 +54,7 @@ def _grid(results: dict[str, Any], value) -> dict[int, list[tuple[int, float]]]:
     for entry in results["variants"]:
         if not entry.get("metrics") or not entry["key"].startswith("L"):
             continue
-        opts = entry["config"]["encoder_options"]
+        opts = entry["options"]
         y = value(entry)
         if y is not None:
             lines.setdefault(int(opts["num_layers"]), []).append((int(opts["dim_feedforward"]), y))

@@ -258,6 +258,7 @@ def run_experiment(
             "label": label,
             "is_baseline": variant is baseline,
             "config": variant.config_dict(),
+            "options": {k: v for k, v in variant.encoder_options},
             "paper": {c: source.paper_value(c) for c in spec.columns} if source.paper else {},
             "paper_insignificant": list(source.paper_marks),
             "skipped": cache.skipped.get(variant.fingerprint()),
