@@ -24,7 +24,7 @@ def build(budget: ExperimentBudget) -> ExperimentSpec:
     rows = tuple(
         Variant(
             key=f"{fusion}_{seq_len}",
-            label=f"TransAct {fusion}, |S|={seq_len}",
+            label=f"TransAct {fusion}, S={seq_len}",
             encoder="transact",
             encoder_options=(("fusion", fusion),),
             seq_len=seq_len,
