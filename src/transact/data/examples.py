@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -198,7 +198,7 @@ class ExampleSet:
         if not info_path.exists():
             raise DataError(f"{info_path}: missing; is {p} an example set (transact data prepare)?")
         info = json.loads(info_path.read_text())
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         arrays = {}
         for name in _ARRAYS:
             f = p / f"{name}.npy"
@@ -319,12 +319,12 @@ def build_example_set(
     # negative down-sampling at a fixed ratio
     positive = labels.any(axis=1)
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    keep = np.ones(n_all, bool)
+    keep: np.ndarray = np.ones(n_all, bool)
     if negative_ratio is not None:
         n_keep = min(n_neg, int(round(negative_ratio * n_pos)))
         neg_idx = np.flatnonzero(~positive)
         chosen = np.random.default_rng(seed).choice(neg_idx, size=n_keep, replace=False)
-        keep = positive.copy()
+        keep = np.array(positive, dtype=bool)
         keep[chosen] = True
     sel = np.flatnonzero(keep)
     imp = {c: v[sel] for c, v in imp.items()}
@@ -378,16 +378,16 @@ def build_example_set(
         "quality": items.quality[item_ids],
         "log_popularity": items.log_popularity[item_ids],
     }
-    for c in spec.categorical:
-        if c.name not in cat_values:
+    for feat in spec.categorical:
+        if feat.name not in cat_values:
             raise DataError(
-                f"{data_dir}/manifest.json: categorical feature {c.name!r} has no builder"
+                f"{data_dir}/manifest.json: categorical feature {feat.name!r} has no builder"
             )
-        v = cat_values[c.name]
-        if v.size and (v.min() < 0 or v.max() >= c.cardinality):
-            row = int(np.flatnonzero((v < 0) | (v >= c.cardinality))[0])
+        v = cat_values[feat.name]
+        if v.size and (v.min() < 0 or v.max() >= feat.cardinality):
+            row = int(np.flatnonzero((v < 0) | (v >= feat.cardinality))[0])
             raise DataError(
-                f"feature {c.name!r}: value {int(v[row])} at example {row} outside 0..{c.cardinality - 1}"
+                f"feature {feat.name!r}: value {int(v[row])} at example {row} outside 0..{feat.cardinality - 1}"
             )
     for n in spec.numerical:
         if n.name not in num_values:

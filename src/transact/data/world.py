@@ -714,7 +714,9 @@ class _Simulator:
             ("repin", repin, t_repin),
             ("hide", hide, t_hide),
         ]
-        ev = {"rid": [], "pos": [], "user_id": [], "item_id": [], "action": [], "timestamp_ms": []}
+        ev: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("rid", "pos", "user_id", "item_id", "action", "timestamp_ms")
+        }
         for a_id, (_, mask, times) in enumerate(ev_masks, start=1):
             idx = np.flatnonzero(mask)
             ev["rid"].append(request_id[req[idx]])
