@@ -41,8 +41,8 @@ class KafkaSource:
         group_id: consumer group; processors in one group split the partitions.
         batch_size: max messages per micro-batch.
         poll_timeout_s: how long one poll waits to fill a batch.
-        idle_exit_s: stop after this long without messages or assignments (``None``:
-            run forever).
+        idle_exit_s: stop after this long without messages or assignments, counted from
+            the first (possibly empty) assignment (``None``: run forever).
         session_timeout_ms: group session timeout (lower = faster joins and failover).
         on_assignment: called with the sorted partition list after every (re)assignment.
     """
@@ -68,6 +68,7 @@ class KafkaSource:
         self.ever_assigned: set[int] = set()
         self.on_assignment = on_assignment
         self._last_activity = time.monotonic()
+        self._joined = False  # idle exit counts from the first (maybe empty) assignment
         self._stored: dict[str, int] = {}
         self._consumer = Consumer(
             {
@@ -89,6 +90,7 @@ class KafkaSource:
         self.assigned = sorted(tp.partition for tp in partitions)
         self.ever_assigned.update(self.assigned)
         self._last_activity = time.monotonic()
+        self._joined = True
         consumer.assign(partitions)
         if self.on_assignment is not None:
             self.on_assignment(self.assigned)
@@ -124,6 +126,7 @@ class KafkaSource:
                 yield batch
             elif (
                 self.idle_exit_s is not None
+                and self._joined
                 and time.monotonic() - self._last_activity > self.idle_exit_s
             ):
                 return
