@@ -26,8 +26,14 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--candidates", type=int, default=500)
     p.add_argument("--plain", action="store_true")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--server-threads", type=int, default=1, help="torch threads per forward")
+    p.add_argument("--concurrent-forwards", type=int, default=2)
     a = p.parse_args()
-    run_service_benchmark(a.json, a.rates, a.duration, a.candidates, plain=a.plain)
+    run_service_benchmark(
+        a.json, a.rates, a.duration, a.candidates, plain=a.plain, precision=a.precision,
+        threads=a.server_threads, concurrent_forwards=a.concurrent_forwards,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--item-cache-rows", type=int, default=100_000, help="in-memory LRU rows")
     p.add_argument("--item-cache-dir", default=None, help="on-disk RocksDB tier (default: off)")
     p.add_argument("--watch-interval", type=float, default=30.0, help="seconds; 0 = no reload")
+    p.add_argument(
+        "--concurrent-forwards", type=int, default=1,
+        help="forward passes run at once (e.g. 2 with --threads 1 on a 2-core box)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info")
 
 
@@ -146,6 +150,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
     svc.add_argument("--candidates", type=int, default=500)
     svc.add_argument("--plain", action="store_true", help="serve with every optimization off")
+    svc.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    svc.add_argument("--server-threads", type=int, default=1, help="torch threads per forward")
+    svc.add_argument("--concurrent-forwards", type=int, default=2)
     svc.set_defaults(handler=_bench_service)
     bench.set_defaults(handler=lambda _a: (bench.print_help(), 2)[1])
 
@@ -170,7 +177,11 @@ def _options(args: argparse.Namespace):  # -> InferenceOptions
 def _config(args: argparse.Namespace):  # -> ServiceConfig
     from transact.serving.engine import ServiceConfig
 
-    return ServiceConfig(max_candidates=args.max_candidates, max_body_bytes=args.max_body_bytes)
+    return ServiceConfig(
+        max_candidates=args.max_candidates,
+        max_body_bytes=args.max_body_bytes,
+        max_concurrent_forwards=args.concurrent_forwards,
+    )
 
 
 def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
@@ -283,7 +294,8 @@ def _bench_service(args: argparse.Namespace) -> int:
 
     result = run_service_benchmark(
         args.json, rates=args.rates, duration_s=args.duration, n_candidates=args.candidates,
-        plain=args.plain,
+        plain=args.plain, precision=args.precision, threads=args.server_threads,
+        concurrent_forwards=args.concurrent_forwards,
     )  # fmt: skip
     return 0 if result.get("best_rate_rps") is not None else 1
 

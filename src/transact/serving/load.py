@@ -32,7 +32,13 @@ def _free_port() -> int:
 
 
 def start_demo_server(
-    port: int, workdir: str, plain: bool = False, n_items: int = 10_000, threads: int = 0
+    port: int,
+    workdir: str,
+    plain: bool = False,
+    n_items: int = 10_000,
+    threads: int = 0,
+    precision: str = "fp32",
+    concurrent_forwards: int = 1,
 ) -> subprocess.Popen:
     """Launch ``transact serve demo`` and wait until ``/readyz`` answers 200."""
     import httpx
@@ -42,6 +48,7 @@ def start_demo_server(
         "--workdir", workdir, "--n-items", str(n_items), "--watch-interval", "0",
         "--log-level", "warning",
     ]  # fmt: skip
+    cmd += ["--precision", precision, "--concurrent-forwards", str(concurrent_forwards)]
     if plain:
         cmd.append("--plain")
     if threads:
@@ -128,6 +135,9 @@ def run_service_benchmark(
     plain: bool = False,
     n_items: int = 10_000,
     max_in_flight: int = 64,
+    precision: str = "fp32",
+    threads: int = 1,
+    concurrent_forwards: int = 2,
 ) -> dict[str, Any]:
     """Start the demo server, sweep ``rates``, write and return the JSON result."""
     from tqdm import tqdm
@@ -136,12 +146,15 @@ def run_service_benchmark(
 
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="transact-bench-service-")
-    proc = start_demo_server(port, workdir, plain=plain, n_items=n_items)
+    proc = start_demo_server(port, workdir, plain, n_items, threads, precision, concurrent_forwards)
     url = f"http://127.0.0.1:{port}/v1/rank"
     result: dict[str, Any] = {
         "machine": machine(),
         "preset": "small",
         "optimized": not plain,
+        "precision": precision,
+        "server_torch_threads": threads,
+        "concurrent_forwards": concurrent_forwards,
         "candidates_per_request": n_candidates,
         "duration_s_per_rate": duration_s,
         "max_in_flight": max_in_flight,
