@@ -76,3 +76,27 @@ def test_finished_runs_are_reused_by_key(tmp_path, monkeypatch):
     # another seed is another run
     with pytest.raises(AssertionError, match="trained again"):
         backend.train_and_score(Variant(key="b", label="b", encoder="none"), seed=1)
+
+
+def test_user_subset_keeps_whole_users_and_every_row_once():
+    from transact.experiments.backend import RowSubset, user_subset_rows
+
+    class Columns:
+        feature_spec = None
+        request_user_ids = np.array([10, 11, 12, 13, 10])  # 5 requests of 4 users
+        example_request = np.repeat(np.arange(5), 3)  # 3 examples per request
+
+        def batch(self, rows):
+            return rows
+
+    src = Columns()
+    assert user_subset_rows(src, 0) is None and user_subset_rows(src, 4) is None
+    rows = user_subset_rows(src, 2, seed=1)
+    users = src.request_user_ids[src.example_request]
+    kept = set(users[rows])
+    assert len(kept) == 2
+    assert np.array_equal(rows, np.flatnonzero(np.isin(users, list(kept))))  # whole users
+    sub = RowSubset(src, rows)
+    assert np.array_equal(np.concatenate(list(sub.batches(4))), rows)
+    with pytest.raises(ValueError, match="shuffle"):
+        next(sub.batches(4, shuffle=True))

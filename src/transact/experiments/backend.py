@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from transact.data.schema import FeatureSpec, LabeledBatch, RankerInputs
@@ -110,6 +111,38 @@ def truncate_source(source: Any, seq_len: int) -> Any:
     return TruncatedSource(source, seq_len)
 
 
+class RowSubset:
+    """The rows ``rows`` of an ``ExampleSet``, in order, as a batch source (evaluation only)."""
+
+    def __init__(self, source: Any, rows: np.ndarray) -> None:
+        self.source = source
+        self.rows = rows
+        self.feature_spec = source.feature_spec
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, start: int = 0):
+        if shuffle:
+            raise ValueError("RowSubset is for evaluation: shuffle=False only")
+        for a in range(start, len(self.rows), batch_size):
+            yield self.source.batch(self.rows[a : a + batch_size])
+
+
+def user_subset_rows(source: Any, max_users: int, seed: int = 0) -> np.ndarray | None:
+    """Example rows of at most ``max_users`` users drawn uniformly (``None``: keep all).
+
+    Every request of a chosen user is kept whole, so HIT@K per chunk and per user is
+    unchanged for those users; the cap only shrinks the evaluated population.
+    """
+    users = source.request_user_ids[source.example_request]
+    unique = np.unique(users)
+    if max_users <= 0 or len(unique) <= max_users:
+        return None
+    chosen = np.random.default_rng(seed).choice(unique, size=max_users, replace=False)
+    return np.flatnonzero(np.isin(users, chosen))
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -147,6 +180,7 @@ class PaperBackend:
         self._user_embeddings: Any = None
         self._user_embeddings_reason: str | None = None
         self._sets: dict[bool, tuple[Any, Any, FeatureSpec]] = {}
+        self._eval_rows: np.ndarray | None = None
         self.max_seq_len = max(budget.seq_len, *budget.fig4_seq_lens)
         self.heads: tuple[str, ...] = ("click", "repin", "hide")
         self.utility: dict[str, float] = dict(DEFAULT_UTILITY)
@@ -244,7 +278,19 @@ class PaperBackend:
         if seq_len > spec.seq_len:
             raise VariantUnavailable(f"|S|={seq_len} exceeds the examples' {spec.seq_len}")
         spec = replace(spec, seq_len=seq_len)
-        return truncate_source(train, seq_len), truncate_source(evaluation, seq_len), spec
+        evaluation = truncate_source(evaluation, seq_len)
+        if self._eval_rows is None:
+            self._eval_rows = (
+                user_subset_rows(evaluation, self.budget.eval_max_users)
+                if hasattr(evaluation, "example_request")
+                else None
+            )
+            if self._eval_rows is not None:
+                self._describe["eval_examples_used"] = len(self._eval_rows)
+                self._describe["eval_max_users"] = self.budget.eval_max_users
+        if self._eval_rows is not None:
+            evaluation = RowSubset(evaluation, self._eval_rows)
+        return truncate_source(train, seq_len), evaluation, spec
 
     def train_and_score(self, variant: Variant, seed: int) -> Predictions:
         """Train ``variant`` with ``seed`` for the budget's steps; predict week 3."""
@@ -292,6 +338,7 @@ class PaperBackend:
                 "warmup_steps": b.warmup_steps,
                 "negative_ratio": b.negative_ratio,
                 "embedding_preset": b.embedding_preset,
+                "eval_max_users": b.eval_max_users,
                 "loss": LOSS_TABLE,
                 "device": self.device,
             },

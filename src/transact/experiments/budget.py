@@ -33,6 +33,9 @@ class ExperimentBudget:
             it (paper: 100).
         fig4_seq_lens: sequence lengths Figure 4 sweeps.
         fig5_layers / fig5_ffn_dims: the transformer grid of Figure 5.
+        eval_max_users: evaluate on at most this many users of the held-out week, drawn
+            uniformly with all their requests (0 = every user); scoring the whole week is
+            most of a variant's cost at |S| = 100.
         embedding_preset: PinnerFormer training preset of the batch user embeddings
             (``transact.embeddings`` presets: ``tiny``, ``demo``, ``full``).
         latency_batches: timed forward passes per latency figure (after warm-up).
@@ -53,6 +56,7 @@ class ExperimentBudget:
     fig4_seq_lens: tuple[int, ...]
     fig5_layers: tuple[int, ...]
     fig5_ffn_dims: tuple[int, ...]
+    eval_max_users: int
     embedding_preset: str
     latency_batches: int
     negative_ratio: float
@@ -91,9 +95,10 @@ BUDGETS: dict[str, ExperimentBudget] = {
         fig4_seq_lens=(5, 10),
         fig5_layers=(1, 2),
         fig5_ffn_dims=(32, 64),
+        eval_max_users=0,
         embedding_preset="tiny",
         latency_batches=2,
-        negative_ratio=4.0,
+        negative_ratio=1.0,
     ),
     # All experiments in about an hour on 2 cores (one dataset).
     "default": ExperimentBudget(
@@ -110,9 +115,10 @@ BUDGETS: dict[str, ExperimentBudget] = {
         fig4_seq_lens=(10, 20, 50, 100),
         fig5_layers=(1, 2, 3, 4),
         fig5_ffn_dims=(32, 64, 128, 256, 384),
+        eval_max_users=0,
         embedding_preset="demo",
         latency_batches=10,
-        negative_ratio=4.0,
+        negative_ratio=1.0,
     ),
     # For machines with more cores or a GPU.
     "large": ExperimentBudget(
@@ -129,9 +135,10 @@ BUDGETS: dict[str, ExperimentBudget] = {
         fig4_seq_lens=(10, 20, 50, 100, 200),
         fig5_layers=(1, 2, 3, 4),
         fig5_ffn_dims=(32, 64, 128, 256, 384),
+        eval_max_users=0,
         embedding_preset="full",
         latency_batches=30,
-        negative_ratio=4.0,
+        negative_ratio=1.0,
     ),
 }
 
