@@ -199,8 +199,9 @@ def train(
     leftover = math.ceil(n_examples / config.batch_size) - spe * ctx.world_size
     if leftover and ctx.is_main:
         print(
-            f"note: {leftover} batch(es) per epoch are left for the next epoch's order "
-            f"({math.ceil(n_examples / config.batch_size)} batches over {ctx.world_size} ranks)"
+            f"note: the last {leftover} batch(es) of each epoch's shuffled order are not used "
+            f"({math.ceil(n_examples / config.batch_size)} batches over {ctx.world_size} ranks, "
+            "as DistributedSampler(drop_last=True))"
         )
 
     model.to(ctx.device)
