@@ -419,16 +419,28 @@ def generate_world(
     )
     sim = _Simulator(cfg, cat, pop, rng)
     counts = {"requests": 0, "impressions": 0, "events": 0}
+    # Sessions late in a day spill past midnight; those rows are carried into the next
+    # day's batch and re-sorted with it, so the written log is globally time-ordered.
+    carry_imp: pa.Table | None = None
+    carry_ev: pa.Table | None = None
+    last_ms = cfg.start_ms
     for day in tqdm(range(cfg.n_days), desc="simulating days", disable=not progress, unit="day"):
         imp, ev = sim.run_day(day)
-        im_writer.write(imp)
-        ev_writer.write(ev)
-        day_ms = cfg.start_ms + day * MS_PER_DAY
-        im_writer.close_days_before(day_ms)
-        ev_writer.close_days_before(day_ms)
         counts["impressions"] += imp.num_rows
         counts["events"] += ev.num_rows
         counts["requests"] += len(pc.unique(imp.column("request_id"))) if imp.num_rows else 0
+        final = day == cfg.n_days - 1
+        day_end = cfg.start_ms + (day + 1) * MS_PER_DAY
+        imp, carry_imp = _merge_and_split(
+            carry_imp, imp, "request_time_ms", ["request_id", "position"], day_end, final
+        )
+        ev, carry_ev = _merge_and_split(carry_ev, ev, "timestamp_ms", [], day_end, final)
+        if ev.num_rows:
+            last_ms = max(last_ms, int(pc.max(ev.column("timestamp_ms")).as_py()))
+        im_writer.write(imp)
+        ev_writer.write(ev)
+        im_writer.close_days_before(day_end)
+        ev_writer.close_days_before(day_end)
     im_writer.close()
     ev_writer.close()
 
@@ -442,7 +454,7 @@ def generate_world(
         preset=preset,
         feature_spec=world_feature_spec(cfg),
         start_ms=start,
-        end_ms=end,
+        end_ms=max(end, last_ms + 1),  # the last sessions may end after midnight
         train_start_ms=train_start,
         train_end_ms=eval_start,
         eval_start_ms=eval_start,
@@ -460,6 +472,26 @@ def generate_world(
     )
     save_manifest(out, manifest)
     return out
+
+
+def _merge_and_split(
+    carry: pa.Table | None,
+    table: pa.Table,
+    time_column: str,
+    tie_columns: list[str],
+    day_end_ms: int,
+    final: bool,
+) -> tuple[pa.Table, pa.Table | None]:
+    """``carry + table`` sorted by time (stable), split into rows before ``day_end_ms``
+    (returned for writing) and the rest (carried), unless ``final``."""
+    if carry is not None and carry.num_rows:
+        table = pa.concat_tables([carry, table]) if table.num_rows else carry
+        keys = [(time_column, "ascending")] + [(c, "ascending") for c in tie_columns]
+        table = table.take(pc.sort_indices(table, sort_keys=keys))
+    if final or not table.num_rows:
+        return table, None
+    late = pc.greater_equal(table.column(time_column), day_end_ms)
+    return table.filter(pc.invert(late)), table.filter(late)
 
 
 def _write_static_tables(out: Path, cfg: WorldConfig, cat: _Catalog, pop: _Population) -> None:
