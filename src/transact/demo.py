@@ -140,8 +140,15 @@ def stage_examples(ctx: DemoContext) -> None:
     config = run_config_for(ctx, "transact", "transact")
     train_window = resolve_window(ctx.world_dir, "train")
     eval_window = resolve_window(ctx.world_dir, "eval")
-    ctx.state["train_set"] = build_examples(ctx.world_dir, train_window, config, evaluation=False)
-    ctx.state["eval_set"] = build_examples(ctx.world_dir, eval_window, config, evaluation=True)
+    # A stage inserted before this one (batch user embeddings) may leave a
+    # UserEmbeddingSource here; both models then read it (Pinnability's hybrid input).
+    user_embeddings = ctx.state.get("user_embeddings")
+    ctx.state["train_set"] = build_examples(
+        ctx.world_dir, train_window, config, evaluation=False, user_embeddings=user_embeddings
+    )
+    ctx.state["eval_set"] = build_examples(
+        ctx.world_dir, eval_window, config, evaluation=True, user_embeddings=user_embeddings
+    )
     ctx.state["windows"] = {"train": train_window, "eval": eval_window}
     ctx.log(
         f"examples: {len(ctx.state['train_set']):,} training {train_window}, "
@@ -308,7 +315,7 @@ EPILOG = """\
 examples:
   transact demo                          # the full demo (~10 min on 2 cores)
   transact demo --out runs/demo2 --seed 1
-  transact demo --world-preset tiny --train-preset tiny   # a seconds-long smoke run
+  transact demo --world-preset tiny --train-preset tiny   # a smoke run, under a minute
 
 outputs: OUT/report.md (HIT@3 lift table like the paper's Table 1, oracle and share of
 its lift), OUT/metrics.json (models.<model>.<head>.<all|non_core>.{hit_at_3,
