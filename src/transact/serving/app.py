@@ -131,7 +131,7 @@ def create_app(engine: RankingEngine) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid"}
+        first: dict[str, Any] = dict(exc.errors()[0]) if exc.errors() else {"loc": ("body",)}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         field = ".".join(loc) if loc else "body"
         msg = first.get("msg", "invalid")

@@ -22,7 +22,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def machine() -> dict[str, Any]:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2, sync: bool = False
+    fns: Mapping[str, Callable[..., Any]], repeats: int, warmup: int = 2, sync: bool = False
 ) -> dict[str, dict[str, float]]:
     """Time each callable ``repeats`` times, round-robin; median/min/p90 in ms."""
     for _ in range(warmup):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +84,7 @@ class _LayerWeights:
     ln2_eps: float
 
 
-def _layer_weights(layer: nn.Module) -> _LayerWeights:
+def _layer_weights(layer: Any) -> _LayerWeights:
     """Weights of a post-norm relu encoder layer: ``nn.TransformerEncoderLayer`` or the
     project's ``transact.models.attention.EncoderLayer`` (``self_attn.in_proj`` Linear)."""
     if getattr(layer, "norm_first", False):
@@ -137,6 +138,8 @@ class FastTransAct(nn.Module):
         z = fast.forward_users(types[:1], embs[:1], times[:1], req[:1], candidates)
     """
 
+    action_table: torch.Tensor
+
     def __init__(
         self,
         action_embedding: torch.Tensor,
@@ -163,18 +166,14 @@ class FastTransAct(nn.Module):
     # ---- construction ------------------------------------------------------------------
 
     @classmethod
-    def from_reference(
-        cls, ref: nn.Module, options: FastTransActOptions | None = None
-    ) -> FastTransAct:
+    def from_reference(cls, ref: Any, options: FastTransActOptions | None = None) -> FastTransAct:
         """Copy weights from :class:`transact.serving.reference.ReferenceTransAct`."""
         layers = [_layer_weights(layer) for layer in ref.encoder.layers]
         heads = int(ref.encoder.layers[0].self_attn.num_heads)
         return cls(ref.action_embedding.weight, layers, heads, ref.config.latest_k, options)
 
     @classmethod
-    def from_transact(
-        cls, model: nn.Module, options: FastTransActOptions | None = None
-    ) -> FastTransAct:
+    def from_transact(cls, model: Any, options: FastTransActOptions | None = None) -> FastTransAct:
         """Copy weights from a ``transact.models.TransAct`` with concat fusion, no positional
         encoding and ``first_k_max_pool``; raises naming the unsupported config field."""
         cfg = model.config
@@ -193,7 +192,7 @@ class FastTransAct(nn.Module):
         return cls(model.action_embedding.weight, layers, cfg.num_heads, cfg.k, options)
 
     def _w(self, layer: int, name: str) -> torch.Tensor:
-        return getattr(self, f"l{layer}_{name}")
+        return cast(torch.Tensor, getattr(self, f"l{layer}_{name}"))
 
     @property
     def out_dim(self) -> int:

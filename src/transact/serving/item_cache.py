@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class HybridItemCache:
         self.stats = CacheStats()
         self._lru: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self._disk = None
+        self._disk: Any = None
         if disk_path is not None:
             from rocksdict import Rdict
 

@@ -57,7 +57,8 @@ def start_demo_server(
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"server exited: {err[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return proc

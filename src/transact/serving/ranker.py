@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -109,13 +109,13 @@ class RequestTensors(NamedTuple):
 class _PerFeatureLookup(nn.Module):
     """The consolidated table read with one lookup per feature (the plain path)."""
 
-    def __init__(self, consolidated: nn.Module) -> None:
+    def __init__(self, consolidated: Any) -> None:
         super().__init__()
         self.inner = consolidated
 
     @property
     def out_dim(self) -> int:
-        return self.inner.out_dim
+        return int(self.inner.out_dim)
 
     def forward(self, local_indices: torch.Tensor) -> torch.Tensor:
         return self.inner.reference(local_indices)
@@ -134,10 +134,10 @@ class ServingRanker:
         probs = ranker.score(request_tensors)       # [B, H] per-head probabilities
     """
 
-    def __init__(self, model: nn.Module, options: InferenceOptions | None = None) -> None:
+    def __init__(self, model: Any, options: InferenceOptions | None = None) -> None:
         self.options = opts = options or InferenceOptions()
         self.device = torch.device(opts.device)
-        model = copy.deepcopy(model).eval().to(self.device)
+        model = cast(Any, copy.deepcopy(model).eval().to(self.device))
         if hasattr(model, "config") and hasattr(model.config, "validate_inputs"):
             model.config = replace(model.config, validate_inputs=opts.validate_inputs)
         if not opts.consolidated_lookup and getattr(model, "embedding", None) is not None:
@@ -161,7 +161,7 @@ class ServingRanker:
                 pass  # not a concat-fusion TransAct: keep the model's own encoder
         for p in model.parameters():
             p.requires_grad_(False)
-        self.model = model
+        self.model: Any = model
         self.heads: tuple[str, ...] = tuple(model.spec.heads) if hasattr(model, "spec") else ()
         self._forward = model.forward
         if opts.compile:

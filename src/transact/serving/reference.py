@@ -14,6 +14,7 @@ trained model's weights in. Nothing here is optimized on purpose: the serving fa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,7 +95,7 @@ class ReferenceTransAct(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
 
     @classmethod
-    def from_transact(cls, model: nn.Module) -> ReferenceTransAct:
+    def from_transact(cls, model: Any) -> ReferenceTransAct:
         """Copy the weights of a ``transact.models.TransAct`` (concat fusion, no positions,
         ``first_k_max_pool``) into a reference module; raises naming the unsupported field."""
         cfg = model.config

@@ -88,8 +88,9 @@ def write_model_file(
     config = PinnabilityConfig.preset(preset)
     model = Pinnability(spec, config).eval()
     with torch.no_grad():  # make the batch-norm statistics non-trivial
-        if model.numerical_norm is not None:
-            model.numerical_norm.running_mean.normal_(0, 0.1)
+        norm = model.numerical_norm
+        if norm is not None and norm.running_mean is not None:
+            norm.running_mean.normal_(0, 0.1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(

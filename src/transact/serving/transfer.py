@@ -32,7 +32,7 @@ def pack(tensors: Sequence[torch.Tensor], pin: bool = False) -> tuple[torch.Tens
         tensors: CPU tensors of any dtype and shape (non-contiguous ones are compacted).
         pin: allocate the buffer in page-locked memory (for async copies to CUDA).
     """
-    entries = []
+    entries: list[tuple[torch.dtype, tuple[int, ...], int]] = []
     offset = 0
     for t in tensors:
         if t.device.type != "cpu":
