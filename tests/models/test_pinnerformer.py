@@ -169,3 +169,24 @@ def test_item_tower_and_config_validation():
             torch.zeros(2, 4, 8),
             torch.ones(2, 3, dtype=torch.long),
         )
+
+
+def test_fused_causal_path_matches_explicit_mask_reference():
+    torch.manual_seed(1)
+    enc = PinnerFormerEncoder(SMALL).eval()
+    g = torch.Generator().manual_seed(3)
+    b, s = 9, 12
+    lengths = torch.tensor([1, 2, 5, 12, 7, 3, 12, 8, 4])
+    types = torch.randint(1, 6, (b, s), generator=g)
+    types[torch.arange(s).unsqueeze(0) >= lengths.unsqueeze(1)] = PAD_ACTION
+    emb = torch.randn(b, s, 8, generator=g) * (types != PAD_ACTION).unsqueeze(-1)
+    times = 1_767_225_600_000 - torch.cumsum(torch.randint(1, 10**7, (b, s), generator=g), 1)
+    times = torch.where(types != PAD_ACTION, times, 0)
+    fast = enc(types, emb, times)
+    ref = enc(types, emb, times, reference=True)
+    real = types != PAD_ACTION
+    assert torch.allclose(fast[real], ref[real], atol=1e-5)
+    bad = types.clone()
+    bad[2, 1] = PAD_ACTION
+    with pytest.raises(ValueError, match="row 2: padding"):
+        enc(bad, emb, times)

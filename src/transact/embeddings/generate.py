@@ -14,9 +14,10 @@ needed: ranks exchange nothing but the barrier). Run it with::
     torchrun --nproc_per_node 2 -m transact.embeddings.generate \\
         --data DIR --model runs/pf/pinnerformer.pt --date 2026-01-14 --out runs/pf/user_embeddings
 
-Inference batches users of similar history length together and trims each batch to its
-longest history (:func:`encode_users`); :func:`encode_users_reference` is the plain path
-that pads everything to ``max_seq_len``, and a test checks the two agree.
+Inference batches users of similar history length together, trims each batch to its
+longest history and runs fused causal attention (:func:`encode_users`);
+:func:`encode_users_reference` is the plain path that pads everything to ``max_seq_len``
+and uses the explicit attention mask, and a test checks the two agree.
 """
 
 from __future__ import annotations
@@ -94,11 +95,15 @@ def encode_users_reference(
     items: np.ndarray,
     times: np.ndarray,
 ) -> np.ndarray:
-    """Reference path: every user padded to the full ``L``, one batch, input order."""
+    """Reference path: every user padded to the full ``L``, one batch, input order, explicit
+    ``[B, H, L, L]`` attention mask (the encoder's reference attention)."""
     encoder.eval()
     return (
         encoder.user_embedding(
-            torch.as_tensor(types), content[torch.as_tensor(items)], torch.as_tensor(times)
+            torch.as_tensor(types),
+            content[torch.as_tensor(items)],
+            torch.as_tensor(times),
+            reference=True,
         )
         .numpy()
         .astype(np.float32)

@@ -24,6 +24,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -252,7 +253,7 @@ def export_to_rocksdict(root: str | Path, dates: Iterable[str], db_path: str | P
 
     db = Rdict(str(db_path))
     try:
-        existing = json.loads(db[b"__dates__"]) if b"__dates__" in db else []
+        existing = json.loads(_meta(db, b"__dates__", db_path)) if b"__dates__" in db else []
         n = 0
         d_user = None
         for date in dates:
@@ -270,6 +271,13 @@ def export_to_rocksdict(root: str | Path, dates: Iterable[str], db_path: str | P
     return n
 
 
+def _meta(db: Any, key: bytes, db_path: str | Path) -> bytes:
+    value = db.get(key)
+    if value is None:
+        raise KeyError(f"{db_path}: no {key.decode()} key; not an export_to_rocksdict store")
+    return bytes(value)
+
+
 class RocksDictUserEmbeddings:
     """``UserEmbeddingSource`` over the rocksdict export, same day-before rule as Parquet.
 
@@ -283,10 +291,11 @@ class RocksDictUserEmbeddings:
         from rocksdict import AccessType, Rdict
 
         self._db = Rdict(str(db_path), access_type=AccessType.read_only())
-        self.d_user = int(self._db[b"__d_user__"])
+        self.d_user = int(_meta(self._db, b"__d_user__", db_path))
         self.max_staleness_days = max_staleness_days
         self._days = np.array(
-            [date_to_day(d) for d in json.loads(self._db[b"__dates__"])], dtype=np.int64
+            [date_to_day(d) for d in json.loads(_meta(self._db, b"__dates__", db_path))],
+            dtype=np.int64,
         )
 
     def lookup(self, user_ids: np.ndarray, request_time_ms: np.ndarray) -> np.ndarray:

@@ -128,6 +128,60 @@ def causal_attention_mask(action_types: torch.Tensor, n_heads: int) -> torch.Ten
     return mask.repeat_interleave(n_heads, dim=0)
 
 
+def chronological_index(action_types: torch.Tensor) -> torch.Tensor:
+    """``[B, S]`` newest-first types -> ``[B, S]`` gather index to oldest-first order.
+
+    Reverses each row's real prefix and leaves the trailing padding in place; the map is
+    its own inverse, so the same index brings outputs back to newest first. Raises when a
+    row has padding before a real action (the schema puts padding at the end only).
+    """
+    real = action_types != PAD_ACTION
+    lengths = real.sum(dim=1, keepdim=True)
+    k = torch.arange(action_types.shape[1], device=action_types.device).unsqueeze(0)
+    if not torch.equal(real, k < lengths):
+        row = int(torch.nonzero((real != (k < lengths)).any(dim=1))[0, 0])
+        raise ValueError(f"action_types row {row}: padding (0) before a real action")
+    return torch.where(k < lengths, lengths - 1 - k, k)
+
+
+class PinnerFormerBlock(nn.Module):
+    """Pre-LayerNorm transformer block (self-attention + GELU MLP) with two attention paths.
+
+    ``forward(x, mask=None)``: with ``mask=None`` the input is oldest first with padding at
+    the end, and attention is causal (``scaled_dot_product_attention(is_causal=True)``,
+    fused kernels, no ``[S, S]`` mask in memory). With an additive ``[B, H, S, S]`` mask it
+    is the plain reference: explicit scores, mask, softmax.
+    """
+
+    def __init__(self, config: PinnerFormerConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.dropout = config.dropout
+        self.norm1 = nn.LayerNorm(config.d_model)
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.attn_out = nn.Linear(config.d_model, config.d_model)
+        self.norm2 = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.d_model, config.d_ff),
+            nn.GELU(),
+            nn.Linear(config.d_ff, config.d_model),
+        )
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, s, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)
+        q, k, v = (t.view(b, s, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        p = self.dropout if self.training else 0.0
+        if mask is None:
+            attn = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        else:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads) + mask
+            attn = F.dropout(scores.softmax(dim=-1), p=p, training=self.training) @ v
+        x = x + self.drop(self.attn_out(attn.transpose(1, 2).reshape(b, s, d)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
 class PinnerFormerEncoder(nn.Module):
     """Causal transformer over a long-term action history -> per-position user embeddings.
 
@@ -135,6 +189,11 @@ class PinnerFormerEncoder(nn.Module):
     action-type embedding and a projection of its time features. The output at position
     ``i`` is an L2-normalized ``d_user`` vector that summarizes actions ``i..S-1`` (action
     ``i`` and everything older); position 0 is the user embedding.
+
+    The fast path (default) reverses each row's real prefix to oldest first, so "older or
+    same" becomes the standard causal mask with padding at the end, and runs fused causal
+    attention; ``reference=True`` runs newest first with the explicit
+    :func:`causal_attention_mask` (``[B, H, S, S]`` in memory). A test compares them.
 
     Args:
         config: the architecture.
@@ -152,18 +211,7 @@ class PinnerFormerEncoder(nn.Module):
             config.n_action_types, config.d_model, padding_idx=PAD_ACTION
         )
         self.time_proj = nn.Linear(N_TIME_FEATURES, config.d_model)
-        layer = nn.TransformerEncoderLayer(
-            d_model=config.d_model,
-            nhead=config.n_heads,
-            dim_feedforward=config.d_ff,
-            dropout=config.dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.transformer = nn.TransformerEncoder(
-            layer, num_layers=config.n_layers, enable_nested_tensor=False
-        )
+        self.blocks = nn.ModuleList(PinnerFormerBlock(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.d_model)
         self.out_proj = nn.Linear(config.d_model, config.d_user)
 
@@ -172,6 +220,7 @@ class PinnerFormerEncoder(nn.Module):
         action_types: torch.Tensor,
         action_embeddings: torch.Tensor,
         action_times_ms: torch.Tensor,
+        reference: bool = False,
     ) -> torch.Tensor:
         """``[B, S]`` types, ``[B, S, d_item]`` item embeddings, ``[B, S]`` times -> ``[B, S, d_user]``."""
         if action_types.shape != action_times_ms.shape:
@@ -189,8 +238,19 @@ class PinnerFormerEncoder(nn.Module):
             + self.action_embedding(action_types)
             + self.time_proj(time_features(action_times_ms, action_types))
         )
-        mask = causal_attention_mask(action_types, self.config.n_heads)
-        x = self.transformer(x, mask=mask)
+        if reference:
+            b, s = action_types.shape
+            mask = causal_attention_mask(action_types, self.config.n_heads).view(
+                b, self.config.n_heads, s, s
+            )
+            for block in self.blocks:
+                x = block(x, mask)
+        else:
+            index = chronological_index(action_types).unsqueeze(-1).expand_as(x)
+            x = torch.gather(x, 1, index)
+            for block in self.blocks:
+                x = block(x)
+            x = torch.gather(x, 1, index)
         return F.normalize(self.out_proj(self.final_norm(x)), dim=-1)
 
     def user_embedding(
@@ -198,9 +258,10 @@ class PinnerFormerEncoder(nn.Module):
         action_types: torch.Tensor,
         action_embeddings: torch.Tensor,
         action_times_ms: torch.Tensor,
+        reference: bool = False,
     ) -> torch.Tensor:
         """The user embedding: position 0 of :meth:`forward`, ``[B, d_user]``."""
-        return self.forward(action_types, action_embeddings, action_times_ms)[:, 0]
+        return self.forward(action_types, action_embeddings, action_times_ms, reference)[:, 0]
 
 
 class ItemTower(nn.Module):
