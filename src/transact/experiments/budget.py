@@ -100,7 +100,29 @@ BUDGETS: dict[str, ExperimentBudget] = {
         latency_batches=2,
         negative_ratio=1.0,
     ),
-    # All experiments in about an hour on 2 cores (one dataset).
+    # What fits a shared 2-core machine in about an hour per dataset for the tables: the
+    # demo world, one seed, a fifth of an epoch, 600 evaluation users, thinner grids.
+    # docs/results.md reports numbers at this budget.
+    "quick": ExperimentBudget(
+        name="quick",
+        world_preset="demo",
+        model_preset="small",
+        train_steps=200,
+        batch_size=256,
+        peak_lr=2e-3,
+        warmup_steps=20,
+        seeds=(0,),
+        figure_seeds=(0,),
+        seq_len=100,
+        fig4_seq_lens=(10, 50, 100),
+        fig5_layers=(1, 2, 4),
+        fig5_ffn_dims=(32, 384),
+        eval_max_users=600,
+        embedding_preset="demo",
+        latency_batches=5,
+        negative_ratio=1.0,
+    ),
+    # The paper's grids and three seeds; several hours per dataset on 2 cores.
     "default": ExperimentBudget(
         name="default",
         world_preset="demo",

@@ -24,7 +24,8 @@ experiments (paper section):
 
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
-  default  demo world, 3 seeds, full grids: about an hour per dataset on 2 cores
+  quick    demo world, 1 seed, 200 steps, 600 eval users, thinner figure grids
+  default  demo world, 3 seeds, the paper's grids: several hours per dataset on 2 cores
   large    longer training and 5 seeds, for more cores or a GPU
 
 outputs: OUT/NAME/results.json (every variant, head, all/non_core: HIT@3, lift, p-value,
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--budget",
         default="default",
-        choices=("smoke", "default", "large"),
+        choices=("smoke", "quick", "default", "large"),
         help="scale preset (default: %(default)s)",
     )
     parser.add_argument(
