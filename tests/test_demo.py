@@ -116,3 +116,48 @@ def test_add_stage_inserts_after_a_named_stage():
         STAGES.remove(stage)
     assert [s.name for s in STAGES] == names
     assert np.all([callable(s.run) for s in STAGES])
+
+
+class _CrashAfter:
+    """Wraps an ExampleSet; raises after ``n`` batches (a crash in the middle of an epoch)."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.feature_spec = inner, n, inner.feature_spec
+
+    def __len__(self):
+        return len(self.inner)
+
+    def batches(self, batch_size, *, shuffle, seed=0, start=0):
+        for i, b in enumerate(
+            self.inner.batches(batch_size, shuffle=shuffle, seed=seed, start=start)
+        ):
+            if i == self.n:
+                raise KeyboardInterrupt("crash")
+            yield b
+
+
+@pytest.mark.slow
+def test_resume_on_real_examples_and_ranker_matches_straight_run(tiny_demo, tmp_path):
+    import torch
+
+    from transact.training.config import TrainConfig
+    from transact.training.pipeline import train_run
+    from transact.training.run_config import RunConfig
+
+    _, ctx = tiny_demo
+    train_set = ctx.state["train_set"]
+    config = RunConfig(
+        name="b",
+        model={"preset": "small", "encoder": "avg_pool"},
+        train=TrainConfig.preset("tiny", max_steps=6, checkpoint_every_steps=2),
+    )
+    spec = train_set.feature_spec
+    train_run(config, train_set, spec, tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, _CrashAfter(train_set, 5), spec, tmp_path / "resumed")
+    res = train_run(config, train_set, spec, tmp_path / "resumed", resume=True)
+    assert res.resumed_from_step == 4
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
