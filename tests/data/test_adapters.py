@@ -186,3 +186,42 @@ def test_generic_log_bad_inputs(tmp_path):
             text_columns=("title",),
             embeddings="genre",
         )
+
+
+def _classic_ratings(n_users=3, per_user=12):
+    rows = []
+    for u in range(1, n_users + 1):
+        for k in range(per_user):
+            rows.append((u, 1 + (u + k) % 8, 1 + (u * k) % 5, 978_300_000 + u * 10_000 + k * 30))
+    return rows
+
+
+def test_movielens_1m_dat_layout(tmp_path):
+    src = tmp_path / "ml-1m"
+    src.mkdir()
+    rows = _classic_ratings()
+    (src / "ratings.dat").write_text("\n".join("::".join(map(str, r)) for r in rows) + "\n")
+    titles = [f"{i}::Movie: Part {i} (1999)::Drama|Comedy" for i in range(1, 9)]
+    (src / "movies.dat").write_text("\n".join(titles) + "\n", encoding="latin-1")
+    (src / "users.dat").write_text("1::F::25::3::55455\n2::M::35::1::11111\n")
+    out = import_movielens(src, tmp_path / "w", embeddings="genre")
+    imp = pa.Table.from_batches(list(read_impressions(out)))
+    assert imp.num_rows == len(rows)
+    n5 = sum(r[2] == 5 for r in rows)
+    assert imp.column("label_repin").to_numpy().sum() == n5
+    assert ItemTable.load(out).taxonomy_path[0] == "Drama/Comedy"
+    assert set(load_manifest(out).vocabularies["gender"]) == {"female", "male", "unspecified"}
+
+
+def test_movielens_100k_original_layout(tmp_path):
+    src = tmp_path / "ml-100k"
+    src.mkdir()
+    rows = _classic_ratings()
+    (src / "u.data").write_text("\n".join("\t".join(map(str, r)) for r in rows) + "\n")
+    (src / "u.genre").write_text("unknown|0\nAction|1\nDrama|2\n")
+    items = [f"{i}|Film {i} (1995)|01-Jan-1995||http://x|0|{i % 2}|1" for i in range(1, 9)]
+    (src / "u.item").write_text("\n".join(items) + "\n", encoding="latin-1")
+    out = import_movielens(src, tmp_path / "w", embeddings="genre")
+    imp = pa.Table.from_batches(list(read_impressions(out)))
+    assert imp.column("label_hide").to_numpy().sum() == sum(r[2] <= 2 for r in rows)
+    assert ItemTable.load(out).taxonomy_path[:2] == ["Action/Drama", "Drama"]

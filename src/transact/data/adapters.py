@@ -533,6 +533,96 @@ def _item_lookup(ext: np.ndarray, known: dict[Any, int], path: Path, column: str
     return idx
 
 
+def _read_text_lines(path: Path, encoding: str = "latin-1") -> list[str]:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    return [line for line in path.read_text(encoding=encoding).splitlines() if line.strip()]
+
+
+def _read_colon_table(path: Path, names: Sequence[str]) -> pa.Table:
+    """A ``::``-separated file of numbers (ml-1m/10m ratings, tags' ids) via ``:`` splits."""
+    raw = _read_csv(
+        path,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+        parse_options=pacsv.ParseOptions(delimiter=":", quote_char=False),
+    )
+    cols = raw.column_names[::2]  # "a::b" splits into a, "", b
+    if len(cols) < len(names):
+        raise DataError(f"{path}: expected {len(names)} '::'-separated fields, got {len(cols)}")
+    return pa.table({n: raw.column(c) for n, c in zip(names, cols, strict=False)})
+
+
+def _read_grouplens_classic(src: Path) -> tuple[Any, ...]:
+    """ml-1m / ml-10m (``*.dat``) or the original ml-100k (``u.*``) files."""
+    user_attrs: dict[str, dict[int, str]] = {}
+    tag = None
+    if (src / "ratings.dat").exists():
+        rpath = src / "ratings.dat"
+        ratings = _read_colon_table(rpath, ["user_id", "item_id", "rating", "timestamp"])
+        mpath = src / "movies.dat"
+        m_ids_l, titles, genres = [], [], []
+        for row, line in enumerate(_read_text_lines(mpath)):
+            parts = line.split("::")
+            if len(parts) < 3 or not parts[0].isdigit():
+                raise DataError(f"{where(mpath, 'MovieID::Title::Genres', row)}: bad line {line!r}")
+            m_ids_l.append(int(parts[0]))
+            titles.append(parts[1])
+            g = parts[2]
+            genres.append([] if g in ("", "(no genres listed)") else g.split("|"))
+        users_path = src / "users.dat"
+        if users_path.exists():
+            gmap = {"M": "male", "F": "female"}
+            user_attrs["gender"] = {
+                int(p[0]): gmap.get(p[1], "unspecified")
+                for p in (line.split("::") for line in _read_text_lines(users_path))
+            }
+        tags_path = src / "tags.dat"
+        if tags_path.exists():
+            rows = [line.split("::") for line in _read_text_lines(tags_path, "utf-8")]
+            tag = (
+                np.array([int(r[0]) for r in rows], np.int64),
+                np.array([int(r[1]) for r in rows], np.int64),
+                np.array([int(r[-1]) for r in rows], np.int64) * 1000,
+            )
+    else:
+        rpath = src / "u.data"
+        ratings = _read_csv(
+            rpath,
+            read_options=pacsv.ReadOptions(
+                column_names=["user_id", "item_id", "rating", "timestamp"]
+            ),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+        )
+        genre_names: list[str] = []
+        if (src / "u.genre").exists():
+            pairs = [line.split("|") for line in _read_text_lines(src / "u.genre")]
+            genre_names = [name for name, _ in sorted(pairs, key=lambda p: int(p[1]))]
+        mpath = src / "u.item"
+        m_ids_l, titles, genres = [], [], []
+        for row, line in enumerate(_read_text_lines(mpath)):
+            parts = line.split("|")
+            if len(parts) < 5 or not parts[0].isdigit():
+                raise DataError(f"{where(mpath, 'movie id|title|...', row)}: bad line {line!r}")
+            m_ids_l.append(int(parts[0]))
+            titles.append(parts[1])
+            flags = parts[5:]
+            names = genre_names or [f"genre{k}" for k in range(len(flags))]
+            genres.append([names[k] for k, f in enumerate(flags) if f == "1" and k < len(names)])
+        users_path = src / "u.user"
+        if users_path.exists():
+            gmap = {"M": "male", "F": "female"}
+            user_attrs["gender"] = {
+                int(p[0]): gmap.get(p[2], "unspecified")
+                for p in (line.split("|") for line in _read_text_lines(users_path))
+            }
+    r_user = _column(ratings, "user_id", rpath, "int").astype(np.int64)
+    r_item = _column(ratings, "item_id", rpath, "int")
+    r_value = _column(ratings, "rating", rpath, "num").astype(np.float64)
+    r_time = _column(ratings, "timestamp", rpath, "int").astype(np.int64) * 1000
+    m_ids = np.array(m_ids_l, np.int64)
+    return rpath, r_user, r_item, r_value, r_time, m_ids, titles, genres, tag, user_attrs
+
+
 def import_movielens(
     path: Path | str,
     out_dir: Path | str,
@@ -545,9 +635,12 @@ def import_movielens(
 ) -> Path:
     """Convert a MovieLens release into a world dir.
 
-    Reads either the GroupLens CSV layout (``ratings.csv``, ``movies.csv``, optional
-    ``tags.csv``: ml-latest-small and the full releases) or RecBole's atomic files
-    (``*.inter``, ``*.item``, ``*.user``: the ``movielens-100k`` copy in ``../shared``).
+    Reads the GroupLens CSV layout (``ratings.csv``, ``movies.csv``, optional
+    ``tags.csv``: ml-latest(-small), ml-20m/25m/32m), the ``::`` layout of ml-1m / ml-10m
+    (``ratings.dat``, ``movies.dat``, optional ``users.dat`` / ``tags.dat``), the
+    original ml-100k files (``u.data``, ``u.item``, ``u.genre``, ``u.user``) or RecBole's
+    atomic files (``*.inter``, ``*.item``, ``*.user``: the ``movielens-100k`` copy in
+    ``../shared``).
     Timestamps are seconds in MovieLens and become milliseconds.
     """
     src = Path(path)
@@ -580,6 +673,11 @@ def import_movielens(
                 _column(tags, "movieId", tags_path, "int"),
                 _column(tags, "timestamp", tags_path, "int").astype(np.int64) * 1000,
             )
+        dataset = src.name
+    elif (src / "ratings.dat").exists() or (src / "u.data").exists():
+        rpath, r_user, r_item, r_value, r_time, m_ids, titles, genres, tag, user_attrs = (
+            _read_grouplens_classic(src)
+        )
         dataset = src.name
     else:
         inter = sorted(src.glob("*.inter"))
@@ -639,7 +737,12 @@ def import_movielens(
     actions = mapping.apply(r_value)
     in_request = np.ones(r_user.size, bool)
     if tag is not None:
-        t_index = _item_lookup(tag[1], known, src / "tags.csv", "movieId")
+        t_index = _item_lookup(
+            tag[1],
+            known,
+            src / ("tags.csv" if (src / "tags.csv").exists() else "tags.dat"),
+            "movieId",
+        )
         r_user = np.r_[r_user, tag[0]]
         r_index = np.r_[r_index, t_index]
         actions = np.r_[actions, np.full(tag[0].size, "tag", dtype=object)]
