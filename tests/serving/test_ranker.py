@@ -69,6 +69,7 @@ SWITCHES = [
     replace(InferenceOptions.plain(), split_first_layer=True),
     replace(InferenceOptions(), chunk_size=0),
     replace(InferenceOptions(), validate_inputs=False),
+    replace(InferenceOptions(), compact_visible=False),
 ]
 
 

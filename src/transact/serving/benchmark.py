@@ -302,8 +302,16 @@ def bench_ranker_cuda(batch: int = 256, repeats: int = 50) -> dict[str, Any]:
         "optimized_bf16": InferenceOptions(
             device="cuda", validate_inputs=False, precision="bf16", chunk_size=0
         ),
-        "optimized_fp16_cuda_graphs": InferenceOptions(
-            device="cuda", validate_inputs=False, precision="fp16", compile=True, chunk_size=0
+        # CUDA graphs need static shapes and no host syncs: dedup + one packed copy + fused
+        # layers, without the data-dependent compaction and the split's underflow check
+        "dedup_fp16_cuda_graphs": InferenceOptions(
+            device="cuda",
+            validate_inputs=False,
+            precision="fp16",
+            compile=True,
+            chunk_size=0,
+            split_first_layer=False,
+            compact_visible=False,
         ),
     }
     ref = ServingRanker(model, variants["plain_fp32"]).score(req)

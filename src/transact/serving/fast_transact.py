@@ -307,7 +307,8 @@ class FastTransAct(nn.Module):
         # the split pays when users are shared by candidates; for U == B it only reorders work
         split = self.options.split_first_layer and (n_users == 1 or 2 * n_users <= n_cand)
         prep = self._split_prep(user_part, key_mask) if split else None
-        use_mask = bool(key_mask.any())
+        # without compaction keep the mask unconditionally: no host sync (CUDA graphs, compile)
+        use_mask = bool(key_mask.any()) if self.options.compact_visible else True
 
         step = self.options.chunk_size or n_cand
         outs = []

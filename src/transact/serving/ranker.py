@@ -46,6 +46,8 @@ class InferenceOptions:
         dedup: send user-level inputs once and expand them on the device.
         split_first_layer: exact split of TransAct's first layer (needs ``dedup`` to pay).
         chunk_size: candidates per TransAct chunk (0 = all at once).
+        compact_visible: run TransAct only on positions someone can see (exact; its
+            data-dependent shapes do not suit CUDA graphs).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
         compile: ``torch.compile`` the forward (CUDA graphs on GPU).
         validate_inputs: keep the model's per-row input checks (names feature and row).
@@ -57,6 +59,7 @@ class InferenceOptions:
     dedup: bool = True
     split_first_layer: bool = True
     chunk_size: int = 128
+    compact_visible: bool = True
     precision: str = "fp32"
     compile: bool = False
     validate_inputs: bool = True
@@ -79,6 +82,7 @@ class InferenceOptions:
             dedup=False,
             split_first_layer=False,
             chunk_size=0,
+            compact_visible=False,
         )
 
 
@@ -152,6 +156,7 @@ class ServingRanker:
                         dedup=opts.dedup,
                         split_first_layer=opts.split_first_layer,
                         chunk_size=opts.chunk_size,
+                        compact_visible=opts.compact_visible,
                     ),
                 ).to(self.device)
                 if opts.precision != "fp32":  # bf16 keeps fp32's exponent range (split softmax)
