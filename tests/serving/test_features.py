@@ -83,3 +83,13 @@ def test_columns_by_group_and_degraded_embedding(spec: FeatureSpec) -> None:
     with pytest.raises(BadRequest) as e:
         asm.assemble(11, np.array([1, 50]), NOW, {})
     assert e.value.field == "candidates[1]"
+
+
+def test_hour_of_day_follows_the_request_time_unless_sent(spec: FeatureSpec) -> None:
+    asm = FeatureAssembler(spec, ItemFeatureStore(synthetic_items(spec, 20), spec))
+    col = spec.categorical_index("hour_of_day")
+    t_13h = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + 13 * 3_600_000 + 5
+    derived = asm.assemble(1, np.array([0, 1]), t_13h, {}).tensors.categorical[:, col]
+    assert derived.tolist() == [14, 14]  # UTC hour + 1, as the training builder writes it
+    sent = asm.assemble(1, np.array([0]), t_13h, {"hour_of_day": 3}).tensors.categorical[:, col]
+    assert sent.tolist() == [3]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from transact.data.schema import (
+    MS_PER_HOUR,
     PAD_ITEM,
     FeatureSpec,
     SequenceSource,
@@ -32,6 +33,16 @@ from transact.serving.item_cache import HybridItemCache
 from transact.serving.ranker import RequestTensors
 
 log = logging.getLogger("transact.serving")
+
+
+def hour_of_day_index(request_time_ms: int) -> int:
+    """The ``hour_of_day`` context feature of a request time: the training builder's rule
+    (``transact.data.examples.hour_of_day_index``: UTC hour + 1, 0 = missing)."""
+    try:
+        from transact.data.examples import hour_of_day_index as build
+    except ImportError:  # the data stage's builder is not installed: same formula
+        return int((request_time_ms // MS_PER_HOUR) % 24 + 1)
+    return int(build(np.array([request_time_ms], dtype=np.int64))[0])
 
 
 class BadRequest(ValueError):
@@ -96,10 +107,10 @@ class ItemFeatures:
     def from_item_table(cls, items: object, spec: FeatureSpec) -> ItemFeatures:
         """From the data stage's ``ItemTable``: item-group features read by name.
 
-        Categorical ``category`` / ``top_interest`` are shifted by one (0 = missing, the
-        world's cardinalities are ``n + 1``); numerical ``quality`` as is and
-        ``log_popularity`` as ``log(popularity)``. A spec feature the table cannot supply
-        raises naming it. (Keep in step with the training-side example builder.)
+        Categorical item features (``category``, ``top_interest``) are the table's column
+        shifted by one (0 = missing), numerical ones the column as is (``log_popularity``
+        is ``ItemTable.log_popularity``), as ``transact.data.examples`` builds them for
+        training. A spec feature the table cannot supply raises naming it.
         """
         cats: dict[str, np.ndarray] = {}
         nums: dict[str, np.ndarray] = {}
@@ -112,11 +123,11 @@ class ItemFeatures:
         for n in spec.numerical:
             if n.group != "item":
                 continue
-            if n.name == "log_popularity":
-                pop = np.asarray(items.popularity, dtype=np.float32)  # type: ignore[attr-defined]
-                nums[n.name] = np.log(np.maximum(pop, 1e-12)).astype(np.float32)
-            elif hasattr(items, n.name):
+            if hasattr(items, n.name):  # ItemTable.log_popularity is a property
                 nums[n.name] = np.asarray(getattr(items, n.name), dtype=np.float32)
+            elif n.name == "log_popularity" and hasattr(items, "popularity"):
+                pop = np.asarray(items.popularity, dtype=np.float32)
+                nums[n.name] = np.log(np.maximum(pop, 1e-12)).astype(np.float32)
             else:
                 raise ValueError(f"item feature {n.name!r}: the item table has no such column")
         emb = np.asarray(items.embeddings_np, dtype=np.float32)  # type: ignore[attr-defined]
@@ -229,7 +240,10 @@ class FeatureAssembler:
         degraded: list[str] = []
         categorical = np.zeros((b, len(spec.categorical)), dtype=np.int64)
         numerical = np.zeros((b, len(spec.numerical)), dtype=np.float32)
-        self._fill_named(categorical, numerical, context or {}, "context", "context")
+        context = dict(context or {})
+        if "hour_of_day" in self._cat_by_name and "hour_of_day" not in context:
+            context["hour_of_day"] = hour_of_day_index(request_time_ms)
+        self._fill_named(categorical, numerical, context, "context", "context")
         try:
             attrs = self.user_attributes.attributes(user_id)
         except Exception as exc:
