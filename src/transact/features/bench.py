@@ -225,8 +225,8 @@ def bench_freshness(workdir: str, events_path: str, rate: float, seconds: float)
                 done.set()
 
         class Stoppable:
-            def batches(self, start):  # type: ignore[no-untyped-def]
-                for b in src.batches(start):
+            def batches(self, stored_offsets):  # type: ignore[no-untyped-def]
+                for b in src.batches(stored_offsets):
                     yield b
                     if done.is_set():
                         return

@@ -41,8 +41,9 @@ class KafkaSource:
         group_id: consumer group; processors in one group split the partitions.
         batch_size: max messages per micro-batch.
         poll_timeout_s: how long one poll waits to fill a batch.
-        idle_exit_s: stop after this long without messages or assignments, counted from
-            the first (possibly empty) assignment (``None``: run forever).
+        idle_exit_s: stop after this long without messages, counted only while holding an
+            assignment (possibly empty; not while joining or rebalancing). ``None``: run
+            forever.
         session_timeout_ms: group session timeout (lower = faster joins and failover).
         on_assignment: called with the sorted partition list after every (re)assignment.
     """
@@ -68,8 +69,8 @@ class KafkaSource:
         self.ever_assigned: set[int] = set()
         self.on_assignment = on_assignment
         self._last_activity = time.monotonic()
-        self._joined = False  # idle exit counts from the first (maybe empty) assignment
-        self._stored: dict[str, int] = {}
+        self._joined = False  # idle exit counts only while holding an (maybe empty) assignment
+        self._stored_offsets: Callable[[], dict[str, int]] = dict
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -85,8 +86,10 @@ class KafkaSource:
     def _on_assign(self, consumer: Any, partitions: list) -> None:
         from confluent_kafka import OFFSET_BEGINNING
 
+        # fresh from the store: another processor may have advanced these partitions
+        stored = self._stored_offsets()
         for tp in partitions:
-            tp.offset = self._stored.get(partition_key(tp.topic, tp.partition), OFFSET_BEGINNING)
+            tp.offset = stored.get(partition_key(tp.topic, tp.partition), OFFSET_BEGINNING)
         self.assigned = sorted(tp.partition for tp in partitions)
         self.ever_assigned.update(self.assigned)
         self._last_activity = time.monotonic()
@@ -97,11 +100,12 @@ class KafkaSource:
 
     def _on_revoke(self, consumer: Any, partitions: list) -> None:
         self.assigned = []
+        self._joined = False  # mid-rebalance: not idle, waiting for the next assignment
         if self.on_assignment is not None:
             self.on_assignment([])
 
-    def batches(self, start_offsets: dict[str, int]) -> Iterator[RawBatch]:
-        self._stored = dict(start_offsets)
+    def batches(self, stored_offsets: Callable[[], dict[str, int]]) -> Iterator[RawBatch]:
+        self._stored_offsets = stored_offsets
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._last_activity = time.monotonic()
         while True:
@@ -134,7 +138,6 @@ class KafkaSource:
     def on_committed(self, batch: RawBatch) -> None:
         from confluent_kafka import TopicPartition
 
-        self._stored.update(batch.next_offsets)
         tps = [
             TopicPartition(self.topic, int(k.rsplit("/", 1)[1]), v)
             for k, v in batch.next_offsets.items()

@@ -164,7 +164,7 @@ def run_stream(
     start = time.perf_counter()
     bar = tqdm(total=progress_total, unit="ev", disable=not show_progress, file=sys.stderr)
     try:
-        for batch in source.batches(store.offsets()):
+        for batch in source.batches(store.offsets):
             t0 = time.perf_counter()
             letters, outcomes = commit_batch(batch, processor, validation, store, dead_letters)
             committed_ms = int(time.time() * 1000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
@@ -51,9 +51,14 @@ class RawBatch:
 
 
 class EventSource(Protocol):
-    """Something the runner can pull micro-batches from, starting at stored offsets."""
+    """Something the runner can pull micro-batches from, starting at stored offsets.
 
-    def batches(self, start_offsets: dict[str, int]) -> Iterator[RawBatch]: ...
+    ``stored_offsets`` reads the store's offsets now; a source calls it when it starts
+    and whenever it gains input (a Kafka partition assignment), so it always resumes from
+    what the store holds, including commits other processors made.
+    """
+
+    def batches(self, stored_offsets: Callable[[], dict[str, int]]) -> Iterator[RawBatch]: ...
 
     def on_committed(self, batch: RawBatch) -> None: ...
 
@@ -102,8 +107,8 @@ class ParquetReplaySource:
         self.server_time_ms = server_time_ms if server_time_ms is not None else NO_FUTURE_CHECK_MS
         self.total_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
 
-    def batches(self, start_offsets: dict[str, int]) -> Iterator[RawBatch]:
-        start = start_offsets.get(self.source_key, 0)
+    def batches(self, stored_offsets: Callable[[], dict[str, int]]) -> Iterator[RawBatch]:
+        start = stored_offsets().get(self.source_key, 0)
         base = 0
         for f in self.files:
             pf = pq.ParquetFile(f)
@@ -153,8 +158,8 @@ class JsonLinesSource:
         self.batch_size = batch_size
         self.source_key = source_key
 
-    def batches(self, start_offsets: dict[str, int]) -> Iterator[RawBatch]:
-        start = start_offsets.get(self.source_key, 0)
+    def batches(self, stored_offsets: Callable[[], dict[str, int]]) -> Iterator[RawBatch]:
+        start = stored_offsets().get(self.source_key, 0)
         batch: RawBatch | None = None
         for lineno, line in enumerate(self.stream):
             if lineno < start:
