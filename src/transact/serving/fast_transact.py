@@ -6,8 +6,9 @@ concat early fusion the first layer's token is ``x[b, s] = [u_s ; c_b]`` (user a
 ``u_s`` of size d_action + d_item, candidate part ``c_b``), so everything linear in it
 splits into a per-user part and a per-candidate part:
 
-* ``Q/K/V[b, s] = W_u u_s + W_c c_b + bias``: the ``[S, 2d/3]`` user projection is done
-  once per request, the candidate projection once per candidate.
+* ``Q/K/V[b, s] = W_u u_s + W_c c_b + bias``: the user projection ``[S, d_u] x [d_u, 3d]``
+  is done once per request, the candidate projection ``[B, d_item] x [d_item, 3d]`` once
+  per candidate.
 * Attention logits ``q[b,s].k[b,t] = Qu_s.Ku_t + Qc_b.Ku_t + (terms constant in t)``; the
   constant terms cancel in the softmax over t, so the logits are ``A[s,t] + G[b,t]`` with
   ``A`` ``[S, S]`` once per request and ``G`` ``[B, S]``.
@@ -17,7 +18,9 @@ splits into a per-user part and a per-candidate part:
   output projection is folded into the user values ``Vu' = Vu Wo^T`` before the GEMM.
 
 Later layers see per-candidate tokens and run as plain fused-attention layers
-(``scaled_dot_product_attention``). Every switch falls back to that plain computation, and
+(``scaled_dot_product_attention``). Positions nobody may read (padding, actions at or after
+the request) are never attended to and output 0, so they are dropped before the encoder
+(``compact_visible``) and the first-K columns are put back at their positions. Every switch falls back to that plain computation, and
 tests compare each against :class:`transact.serving.reference.ReferenceTransAct`.
 """
 
