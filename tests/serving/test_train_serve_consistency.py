@@ -19,7 +19,6 @@ from transact.serving.service import build_engine
 from transact.serving.synthetic import write_model_file
 
 
-@pytest.mark.slow
 def test_served_features_equal_training_examples(tmp_path: Path) -> None:
     examples = pytest.importorskip("transact.data.examples")
     from transact.data.io import ItemTable, UserTable, load_manifest
