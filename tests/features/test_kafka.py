@@ -55,7 +55,15 @@ def test_two_processors_in_one_group_split_partitions_and_build_every_sequence(
     topic, group = f"ev-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, 4)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.join(REPO, "src")}
-    cmd = [sys.executable, "-m", "transact.cli", "stream", "run", "--source", f"kafka:{topic}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transact.features.cli",
+        "stream",
+        "run",
+        "--source",
+        f"kafka:{topic}",
+    ]
     cmd += [
         "--bootstrap",
         kafka_bootstrap,

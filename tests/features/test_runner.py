@@ -135,7 +135,15 @@ def test_kill_9_at_random_points_then_restart_gives_the_clean_store_byte_for_byt
     clean = drain(world, str(tmp_path / "clean"), str(tmp_path / "clean.dlq"), 5000)
     assert clean["summary"].events >= 110_000
     store, dlq = str(tmp_path / "crashy"), str(tmp_path / "crashy.dlq")
-    cmd = [sys.executable, "-m", "transact.cli", "stream", "run", "--source", f"parquet:{world}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transact.features.cli",
+        "stream",
+        "run",
+        "--source",
+        f"parquet:{world}",
+    ]
     cmd += [
         "--store",
         store,

@@ -252,7 +252,15 @@ def bench_freshness(workdir: str, events_path: str, rate: float, seconds: float)
         runner.start()
         if not assigned.wait(60):
             return {"skipped": "consumer group never assigned partitions"}
-        cmd = [sys.executable, "-m", "transact.cli", "stream", "produce", "--events", events_path]
+        cmd = [
+            sys.executable,
+            "-m",
+            "transact.features.cli",
+            "stream",
+            "produce",
+            "--events",
+            events_path,
+        ]
         cmd += [
             "--bootstrap",
             broker.bootstrap,

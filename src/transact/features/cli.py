@@ -301,3 +301,19 @@ def _bench(args: argparse.Namespace) -> int:
     if args.skip_redis:
         argv.append("--skip-redis")
     return bench_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m transact.features.cli stream ...``: the same commands without importing
+    the other stages' CLIs (a faster start for supervisors and the crash tests)."""
+    parser = argparse.ArgumentParser(prog="transact")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
