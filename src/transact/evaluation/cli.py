@@ -13,7 +13,7 @@ examples:
 
   # another window, other utility weights for the ranking score S (Eq. 3)
   transact evaluate --model runs/train/transact --data DIR --start 2026-01-19 --end 2026-01-26 \\
-      --utility click=1,repin=5,hide=-20
+      --utility click=1,repin=2,hide=-5
 
 writes OUT/predictions.npz and OUT/metrics.json (default OUT: MODEL_RUN/eval): HIT@K,
 AUC and log loss per head for all and non-core users, the oracle's HIT@K, diversity."""
@@ -33,7 +33,7 @@ OUT/report.md (Table 1-style lifts, * = p >= 0.05) and OUT/metrics.json."""
 
 
 def parse_utility(text: str) -> dict[str, float]:
-    """``click=1,repin=5,hide=-20`` -> dict."""
+    """``click=1,repin=2,hide=-5`` -> dict."""
     out: dict[str, float] = {}
     for part in text.split(","):
         if "=" not in part:
@@ -127,7 +127,7 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--utility",
         type=parse_utility,
-        help="utility weights u_h of S = sum u_h f(x)_h, e.g. click=1,repin=5,hide=-20",
+        help="utility weights u_h of S = sum u_h f(x)_h, e.g. click=1,repin=2,hide=-5",
     )
     p.add_argument(
         "--test",
