@@ -17,7 +17,7 @@ from transact.features.events import event_to_json
 from transact.features.reader import SequenceReader
 from transact.features.store import RedisSequenceStore
 
-from .conftest import T0, action_ids, make_events
+from .conftest import T0, action_ids, make_events, write_world
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,11 +46,11 @@ class Proc:
 
 
 def test_two_processors_in_one_group_split_partitions_and_build_every_sequence(
-    kafka_bootstrap, fresh_redis
+    kafka_bootstrap, fresh_redis, tmp_path
 ):
     from confluent_kafka import Producer
 
-    from transact.features.kafka import create_topic
+    from transact.features.kafka import create_topic, produce_events
 
     topic, group = f"ev-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, 4)
@@ -111,7 +111,14 @@ def test_two_processors_in_one_group_split_partitions_and_build_every_sequence(
         return all(a) and sorted(a[0] + a[1]) == [0, 1, 2, 3]
 
     wait_for(split, "group never split the 4 partitions", procs)
-    send(producer, rows[:3000])
+    # the first half through `transact stream produce`'s function, paced at 20k events/s
+    world = write_world(str(tmp_path / "w"), [table.slice(0, 3000)])
+    t_start = time.monotonic()
+    assert (
+        produce_events(kafka_bootstrap, topic, world, rate_per_s=20_000, show_progress=False)
+        == 3000
+    )
+    assert time.monotonic() - t_start >= 3000 / 20_000
     wait_for(lambda: all(p.commits() for p in procs), "both processors committed", procs)
     # fail one over with SIGKILL mid-stream: the survivor takes its partitions after the
     # session timeout and resumes from the offsets in the store
