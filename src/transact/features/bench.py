@@ -162,6 +162,7 @@ def _start_redis() -> tuple[subprocess.Popen, str] | None:
 
 
 def bench_redis(events_path: str, batch_size: int) -> dict:
+    """Throughput of the same replay into a local ``redis-server`` (skipped if missing)."""
     from transact.features.store import RedisSequenceStore
 
     started = _start_redis()
@@ -295,6 +296,7 @@ def bench_freshness(workdir: str, events_path: str, rate: float, seconds: float)
 
 
 def bench_read(workdir: str, n_users: int, repeats: int) -> dict:
+    """Latency of 256-user ``fetch`` on the throughput run's store vs ``fetch_reference``."""
     from transact.features.reader import SequenceReader
     from transact.features.store import RocksDBSequenceStore
 
@@ -399,6 +401,7 @@ def bench_embedding_join(workdir: str, n_users: int, repeats: int, d_item: int =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run every figure and write them as JSON (``--json``); returns the exit status."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

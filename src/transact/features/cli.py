@@ -46,6 +46,7 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``transact stream run | produce | broker | bench`` to the top-level CLI."""
     stream = subparsers.add_parser(
         "stream",
         help="realtime feature processing: event stream -> per-user sequence store",

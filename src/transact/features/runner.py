@@ -43,6 +43,7 @@ class DeadLetterSink:
         self._fsync = path is not None and os.path.isfile(path)  # not /dev/null or a pipe
 
     def write(self, letters: list[DeadLetter]) -> None:
+        """Count, append and fsync ``letters`` (called before the batch's store commit)."""
         for d in letters:
             metrics.DEAD_LETTERS.labels(d.reason).inc()
         self.count += len(letters)

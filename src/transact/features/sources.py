@@ -58,11 +58,17 @@ class EventSource(Protocol):
     what the store holds, including commits other processors made.
     """
 
-    def batches(self, stored_offsets: Callable[[], dict[str, int]]) -> Iterator[RawBatch]: ...
+    def batches(self, stored_offsets: Callable[[], dict[str, int]]) -> Iterator[RawBatch]:
+        """Micro-batches from the stored offsets on; ends when the input does."""
+        ...
 
-    def on_committed(self, batch: RawBatch) -> None: ...
+    def on_committed(self, batch: RawBatch) -> None:
+        """Called after ``batch`` and its offsets were committed to the store."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
 
 
 def event_files(path: str) -> list[str]:
