@@ -145,3 +145,20 @@ def test_cuda_packed_transfer_is_one_copy() -> None:
     assert len(storages) == 1
     for a, b in zip(tensors, out, strict=True):
         assert torch.equal(a, b.cpu())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [InferenceOptions(), InferenceOptions.plain(), InferenceOptions(dedup=False)],
+    ids=str,
+)
+def test_score_many_equals_one_forward_per_request(
+    spec: FeatureSpec, options: InferenceOptions
+) -> None:
+    model = _model(spec)
+    ranker = ServingRanker(model, options)
+    requests = [_request(spec, b=b, user_row=u) for b, u in ((5, 1), (12, 4), (1, 0), (30, 7))]
+    merged = ranker.score_many(requests)
+    assert [m.shape[0] for m in merged] == [5, 12, 1, 30]
+    for req, got in zip(requests, merged, strict=True):
+        assert torch.allclose(got, _model_probs(model, req), atol=1e-5)

@@ -138,3 +138,35 @@ def test_publish_then_watch_thread_picks_up_new_version(
         service.registry.stop()
         thread.join(timeout=2)
     assert np.isfinite(_rank(service)["items"][0]["score"])
+
+
+def test_micro_batching_merges_concurrent_requests_with_equal_scores(
+    service: ServiceParts,
+) -> None:
+    from transact.serving.engine import RankingEngine, ServiceConfig
+
+    users = [3, 5, 8, 13, 21, 34]
+    cands = [[(u * 7 + i) % 300 for i in range(4 + u % 5)] for u in users]
+    solo = [service.engine.rank(u, c, NOW, {}) for u, c in zip(users, cands, strict=True)]
+    batched = RankingEngine(
+        service.registry, service.assembler, ServiceConfig(micro_batch_wait_ms=200)
+    )
+    barrier = threading.Barrier(len(users))
+    out: dict[int, dict] = {}
+
+    def call(i: int) -> None:
+        barrier.wait()
+        out[i] = batched.rank(users[i], cands[i], NOW, {})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(users))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert batched.batcher is not None and batched.batcher.batches < len(users)
+    for i, want in enumerate(solo):
+        got = out[i]
+        assert [x["item_id"] for x in got["items"]] == [x["item_id"] for x in want["items"]]
+        for a, b in zip(got["items"], want["items"], strict=True):
+            assert abs(a["score"] - b["score"]) < 1e-4
+    batched.batcher.stop()

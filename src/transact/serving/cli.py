@@ -55,6 +55,10 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
         "--concurrent-forwards", type=int, default=1,
         help="forward passes run at once (e.g. 2 with --threads 1 on a 2-core box)",
     )  # fmt: skip
+    p.add_argument(
+        "--micro-batch-ms", type=float, default=0.0,
+        help="merge concurrent requests into one forward, waiting up to this long (0 = off)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info")
 
 
@@ -181,6 +185,7 @@ def _config(args: argparse.Namespace):  # -> ServiceConfig
         max_candidates=args.max_candidates,
         max_body_bytes=args.max_body_bytes,
         max_concurrent_forwards=args.concurrent_forwards,
+        micro_batch_wait_ms=args.micro_batch_ms,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -47,14 +48,25 @@ class ServiceConfig:
         utility: u_h per head name for S = sum_h u_h f_h (heads missing here weigh 0).
         max_concurrent_forwards: forward passes run at once (1 on a small CPU box: more
             only splits the same cores).
+        micro_batch_wait_ms: > 0 merges concurrent requests into one forward, waiting at
+            most this long for company (0: one forward per request, the paper's choice).
+        micro_batch_max_candidates: a merged forward stops growing at this many candidates.
     """
 
     max_candidates: int = 2000
     max_body_bytes: int = 1_000_000
     utility: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UTILITY))
     max_concurrent_forwards: int = 1
+    micro_batch_wait_ms: float = 0.0
+    micro_batch_max_candidates: int = 4096
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.micro_batch_wait_ms <= 1000.0:
+            raise ValueError(
+                f"ServiceConfig.micro_batch_wait_ms={self.micro_batch_wait_ms}: must be in 0..1000"
+            )
+        if self.micro_batch_max_candidates < 1:
+            raise ValueError("ServiceConfig.micro_batch_max_candidates: must be >= 1")
         if self.max_candidates < 1:
             raise ValueError(f"ServiceConfig.max_candidates={self.max_candidates}: must be >= 1")
         if self.max_body_bytes < 1024:
@@ -138,6 +150,92 @@ class _EngineCollector:
         )
 
 
+@dataclass
+class _Pending:
+    handle: Any
+    tensors: Any
+    n: int
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class MicroBatcher:
+    """Merges concurrent requests of the same model version into one forward pass.
+
+    A request thread :meth:`submit` s its assembled tensors and waits; one worker thread
+    takes the oldest request, waits up to ``wait_ms`` for more (same model version, up to
+    ``max_candidates`` in all), scores them with ``ServingRanker.score_many`` and hands
+    each request its rows. A request never waits for a version other than its own.
+    """
+
+    def __init__(self, wait_ms: float, max_candidates: int, metrics: ServiceMetrics) -> None:
+        self.wait_s = wait_ms / 1000.0
+        self.max_candidates = max_candidates
+        self.metrics = metrics
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._held: list[_Pending] = []
+        self._stop = threading.Event()
+        self.batches = 0
+        self._thread = threading.Thread(target=self._loop, name="micro-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, handle: Any, tensors: Any) -> torch.Tensor:
+        item = _Pending(handle, tensors, int(tensors.categorical.shape[0]))
+        self._queue.put(item)
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _next(self, timeout: float | None) -> _Pending | None:
+        if self._held:
+            return self._held.pop(0)
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            first = self._next(timeout=0.1)
+            if first is None:
+                continue
+            batch, total = [first], first.n
+            deadline = time.perf_counter() + self.wait_s
+            held: list[_Pending] = []
+            while total < self.max_candidates:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if item.handle is not first.handle or total + item.n > self.max_candidates:
+                    held.append(item)  # next batch: other version, or no room
+                    continue
+                batch.append(item)
+                total += item.n
+            self._held.extend(held)
+            t0 = time.perf_counter()
+            try:
+                results = first.handle.ranker.score_many([p.tensors for p in batch])
+                for p, r in zip(batch, results, strict=True):
+                    p.result = r
+            except BaseException as exc:  # hand the failure to every waiting request
+                for p in batch:
+                    p.error = exc
+            self.batches += 1
+            self.metrics.forward_latency.observe(time.perf_counter() - t0)
+            self.metrics.batch_size.observe(total)
+            for p in batch:
+                p.done.set()
+
+
 class RankingEngine:
     """Validates, assembles, scores and ranks; thread-safe (one instance per process).
 
@@ -165,6 +263,13 @@ class RankingEngine:
         self._forward_slots = threading.BoundedSemaphore(self.config.max_concurrent_forwards)
         self.metrics = ServiceMetrics(self)
         self._shown_version: str | None = None
+        self.batcher: MicroBatcher | None = None
+        if self.config.micro_batch_wait_ms > 0:
+            self.batcher = MicroBatcher(
+                self.config.micro_batch_wait_ms,
+                self.config.micro_batch_max_candidates,
+                self.metrics,
+            )
 
     def validate(self, user_id: int, candidates: list[int], request_time_ms: int | None) -> int:
         """Raise :class:`BadRequest` for out-of-range fields; returns the request time."""
@@ -204,11 +309,14 @@ class RankingEngine:
             t_req = self.validate(user_id, candidates, request_time_ms)
             ids = np.asarray(candidates, dtype=np.int64)
             assembled = self.assembler.assemble(user_id, ids, t_req, context)
-            t1 = time.perf_counter()
-            with self._forward_slots:
-                probs = handle.ranker.score(assembled.tensors)  # [B, H]
-            m.forward_latency.observe(time.perf_counter() - t1)
-            m.batch_size.observe(len(candidates))
+            if self.batcher is not None:  # merged with concurrent requests
+                probs = self.batcher.submit(handle, assembled.tensors)
+            else:
+                t1 = time.perf_counter()
+                with self._forward_slots:
+                    probs = handle.ranker.score(assembled.tensors)  # [B, H]
+                m.forward_latency.observe(time.perf_counter() - t1)
+                m.batch_size.observe(len(candidates))
         except BadRequest:
             m.requests.labels("bad_request").inc()
             raise

@@ -26,7 +26,10 @@ tests compare each against :class:`transact.serving.reference.ReferenceTransAct`
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,6 +44,7 @@ _LAYER_TENSORS = (
     "ff2_w", "ff2_b", "ln1_w", "ln1_b", "ln2_w", "ln2_b",
 )  # fmt: skip
 _UNDERFLOW = 1e-30  # softmax denominators below this fall back to the plain layer
+_SHARED_USERS = threading.local()  # per-thread: users of a micro-batch (see shared_users)
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,10 @@ class FastTransAct(nn.Module):
         request_time_ms: torch.Tensor,
         candidate_embedding: torch.Tensor,
     ) -> torch.Tensor:
+        shared = getattr(_SHARED_USERS, "by_module", {}).get(id(self))
+        if shared is not None and shared[4].shape[0] == candidate_embedding.shape[0]:
+            types, embs, times, req, user_index = shared
+            return self.forward_users(types, embs, times, req, candidate_embedding, user_index)
         request_time_ms = request_time_ms.reshape(-1)
         one_user = (
             self.options.dedup
@@ -227,6 +235,36 @@ class FastTransAct(nn.Module):
         return self.forward_users(
             action_types, action_embeddings, action_times_ms, request_time_ms, candidate_embedding
         )
+
+    @contextlib.contextmanager
+    def shared_users(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+        request_time_ms: torch.Tensor,
+        user_index: torch.Tensor,
+    ) -> Iterator[None]:
+        """Within the block, :meth:`forward` (called by the ranker with placeholder sequence
+        tensors) encodes these ``U`` users' sequences for candidates ``user_index [B]``.
+
+        This is how a micro-batch of several requests reaches TransAct through the ranker's
+        unchanged forward without copying each user's sequence per candidate. Per thread.
+        """
+        table = getattr(_SHARED_USERS, "by_module", None)
+        if table is None:
+            table = _SHARED_USERS.by_module = {}
+        table[id(self)] = (
+            action_types,
+            action_embeddings,
+            action_times_ms,
+            request_time_ms,
+            user_index,
+        )
+        try:
+            yield
+        finally:
+            table.pop(id(self), None)
 
     @torch.inference_mode()
     def forward_users(

@@ -21,7 +21,9 @@ All off is the plain path: the model's own eager forward on per-candidate copies
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
 
@@ -207,3 +209,45 @@ class ServingRanker:
     def score(self, request: RequestTensors) -> torch.Tensor:
         """``[B, H]`` per-head probabilities on the CPU for one request."""
         return torch.sigmoid(self.logits(self.to_inputs(request))).cpu()
+
+    def score_many(self, requests: Sequence[RequestTensors]) -> list[torch.Tensor]:
+        """Score several requests (users) in ONE forward; ``[B_i, H]`` probabilities each.
+
+        User-level tensors are stacked ``[U, ...]`` and travel once; with the fast encoder
+        and ``dedup`` each user's sequence is encoded once for all its candidates
+        (:meth:`FastTransAct.shared_users`), otherwise rows are gathered per candidate.
+        """
+        if len(requests) == 1:
+            return [self.score(requests[0])]
+        opts = self.options
+        sizes = [int(r.categorical.shape[0]) for r in requests]
+        merged = [torch.cat([r[i] for r in requests]) for i in range(len(RequestTensors._fields))]
+        user_index = torch.repeat_interleave(torch.arange(len(requests)), torch.tensor(sizes))
+        move = to_device_packed if opts.single_transfer else to_device_plain
+        moved = move([*merged, user_index], self.device)
+        t, user_index = RequestTensors(*moved[:-1]), moved[-1]
+        b = int(user_index.shape[0])
+        shared = self.fast_encoder and opts.dedup
+        if shared:  # placeholders: the encoder reads the users from shared_users()
+            seq = [t.action_types, t.action_embeddings, t.action_times_ms, t.request_time_ms]
+            rows = [x[:1].expand(b, *x.shape[1:]) for x in seq]
+            ctx: Any = self.model.sequence_encoder.shared_users(*seq, user_index)
+        else:
+            rows = [
+                x[user_index]
+                for x in (t.action_types, t.action_embeddings, t.action_times_ms, t.request_time_ms)
+            ]
+            ctx = contextlib.nullcontext()
+        inputs = RankerInputs(
+            categorical=t.categorical,
+            numerical=t.numerical,
+            candidate_embedding=t.candidate_embedding,
+            user_embedding=t.user_embedding[user_index],
+            action_types=rows[0],
+            action_embeddings=rows[1],
+            action_times_ms=rows[2],
+            request_time_ms=rows[3],
+        )
+        with ctx:
+            probs = torch.sigmoid(self.logits(inputs)).cpu()
+        return list(torch.split(probs, sizes))
