@@ -57,3 +57,25 @@ def test_run_from_parquet_then_stdin_into_one_store(tmp_path, capsys, monkeypatc
 def test_bad_source_is_a_usage_error(tmp_path, capsys):
     assert main(["stream", "run", "--source", "ftp://x", "--store", str(tmp_path / "s")]) == 2
     assert "--source must be" in capsys.readouterr().err
+
+
+def test_metrics_port_exports_the_counters(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    from transact.features.kafka import free_port
+
+    port = free_port()
+    lines = [event_to_json(f"p{i}", 1, i, "click", T0 + i) for i in range(5)] + [b"{bad"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n")))
+    args = ["stream", "run", "--source", "stdin", "--store", str(tmp_path / "s")]
+    assert main([*args, "--dead-letters", "", "--no-progress", "--metrics-port", str(port)]) == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert 'transact_stream_dead_letters_total{reason="malformed_json"}' in text
+    accepted = [
+        x
+        for x in text.splitlines()
+        if x.startswith('transact_stream_events_total{outcome="accepted"}')
+    ]
+    assert accepted and float(accepted[0].split()[-1]) >= 5
+    assert "transact_stream_batch_seconds_bucket" in text
