@@ -80,6 +80,8 @@ def _original_encoder(service: ServiceParts) -> torch.nn.Module:
         ({"user_id": 1, "candidates": []}, "candidates"),
         ({"user_id": 1, "candidates": [1, N_ITEMS + 5]}, "candidates[1]"),
         ({"user_id": 1, "candidates": [-3]}, "candidates[0]"),
+        ({"user_id": 1, "candidates": [4, 2**70]}, "candidates[1]"),
+        ({"user_id": 2**70, "candidates": [1]}, "user_id"),
         ({"user_id": -1, "candidates": [1]}, "user_id"),
         ({"user_id": "abc", "candidates": [1]}, "user_id"),
         ({"user_id": 1, "candidates": ["x"]}, "candidates.0"),

@@ -282,6 +282,9 @@ class RankingEngine:
                 "candidates",
                 f"{len(candidates)} candidates, more than the maximum {self.config.max_candidates}",
             )
+        for i, c in enumerate(candidates):
+            if not 0 <= c < 2**63:
+                raise BadRequest(f"candidates[{i}]", f"item id {c} is not a non-negative int64")
         now = int(time.time() * 1000)
         if request_time_ms is None:
             return now
