@@ -20,6 +20,7 @@ def test_bad_seeds_name_the_flag(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~2-3 min on 2 quiet cores; generous for a shared machine
 def test_experiment_all_smoke_runs_end_to_end(tmp_path):
     """`transact experiment all --budget smoke`: every experiment writes its outputs."""
     out = tmp_path / "exp"
