@@ -101,16 +101,16 @@ BUDGETS: dict[str, ExperimentBudget] = {
         negative_ratio=1.0,
     ),
     # What fits a shared 2-core machine in about an hour per dataset for the tables: the
-    # demo world, one seed, a fifth of an epoch, 600 evaluation users, thinner grids.
+    # demo world, one seed, 120 steps of 256, 300 evaluation users, thinner grids.
     # docs/results.md reports numbers at this budget.
     "quick": ExperimentBudget(
         name="quick",
         world_preset="demo",
         model_preset="small",
-        train_steps=200,
+        train_steps=120,
         batch_size=256,
         peak_lr=2e-3,
-        warmup_steps=20,
+        warmup_steps=12,
         seeds=(0,),
         figure_seeds=(0,),
         seq_len=100,
