@@ -7,6 +7,8 @@ import time
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from transact.serving.app import create_app
 from transact.serving.engine import ServiceConfig
@@ -180,3 +182,45 @@ def test_item_cache_tiers_count_hits(service: ServiceParts) -> None:
     assert (a == b).all()
     expected = service.assembler.items._load_rows(ids)
     assert (a == expected).all()
+
+
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "user_id": st.one_of(st.integers(-5, 2**65), _json),
+        "candidates": st.one_of(st.lists(st.integers(-3, 400), max_size=6), _json),
+        "request_time_ms": st.one_of(st.integers(-(2**64), 2**64), _json),
+        "context": st.one_of(
+            st.dictionaries(st.sampled_from(["surface", "hour_of_day", "country", "x"]), _json),
+            _json,
+        ),
+    },
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.one_of(_fields, _json))
+def test_fuzzed_bodies_never_500(client: TestClient, body: object) -> None:
+    import json
+
+    raw = json.dumps(body, allow_nan=True).encode()
+    r = client.post("/v1/rank", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code in (200, 413, 422), (r.status_code, r.text, raw[:200])
+    if r.status_code != 200:
+        assert r.json()["field"]
