@@ -44,12 +44,16 @@ class RankRequest(BaseModel):
 
 
 class RankedItem(BaseModel):
+    """One candidate with its score S = sum_h u_h p_h and each head's probability p_h."""
+
     item_id: int
     score: float
     probabilities: dict[str, float]
 
 
 class RankResponse(BaseModel):
+    """Candidates best first, the model version that scored them and degradation flags."""
+
     model_version: str
     request_time_ms: int
     degraded: bool
@@ -58,6 +62,20 @@ class RankResponse(BaseModel):
     utility: dict[str, float]
     items: list[RankedItem]
     latency_ms: float
+
+
+class ErrorResponse(BaseModel):
+    """A client or availability error: what went wrong and which request field."""
+
+    error: str
+    field: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "body larger than the limit"},
+    422: {"model": ErrorResponse, "description": "bad field (named in `field`)"},
+    503: {"model": ErrorResponse, "description": "no model version loaded yet"},
+}
 
 
 def _error(status: int, field: str, message: str) -> JSONResponse:
@@ -139,7 +157,7 @@ def create_app(engine: RankingEngine) -> FastAPI:
             field, msg = "body", f"malformed JSON: {first.get('ctx', {}).get('error', msg)}"
         return _error(422, field, msg)
 
-    @app.post("/v1/rank", response_model=RankResponse)
+    @app.post("/v1/rank", response_model=RankResponse, responses=_ERRORS)
     async def rank(req: RankRequest) -> Any:
         if len(req.candidates) > engine.config.max_candidates:  # before any work
             return _error(
