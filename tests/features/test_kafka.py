@@ -167,3 +167,27 @@ def test_two_processors_in_one_group_split_partitions_and_build_every_sequence(
         assert (a == b).all()
     assert int((got.action_types[-1] > 0).sum()) == 40
     store.close()
+
+
+def test_user_partition_matches_the_producer_partitioner(kafka_bootstrap):
+    from confluent_kafka import Producer
+
+    from transact.features.kafka import create_topic
+    from transact.features.store import user_partition
+
+    topic = f"p-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic, 6)
+    got: dict[int, int] = {}
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for u in range(300):
+        producer.produce(
+            topic,
+            key=str(u).encode(),
+            value=b"{}",
+            on_delivery=lambda err, msg: got.__setitem__(int(msg.key()), msg.partition()),
+        )
+    assert producer.flush(10) == 0
+    del producer
+    users = np.arange(300)
+    assert [got[u] for u in range(300)] == user_partition(users, 6).tolist()
+    assert len(set(got.values())) == 6

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,74 @@ def test_read_only_store_follows_a_live_writer(tmp_path):
     writer.close()
     with pytest.raises(StoreUnavailableError, match="no database directory"):
         open_store(str(tmp_path / "missing"), read_only=True)
+
+
+def test_sharded_rocksdb_per_partition_ownership_routing_and_reads(tmp_path):
+    from transact.features import events as ev
+    from transact.features.runner import DeadLetterSink, commit_batch
+    from transact.features.sources import RawBatch
+    from transact.features.store import ShardedRocksDBStore, user_partition
+
+    root, n = str(tmp_path / "shards"), 4
+    table = make_events(3000, n_users=60, seed=12)
+    rows = table.to_pylist()
+    parts = user_partition(table.column("user_id").to_numpy(), n)
+    a = open_store(f"shards://{root}:{n}")  # a writer owns nothing until assigned
+    assert isinstance(a, ShardedRocksDBStore) and a.partitions == []
+    a.set_partitions([0, 1])
+    b = ShardedRocksDBStore(root, n, partitions=[2, 3])
+    with pytest.raises(StoreUnavailableError, match="cannot open"):
+        ShardedRocksDBStore(root, n, partitions=[1])  # RocksDB's lock: one owner per shard
+    proc, vcfg = SequenceProcessor(ProcessorConfig()), ValidationConfig()
+
+    def batch_of(idx, wrong=False):
+        batch = RawBatch(next_offsets={})
+        for i in idx:
+            p = (int(parts[i]) + 1) % n if wrong else int(parts[i])
+            key = f"kafka/t/{p}"
+            batch.messages.append(json.dumps(rows[i]).encode())
+            batch.sources.append(key)
+            batch.offsets.append(i)
+            batch.server_times_ms.append(2**62)
+            batch.next_offsets[key] = i + 1
+        return batch
+
+    owned_a = [i for i in range(3000) if parts[i] in (0, 1)]
+    owned_b = [i for i in range(3000) if parts[i] in (2, 3)]
+    sink = DeadLetterSink(None)
+    commit_batch(batch_of(owned_a[:1000]), proc, vcfg, a, sink)
+    commit_batch(batch_of(owned_b), proc, vcfg, b, sink)
+    # a rebalance moves partition 1 from a to b; b resumes it from the shard's offset
+    a.set_partitions([0])
+    b.set_partitions([1, 2, 3])
+    assert b.offsets()["kafka/t/1"] == max(i for i in owned_a[:1000] if parts[i] == 1) + 1
+    rest = owned_a[1000:]
+    commit_batch(batch_of([i for i in rest if parts[i] == 0]), proc, vcfg, a, sink)
+    commit_batch(batch_of([i for i in rest if parts[i] == 1]), proc, vcfg, b, sink)
+    # events of a user on a partition that is not the user's: dead-lettered, not stored
+    letters, _ = commit_batch(
+        batch_of([i for i in owned_b if parts[i] == 2][:5], wrong=True), proc, vcfg, b, sink
+    )
+    assert [d.reason for d in letters] == [ev.WRONG_PARTITION] * 5
+    with pytest.raises(ValueError, match="Kafka partition offsets only"):
+        b.commit({}, {"replay": 1})
+
+    reader_store = open_store(f"shards://{root}:{n}", read_only=True)
+    assert sorted(k for k in reader_store.offsets()) == [f"kafka/t/{p}" for p in range(n)]
+    users = np.arange(70)
+    t_req = np.full(70, T0 + 10**8)
+    got = SequenceReader(reader_store).fetch(users, t_req)
+    want = build_sequences(
+        table.column("user_id").to_numpy(),
+        table.column("item_id").to_numpy(),
+        action_ids(table),
+        table.column("timestamp_ms").to_numpy(),
+        users,
+        t_req,
+        include_actions=sorted(proc.config.included_ids()),
+    )
+    for x, y in zip(got, want, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert int((got.action_types > 0).sum()) > 1000
+    for s in (reader_store, a, b):
+        s.close()

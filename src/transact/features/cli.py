@@ -16,6 +16,8 @@ sources:
 stores:
   PATH             embedded RocksDB directory (default runs/stream/seq.rocksdb)
   redis://HOST:PORT/DB   networked Redis
+  shards://DIR:N   one RocksDB per partition of an N-partition Kafka topic (DIR/p<k>);
+                   processors of one consumer group each open the shards they are assigned
 
 Offsets are stored with the sequences in one atomic write, so stopping (even kill -9) and
 re-running the same command resumes exactly where the store left off.
@@ -67,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--source", required=True, help="parquet:PATH | stdin | kafka:TOPIC")
     run.add_argument(
-        "--store", default="runs/stream/seq.rocksdb", help="RocksDB path or redis:// URL"
+        "--store",
+        default="runs/stream/seq.rocksdb",
+        help="RocksDB path, redis:// URL or shards://DIR:N",
     )
     run.add_argument(
         "--dead-letters",
@@ -235,6 +239,13 @@ def _run(args: argparse.Namespace) -> int:
 
         start_http_server(args.metrics_port)
     store = open_store(args.store, timeout_s=30.0)  # commits carry whole micro-batches
+    set_partitions = getattr(store, "set_partitions", None)
+    if set_partitions is not None:  # shards://: one RocksDB per Kafka partition
+        if not hasattr(src, "on_partitions"):
+            print("--store shards://DIR:N needs --source kafka:TOPIC", file=sys.stderr)
+            store.close()
+            return 2
+        setattr(src, "on_partitions", set_partitions)  # noqa: B010 - src is a KafkaSource here
     sink = DeadLetterSink(args.dead_letters or None)
 
     def on_commit(batch, committed_ms):  # type: ignore[no-untyped-def]

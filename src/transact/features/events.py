@@ -38,6 +38,7 @@ TIMESTAMP_TOO_OLD = "timestamp_too_old"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 WRONG_EMBEDDING_SIZE = "wrong_embedding_size"
 LATE_EVENT = "late_event"  # decided by the processor (allowed lateness)
+WRONG_PARTITION = "wrong_partition"  # user's shard not owned here (sharded RocksDB)
 
 REASONS = (
     MALFORMED_JSON,
@@ -51,6 +52,7 @@ REASONS = (
     TIMESTAMP_IN_FUTURE,
     WRONG_EMBEDDING_SIZE,
     LATE_EVENT,
+    WRONG_PARTITION,
 )
 
 _INT_FIELDS = ("user_id", "item_id", "timestamp_ms")

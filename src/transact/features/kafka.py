@@ -47,6 +47,9 @@ class KafkaSource:
             forever.
         session_timeout_ms: group session timeout (lower = faster joins and failover).
         on_assignment: called with the sorted partition list after every (re)assignment.
+        on_partitions: called with the partitions about to be consumed (``[]`` on revoke)
+            BEFORE their stored offsets are read: a sharded store opens or closes the
+            partitions' shards here.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class KafkaSource:
         idle_exit_s: float | None = None,
         session_timeout_ms: int = 6000,
         on_assignment: Callable[[list[int]], None] | None = None,
+        on_partitions: Callable[[list[int]], None] | None = None,
     ) -> None:
         from confluent_kafka import Consumer
 
@@ -69,6 +73,7 @@ class KafkaSource:
         self.assigned: list[int] = []
         self.ever_assigned: set[int] = set()
         self.on_assignment = on_assignment
+        self.on_partitions = on_partitions
         self._last_activity = time.monotonic()
         self._joined = False  # idle exit counts only while holding an (maybe empty) assignment
         self._stored_offsets: Callable[[], dict[str, int]] = dict
@@ -87,6 +92,8 @@ class KafkaSource:
     def _on_assign(self, consumer: Any, partitions: list) -> None:
         from confluent_kafka import OFFSET_BEGINNING
 
+        if self.on_partitions is not None:
+            self.on_partitions(sorted(tp.partition for tp in partitions))
         # fresh from the store: another processor may have advanced these partitions
         stored = self._stored_offsets()
         for tp in partitions:
@@ -101,6 +108,8 @@ class KafkaSource:
 
     def _on_revoke(self, consumer: Any, partitions: list) -> None:
         self.assigned = []
+        if self.on_partitions is not None:
+            self.on_partitions([])
         self._joined = False  # mid-rebalance: not idle, waiting for the next assignment
         if self.on_assignment is not None:
             self.on_assignment([])

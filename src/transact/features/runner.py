@@ -18,8 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+import numpy as np
+
 from transact.features import metrics
 from transact.features.events import (
+    WRONG_PARTITION,
     DeadLetter,
     ValidationConfig,
     columns_from_arrow,
@@ -98,6 +101,22 @@ def process_batch(
         cols, letters = columns_from_json(
             batch.messages, validation, batch.sources, batch.offsets, batch.server_times_ms
         )
+    accepts = getattr(store, "accepts", None)  # sharded stores: events on their user's partition
+    if accepts is not None and len(cols):
+        mask = accepts(cols.user_ids, cols.sources)
+        for i in np.flatnonzero(~mask).tolist():
+            letters.append(
+                DeadLetter(
+                    WRONG_PARTITION,
+                    f"user {int(cols.user_ids[i])}'s events belong to another partition "
+                    f"than {cols.sources[i]} (row {int(cols.offsets[i])}); key events by user id",
+                    cols.sources[i],
+                    int(cols.offsets[i]),
+                    f'{{"event_id": "{cols.event_ids[i]}", "user_id": {int(cols.user_ids[i])}}}',
+                )
+            )
+        if not mask.all():
+            cols = cols.take(np.flatnonzero(mask))
     read: dict[int, bytes | None] = {}
 
     # stores shared by several writers read-and-watch in one step (Redis WATCH + MGET)

@@ -18,8 +18,11 @@ import shutil
 import struct
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
+
+import numpy as np
 
 _OFFSET = struct.Struct("<q")
 USER_PREFIX = b"u/"
@@ -310,13 +313,160 @@ class RedisSequenceStore:
         self._redis.close()
 
 
+def user_partition(user_ids: np.ndarray, n_partitions: int) -> np.ndarray:
+    """``[B]`` Kafka partition of each user's events: messages keyed by ``str(user_id)``
+    with librdkafka's default partitioner (``consistent_random``: CRC-32 of the key modulo
+    the partition count; checked against a broker in the tests)."""
+    return np.fromiter(
+        (zlib.crc32(str(int(u)).encode()) % n_partitions for u in np.asarray(user_ids).tolist()),
+        dtype=np.int64,
+        count=len(user_ids),
+    )
+
+
+class ShardedRocksDBStore:
+    """One RocksDB per Kafka partition (``root/p<k>``): processors in a consumer group each
+    write the shards of the partitions they own, the reader opens them all.
+
+    Each shard holds the users whose events go to its partition plus that partition's
+    offset, committed in one write batch, so exactly-once holds per partition; a batch
+    spanning partitions is one atomic write per shard. Only Kafka offsets
+    (``kafka/<topic>/<k>``) can be stored. Events of a user that arrive on a partition this
+    processor does not own, or on a partition that is not the user's, are dead-lettered by
+    the runner (``wrong_partition``; Redis is the store for producers that do not key by
+    user).
+
+    Args:
+        root: directory of the shards.
+        n_partitions: the topic's partition count.
+        partitions: shards to open now (default all); :meth:`set_partitions` follows a
+            consumer-group assignment.
+        read_only: open shards as catching-up secondaries (serving); missing shards read
+            as empty.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        n_partitions: int,
+        partitions: Sequence[int] | None = None,
+        read_only: bool = False,
+    ) -> None:
+        if n_partitions < 1:
+            raise ValueError(f"ShardedRocksDBStore.n_partitions must be >= 1, got {n_partitions}")
+        self.root = root
+        self.n_partitions = n_partitions
+        self.read_only = read_only
+        self._shards: dict[int, RocksDBSequenceStore] = {}
+        if not read_only:
+            os.makedirs(root, exist_ok=True)
+        self.set_partitions(range(n_partitions) if partitions is None else partitions)
+
+    def set_partitions(self, partitions: Sequence[int] | range) -> None:
+        """Own exactly ``partitions``: close the other shards (releasing their locks for
+        the next owner) and open the new ones."""
+        want = {int(p) for p in partitions}
+        bad = [p for p in want if not 0 <= p < self.n_partitions]
+        if bad:
+            raise ValueError(f"partitions {bad} outside 0..{self.n_partitions - 1}")
+        for p in sorted(set(self._shards) - want):
+            self._shards.pop(p).close()
+        for p in sorted(want - set(self._shards)):
+            path = os.path.join(self.root, f"p{p}")
+            if self.read_only and not os.path.isdir(path):
+                continue  # nothing written there yet
+            self._shards[p] = RocksDBSequenceStore(path, read_only=self.read_only)
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._shards)
+
+    def accepts(self, user_ids: np.ndarray, sources: Sequence[str]) -> np.ndarray:
+        """``[B]`` bool: the event came through its user's partition, whose shard is open
+        here. Only then do the user's state and the partition's offset share one shard,
+        i.e. one atomic write; anything else is dead-lettered (``wrong_partition``)."""
+        parts = user_partition(user_ids, self.n_partitions)
+        src = np.fromiter(
+            (int(s.rsplit("/", 1)[1]) if s.startswith("kafka/") else -1 for s in sources),
+            dtype=np.int64,
+            count=len(sources),
+        )
+        return (src == parts) & np.isin(parts, np.asarray(self.partitions, dtype=np.int64))
+
+    def get_many(self, user_ids: Sequence[int]) -> list[bytes | None]:
+        users = np.asarray(user_ids, dtype=np.int64)
+        out: list[bytes | None] = [None] * len(users)
+        parts = user_partition(users, self.n_partitions)
+        for p in np.unique(parts).tolist():
+            rows = np.flatnonzero(parts == p).tolist()
+            shard = self._shards.get(p)
+            if shard is None:
+                if self.read_only and not os.path.isdir(os.path.join(self.root, f"p{p}")):
+                    continue
+                if self.read_only:
+                    self.set_partitions([*self._shards, p])  # created since we opened
+                    shard = self._shards[p]
+                else:
+                    raise StoreUnavailableError(f"shard p{p} of {self.root!r} is not owned here")
+            for r, v in zip(rows, shard.get_many([int(users[r]) for r in rows]), strict=True):
+                out[r] = v
+        return out
+
+    def commit(
+        self,
+        updates: dict[int, bytes],
+        offsets: dict[str, int],
+        expected: dict[int, bytes | None] | None = None,
+    ) -> None:
+        by_shard: dict[int, tuple[dict[int, bytes], dict[str, int]]] = {}
+        users = list(updates)
+        for u, p in zip(
+            users,
+            user_partition(np.asarray(users, np.int64), self.n_partitions).tolist(),
+            strict=True,
+        ):
+            by_shard.setdefault(p, ({}, {}))[0][u] = updates[u]
+        for key, off in offsets.items():
+            if not key.startswith("kafka/"):
+                raise ValueError(
+                    f"ShardedRocksDBStore stores Kafka partition offsets only, got source {key!r}"
+                )
+            by_shard.setdefault(int(key.rsplit("/", 1)[1]), ({}, {}))[1][key] = off
+        for p, (shard_updates, shard_offsets) in sorted(by_shard.items()):
+            shard = self._shards.get(p)
+            if shard is None:
+                raise StoreUnavailableError(f"shard p{p} of {self.root!r} is not owned here")
+            shard.commit(shard_updates, shard_offsets)
+
+    def offsets(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.partitions:
+            out.update(self._shards[p].offsets())
+        return out
+
+    def dump(self) -> Iterator[tuple[bytes, bytes]]:
+        for p in self.partitions:
+            for k, v in self._shards[p].dump():
+                yield f"p{p}/".encode() + k, v
+
+    def close(self) -> None:
+        self.set_partitions([])
+
+
 def open_store(spec: str, read_only: bool = False, timeout_s: float = 1.0) -> SequenceStore:
-    """``redis://...`` opens Redis; anything else (optionally ``rocksdb://``) is a RocksDB path.
+    """``redis://...`` opens Redis; ``shards://DIR:N`` one RocksDB per Kafka partition (N
+    partitions); anything else (optionally ``rocksdb://``) is a RocksDB path.
 
     ``timeout_s`` bounds each Redis call: short for the read path (serving degrades
     instead of waiting), long for processors whose commits carry whole micro-batches.
     """
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return RedisSequenceStore(spec, socket_timeout_s=timeout_s)
+    if spec.startswith("shards://"):
+        root, _, n = spec.removeprefix("shards://").rpartition(":")
+        if not root or not n.isdigit():
+            raise ValueError(f"sharded store spec must be shards://DIR:N_PARTITIONS, got {spec!r}")
+        # a writer owns no shard until its consumer group assigns partitions
+        return ShardedRocksDBStore(root, int(n), None if read_only else [], read_only=read_only)
     path = spec.removeprefix("rocksdb://")
     return RocksDBSequenceStore(path, read_only=read_only)
