@@ -76,6 +76,8 @@ class KafkaSource:
         self.on_partitions = on_partitions
         self._last_activity = time.monotonic()
         self._joined = False  # idle exit counts only while holding an (maybe empty) assignment
+        self._pending_commit: dict[str, int] = {}
+        self._last_kafka_commit = 0.0
         self._stored_offsets: Callable[[], dict[str, int]] = dict
         self._consumer = Consumer(
             {
@@ -146,13 +148,20 @@ class KafkaSource:
                 return
 
     def on_committed(self, batch: RawBatch) -> None:
+        """Report progress to Kafka, at most once a second: advisory only (lag
+        dashboards); the offsets that matter are in the store."""
         from confluent_kafka import TopicPartition
 
+        self._pending_commit.update(batch.next_offsets)
+        now = time.monotonic()
+        if now - self._last_kafka_commit < 1.0:
+            return
+        self._last_kafka_commit = now
         tps = [
             TopicPartition(self.topic, int(k.rsplit("/", 1)[1]), v)
-            for k, v in batch.next_offsets.items()
+            for k, v in self._pending_commit.items()
         ]
-        # advisory only (lag dashboards); the store holds the offsets that matter
+        self._pending_commit.clear()
         with contextlib.suppress(Exception):
             self._consumer.commit(offsets=tps, asynchronous=True)
 
