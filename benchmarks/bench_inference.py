@@ -12,10 +12,22 @@ section measures. Writes JSON (machine, timings, ratios, output differences).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-import torch
+# OpenMP reads its wait policy once, when torch loads: decide it before importing torch.
+# Passive (threads sleep at barriers) keeps a shared machine's timings sane; see
+# docs/performance.md. `--omp-wait-policy active` restores spinning.
+if "--omp-wait-policy" in sys.argv:
+    _policy = sys.argv[sys.argv.index("--omp-wait-policy") + 1]
+else:
+    _policy = "passive"
+if _policy != "default":
+    os.environ["OMP_WAIT_POLICY"] = _policy.upper()
 
-from transact.serving.benchmark import run_all
+import torch  # noqa: E402
+
+from transact.serving.benchmark import run_all  # noqa: E402
 
 
 def main() -> None:
@@ -27,6 +39,8 @@ def main() -> None:
                    choices=["transact", "ranker", "cuda"])  # fmt: skip
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave default)")
+    p.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
+                   help="OpenMP wait policy (set before torch loads)")  # fmt: skip
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

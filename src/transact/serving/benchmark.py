@@ -49,6 +49,7 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -404,3 +405,24 @@ __all__ = [
     "matmul_peak_gflops",
     "run_all",
 ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m transact.serving.benchmark --json PATH [--sections ...]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--json", required=True)
+    p.add_argument("--sections", nargs="+", default=["transact", "ranker", "cuda"],
+                   choices=["transact", "ranker", "cuda"])  # fmt: skip
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    run_all(a.json, tuple(a.sections), a.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

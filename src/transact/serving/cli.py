@@ -141,6 +141,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      choices=["transact", "ranker", "cuda"])  # fmt: skip
     inf.add_argument("--repeats", type=int, default=20)
     inf.add_argument("--threads", type=int, default=0)
+    inf.add_argument(
+        "--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
+        help="OpenMP wait policy of the benchmark process (passive: sane on a shared box)",
+    )  # fmt: skip
     inf.set_defaults(handler=_bench_inference)
     svc = bsub.add_parser(
         "service",
@@ -284,14 +288,20 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _bench_inference(args: argparse.Namespace) -> int:
-    import torch
+    """Runs benchmarks/bench_inference.py's logic in a fresh process: OpenMP's wait policy
+    must be set before torch loads, and this process has loaded it already."""
+    import os
+    import subprocess
 
-    from transact.serving.benchmark import run_all
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_all(args.json, tuple(args.sections), args.repeats)
-    return 0
+    env = dict(os.environ)
+    if args.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    cmd = [
+        sys.executable, "-m", "transact.serving.benchmark", "--json", args.json,
+        "--repeats", str(args.repeats), "--threads", str(args.threads),
+        "--sections", *args.sections,
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def _bench_service(args: argparse.Namespace) -> int:
