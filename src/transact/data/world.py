@@ -373,10 +373,6 @@ class _Population:
         return np.minimum((cdf < u[:, None] * cdf[:, -1:]).sum(axis=1), cdf.shape[1] - 1)
 
 
-def _head_columns(heads: tuple[str, ...]) -> list[str]:
-    return [f"label_{h}" for h in heads] + [f"gt_prob_{h}" for h in heads]
-
-
 def generate_world(
     out_dir: Path | str,
     config: WorldConfig | None = None,
@@ -564,7 +560,7 @@ class _Simulator:
         hour = rng.choice(24, s_user.size, p=HOUR_SHARE / HOUR_SHARE.sum())
         s_start = day_ms + hour * MS_PER_HOUR + rng.integers(0, MS_PER_HOUR, s_user.size)
         s_start = np.maximum(s_start, pop.signup_ms[s_user])
-        n_req = 1 + rng.geometric(1.0 / cfg.requests_per_session_mean, s_user.size) - 1
+        n_req = rng.geometric(1.0 / cfg.requests_per_session_mean, s_user.size)  # >= 1
         n_req = np.minimum(n_req, 40)
         r_sess = np.repeat(np.arange(s_user.size), n_req)
         first = np.r_[0, np.cumsum(n_req)[:-1]]
