@@ -85,3 +85,16 @@ def test_config_validation_and_presets(toy_world):
     assert cfg.future_window_days == 14 and cfg.model.d_user == 64
     with pytest.raises(ValueError, match="eval_days=10"):
         default_train_end_date(root, 10)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_learns_and_saves_a_cpu_checkpoint(toy_world, tmp_path):
+    root, _ = toy_world
+    path = train_pinnerformer(
+        root, tmp_path, preset("tiny", eval_days=3), progress=False, device="cuda"
+    )
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["loss_last20"] < log["loss_first20"] - 0.2
+    model = load_pinnerformer(path)
+    assert next(model.encoder.parameters()).device.type == "cpu"
