@@ -208,8 +208,8 @@ def load_manifest(data_dir: Path | str) -> WorldManifest:
 class DayPartitionWriter:
     """Streams record batches of one table into ``DIR/<table>/day=YYYY-MM-DD/part-N.parquet``.
 
-    Batches may span several days; rows are routed by ``time_column``. A part file is
-    closed once it holds ``rows_per_file`` rows. Call :meth:`close_days_before` as the
+    Batches may span several days; rows are routed by ``time_column``. A part file holds
+    at most ``rows_per_file`` rows; the next rows of that day go to the next part. Call :meth:`close_days_before` as the
     writer's clock advances to keep few files open, and :meth:`close` at the end.
     """
 
@@ -242,21 +242,25 @@ class DayPartitionWriter:
             self._write_day(day_string(int(day) * MS_PER_DAY), part)
 
     def _write_day(self, day: str, table: pa.Table) -> None:
-        writer, n = self._open.get(day, (None, 0))
-        if writer is None:
-            part = self._parts.get(day, 0)
-            self._parts[day] = part + 1
-            path = self.dir / f"day={day}" / f"part-{part:05d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(path, self.schema, compression="zstd")
-        writer.write_table(table, row_group_size=256_000)
-        n += table.num_rows
-        self.rows_written += table.num_rows
-        if n >= self.rows_per_file:
-            writer.close()
-            self._open.pop(day, None)
-        else:
-            self._open[day] = (writer, n)
+        offset = 0
+        while offset < table.num_rows:
+            writer, n = self._open.get(day, (None, 0))
+            if writer is None:
+                part = self._parts.get(day, 0)
+                self._parts[day] = part + 1
+                path = self.dir / f"day={day}" / f"part-{part:05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+            take = min(self.rows_per_file - n, table.num_rows - offset)
+            writer.write_table(table.slice(offset, take), row_group_size=256_000)
+            offset += take
+            n += take
+            self.rows_written += take
+            if n >= self.rows_per_file:
+                writer.close()
+                self._open.pop(day, None)
+            else:
+                self._open[day] = (writer, n)
 
     def close_days_before(self, time_ms: int) -> None:
         cutoff = day_string(time_ms)
