@@ -118,9 +118,17 @@ PRESETS: dict[str, EmbedTrainConfig] = {
         anchors_per_user=8,
         n_random_negatives=64,
     ),
-    # demo world / Table 2: a few minutes on 2 cores (128-action training windows,
-    # 256-action inference)
-    "demo": EmbedTrainConfig(steps=250, batch_users=32, anchors_per_user=32, train_seq_len=128),
+    # demo world / Table 2: about 4 minutes on 2 cores (128-action training windows,
+    # 256-action inference); lr, temperature and steps chosen on the demo world's held-out
+    # week (docs/batch_embeddings.md)
+    "demo": EmbedTrainConfig(
+        steps=500,
+        batch_users=32,
+        anchors_per_user=32,
+        train_seq_len=128,
+        learning_rate=5e-3,
+        temperature=0.1,
+    ),
     # longer run, same architecture
     "full": EmbedTrainConfig(
         steps=3000, batch_users=128, anchors_per_user=32, n_random_negatives=2048
