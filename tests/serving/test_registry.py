@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import publish_random  # type: ignore[import-not-found]
+from tests.serving.conftest import publish_random
 
 from transact.data.schema import FeatureSpec
 from transact.serving.registry import MODEL_FILE, load_verified, publish_model
