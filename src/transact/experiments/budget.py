@@ -94,14 +94,14 @@ BUDGETS: dict[str, ExperimentBudget] = {
         seq_len=10,
         fig4_seq_lens=(5, 10),
         fig5_layers=(1, 2),
-        fig5_ffn_dims=(32, 64),
-        eval_max_users=0,
+        fig5_ffn_dims=(32,),
+        eval_max_users=50,
         embedding_preset="tiny",
-        latency_batches=2,
+        latency_batches=1,
         negative_ratio=1.0,
     ),
     # What fits a shared 2-core machine in about an hour per dataset for the tables: the
-    # demo world, one seed, 120 steps of 256, 300 evaluation users, thinner grids.
+    # demo world, one seed, 120 steps of 256, 600 evaluation users, thinner grids.
     # docs/results.md reports numbers at this budget.
     "quick": ExperimentBudget(
         name="quick",

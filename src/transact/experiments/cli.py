@@ -24,7 +24,7 @@ experiments (paper section):
 
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
-  quick    demo world, 1 seed, 120 steps, 300 eval users, thinner figure grids
+  quick    demo world, 1 seed, 120 steps, 600 eval users, thinner figure grids
   default  demo world, 3 seeds, the paper's grids: several hours per dataset on 2 cores
   large    longer training and 5 seeds, for more cores or a GPU
 
