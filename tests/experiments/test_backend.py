@@ -100,3 +100,22 @@ def test_user_subset_keeps_whole_users_and_every_row_once():
     assert np.array_equal(np.concatenate(list(sub.batches(4))), rows)
     with pytest.raises(ValueError, match="shuffle"):
         next(sub.batches(4, shuffle=True))
+
+
+def test_every_variant_of_every_experiment_builds_a_ranker(tmp_path):
+    """The option names of all tables/figures are the model stage's (no training)."""
+    from transact.experiments.suite import TRAINED, experiment_module
+    from transact.models import example_feature_spec
+
+    budget = BUDGETS["default"]
+    backend = fake_backend(budget, tmp_path)
+    seen = 0
+    for name in TRAINED:
+        spec_ = experiment_module(name).build(budget)
+        for variant in (spec_.baseline, *spec_.variants):
+            v = variant.resolved(budget.seq_len)
+            spec = replace(example_feature_spec("small"), seq_len=v.seq_len)
+            model = backend._model(v, spec)
+            assert (model.sequence_encoder is None) == (v.encoder == "none")
+            seen += 1
+    assert seen > 40
