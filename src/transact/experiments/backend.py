@@ -143,6 +143,24 @@ def user_subset_rows(source: Any, max_users: int, seed: int = 0) -> np.ndarray |
     return np.flatnonzero(np.isin(users, chosen))
 
 
+def embedding_dates(data_dir: Path) -> list[str]:
+    """The days whose batch user-embedding tables some request reads: the day before
+    each request's day. A log spanning years (MovieLens: 1996-2018) needs a few hundred
+    tables, not one per calendar day."""
+    from transact.data.io import read_impressions
+    from transact.data.schema import MS_PER_DAY
+    from transact.embeddings.histories import event_days
+    from transact.features.batch_embeddings import date_to_day, day_to_date
+
+    logged = event_days(data_dir)
+    first, last = date_to_day(logged[0]), date_to_day(logged[-1])
+    days: set[int] = set()
+    for batch in read_impressions(data_dir, columns=["request_time_ms"]):
+        times = batch.column("request_time_ms").to_numpy()
+        days.update(np.unique(times // MS_PER_DAY - 1).tolist())
+    return [day_to_date(int(d)) for d in sorted(days) if first <= d <= last]
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -213,6 +231,7 @@ class PaperBackend:
                     self.work_dir / "embeddings" / _slug(data.name),
                     preset=self.budget.embedding_preset,
                     seed=0,
+                    dates=embedding_dates(data.data_dir),
                     progress=self.progress,
                 )
             except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
