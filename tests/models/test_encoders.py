@@ -1,7 +1,14 @@
 import pytest
 import torch
-from tests.models.model_testing import HOUR, REQUEST_MS, full_history, make_inputs, make_spec, sequence_args
 
+from tests.models.model_testing import (
+    HOUR,
+    REQUEST_MS,
+    full_history,
+    make_inputs,
+    make_spec,
+    sequence_args,
+)
 from transact.models import (
     SEQUENCE_ENCODERS,
     SequenceEncoder,

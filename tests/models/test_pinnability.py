@@ -4,8 +4,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.models.model_testing import make_inputs, make_spec
 
+from tests.models.model_testing import make_inputs, make_spec
 from transact.cli import main as cli_main
 from transact.data.schema import RankerInputs
 from transact.models import SEQUENCE_ENCODERS, Pinnability, PinnabilityConfig

@@ -4,8 +4,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.models.model_testing import HOUR, REQUEST_MS, full_history
 
+from tests.models.model_testing import HOUR, REQUEST_MS, full_history
 from transact.models import TransAct, TransActConfig
 from transact.models.transact import COMPRESSIONS, FUSIONS, POSITIONAL_ENCODINGS
 
