@@ -176,6 +176,8 @@ class PaperBackend:
         work_dir: cache folder for the generated data, embeddings and training runs.
         device: ``cpu`` or ``cuda``.
         progress: show the trainer's progress bars.
+        user_embeddings: train and feed the batch user embedding (False: every variant
+            runs without it and Table 2's "without PF" row is skipped).
     """
 
     def __init__(
@@ -186,6 +188,7 @@ class PaperBackend:
         work_dir: Path,
         device: str = "cpu",
         progress: bool = True,
+        user_embeddings: bool = True,
     ) -> None:
         from transact.evaluation.report import DEFAULT_UTILITY
 
@@ -196,7 +199,9 @@ class PaperBackend:
         self.progress = progress
         self._data: Any = None
         self._user_embeddings: Any = None
-        self._user_embeddings_reason: str | None = None
+        self._user_embeddings_reason: str | None = (
+            None if user_embeddings else "batch user embeddings turned off (--no-user-embeddings)"
+        )
         self._sets: dict[bool, tuple[Any, Any, FeatureSpec]] = {}
         self._eval_rows: np.ndarray | None = None
         self.max_seq_len = max(budget.seq_len, *budget.fig4_seq_lens)

@@ -77,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--steps", type=int, help="training steps per variant (overrides the budget)"
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device")
+    parser.add_argument(
+        "--no-user-embeddings",
+        action="store_true",
+        help="skip the batch (PinnerFormer) user embedding in every variant (faster; "
+        "Table 2's 'without PF' row is then skipped)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_handle)
 
@@ -107,6 +113,7 @@ def _handle(args: argparse.Namespace) -> int:
         out_root=args.out,
         device=args.device,
         progress=not args.no_progress,
+        user_embeddings=not args.no_user_embeddings,
     )
     for name in results:
         print(f"{name}: {args.out / name / 'results.md'}")

@@ -36,6 +36,7 @@ def run_named(
     device: str = "cpu",
     progress: bool = True,
     backend: Any = None,
+    user_embeddings: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Run experiment ``name`` (or ``all``) and return ``{name: results}``.
 
@@ -53,7 +54,12 @@ def run_named(
         from transact.experiments.backend import PaperBackend
 
         backend = PaperBackend(
-            dataset, budget, work_dir=out_root / "_work", device=device, progress=progress
+            dataset,
+            budget,
+            work_dir=out_root / "_work",
+            device=device,
+            progress=progress,
+            user_embeddings=user_embeddings,
         )
     cache = RunCache()
     for n in names:
