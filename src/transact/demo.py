@@ -194,10 +194,13 @@ def _train_stage(name: str) -> Callable[[DemoContext], None]:
             shutil.rmtree(out)
             result = train_run(config, train_set, train_set.feature_spec, out, metadata=metadata)
         ctx.state.setdefault("train_results", {})[name] = result
-        ctx.log(
-            f"{name}: {result.steps} steps, {result.examples:,} examples, "
-            f"final loss {result.final_loss:.4f}, {result.wall_s:.0f} s"
-        )
+        if result.resumed_from_step >= result.steps:  # nothing left to train: no loss to show
+            ctx.log(f"{name}: already trained ({result.steps} steps), reusing {out}")
+        else:
+            ctx.log(
+                f"{name}: {result.steps} steps, {result.examples:,} examples, "
+                f"final loss {result.final_loss:.4f}, {result.wall_s:.0f} s"
+            )
 
     return run
 
