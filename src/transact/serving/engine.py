@@ -24,12 +24,12 @@ import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from transact.evaluation.report import DEFAULT_UTILITY  # rank online as evaluated offline
 from transact.serving.features import BadRequest, FeatureAssembler
 from transact.serving.registry import ModelRegistry
 
 log = logging.getLogger("transact.serving")
 
-DEFAULT_UTILITY: dict[str, float] = {"click": 1.0, "repin": 5.0, "hide": -20.0}
 MIN_REQUEST_TIME_MS = 946_684_800_000  # 2000-01-01: anything earlier is a unit mistake
 MAX_FUTURE_MS = 86_400_000  # a request may be stamped at most a day ahead of the server
 
