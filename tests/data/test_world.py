@@ -198,3 +198,24 @@ def test_event_log_is_globally_time_ordered(tiny_world):
         last = int(t[-1])
     m = load_manifest(tiny_world)
     assert last < m.end_ms
+
+
+def test_long_term_interests_are_stored_and_drive_repins(tiny_world):
+    users = pq.read_table(tiny_world / "users.parquet", columns=["user_id", "long_term_interests"])
+    interests = {
+        int(u): set(v)
+        for u, v in zip(
+            users["user_id"].to_pylist(), users["long_term_interests"].to_pylist(), strict=True
+        )
+    }
+    sizes = np.array([len(v) for v in interests.values()])
+    assert sizes.min() >= 1 and sizes.max() <= 6
+    items = ItemTable.load(tiny_world)
+    n_top = int(items.top_interest.max()) + 1
+    repins = _table(tiny_world, "events", actions=["repin"])
+    user_ids = repins["user_id"].to_numpy()
+    tops = items.top_interest[repins["item_id"].to_numpy()]
+    inside = np.mean([int(t) in interests[int(u)] for u, t in zip(user_ids, tops, strict=True)])
+    chance = sizes.mean() / n_top
+    # repins follow the stored long-term mixture far more often than a random interest would
+    assert inside > 3 * chance, (inside, chance)

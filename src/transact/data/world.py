@@ -525,10 +525,17 @@ def _write_static_tables(out: Path, cfg: WorldConfig, cat: _Catalog, pop: _Popul
             "signup_time_ms": pa.array(pop.signup_ms),
             "activity_per_day": pa.array(pop.activity.astype(np.float32)),
             "prior_last_repin_ms": pa.array(pop.prior_last_repin_ms),
+            # ground truth for judging batch user embeddings (issue 7): the top-level
+            # interests of each user's long-term mixture
+            "long_term_interests": pa.array(
+                [np.flatnonzero(w > 0).astype(np.int32) for w in pop.top_weight],
+                pa.list_(pa.int32()),
+            ),
         }
     )
     uschema = users_schema().append(pa.field("activity_per_day", pa.float32(), nullable=False))
     uschema = uschema.append(pa.field("prior_last_repin_ms", pa.int64(), nullable=False))
+    uschema = uschema.append(pa.field("long_term_interests", pa.list_(pa.int32()), nullable=False))
     pq.write_table(users.cast(uschema), out / "users.parquet", compression="zstd")
 
 
