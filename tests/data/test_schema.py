@@ -56,3 +56,16 @@ def test_impressions_schema_has_label_and_truth_per_head():
     schema = impressions_schema(("click", "hide"))
     assert {"label_click", "label_hide", "gt_prob_click", "gt_prob_hide"} <= set(schema.names)
     assert schema.metadata[b"heads"] == b"click,hide"
+
+
+def test_labeled_batch_to_moves_every_tensor():
+    from dataclasses import fields
+
+    from transact.data.schema import LabeledBatch, RankerInputs
+
+    inputs = RankerInputs(*(torch.zeros(2, 3) for _ in RankerInputs._fields))
+    batch = LabeledBatch(inputs, *(torch.ones(2) for _ in fields(LabeledBatch)[1:]))
+    moved = batch.to("meta")
+    assert all(t.device.type == "meta" for t in moved.inputs)
+    assert all(getattr(moved, f.name).device.type == "meta" for f in fields(LabeledBatch)[1:])
+    assert batch.labels.device.type == "cpu"  # the original is untouched

@@ -21,7 +21,7 @@ Bump :data:`SCHEMA_VERSION` on any incompatible change; readers check it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -361,6 +361,14 @@ class LabeledBatch:
     is_core: torch.Tensor
     top_interest: torch.Tensor
     gt_probs: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> LabeledBatch:
+        """Every tensor of the batch on ``device`` (new fields move without code changes)."""
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+            for f in fields(self)
+        }
+        return LabeledBatch(**moved)
 
 
 # --------------------------------------------------------------------------------------

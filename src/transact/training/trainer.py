@@ -110,25 +110,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def batch_to(batch: LabeledBatch, device: torch.device) -> LabeledBatch:
-    """Move every tensor of a :class:`LabeledBatch` to ``device``."""
+    """Move every tensor of a :class:`LabeledBatch` to ``device`` (no copy on CPU)."""
     if device.type == "cpu":
         return batch
-    nb = device.type == "cuda"
-    return LabeledBatch(
-        inputs=batch.inputs.to(device, non_blocking=nb),
-        **{
-            f: getattr(batch, f).to(device, non_blocking=nb)
-            for f in (
-                "labels",
-                "user_ids",
-                "request_ids",
-                "item_ids",
-                "is_core",
-                "top_interest",
-                "gt_probs",
-            )
-        },
-    )
+    return batch.to(device, non_blocking=device.type == "cuda")
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
