@@ -25,7 +25,9 @@ experiments (paper section):
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
   quick    demo world, 1 seed, 120 steps, 600 eval users, thinner figure grids
-  default  demo world, 3 seeds, the paper's grids: several hours per dataset on 2 cores
+  default  demo world, 1 seed, 200 steps, 500 eval users, Figure 5 on its corners:
+           about an hour per dataset on 2 cores (two datasets side by side: --threads 1)
+  full     demo world, 3 seeds, 300 steps, every eval user, the paper's grids: ~9 h/dataset
   large    longer training and 5 seeds, for more cores or a GPU
 
 outputs: OUT/NAME/results.json (every variant, head, all/non_core: HIT@3, lift, p-value,
@@ -63,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--budget",
         default="default",
-        choices=("smoke", "quick", "default", "large"),
+        choices=("smoke", "quick", "default", "full", "large"),
         help="scale preset (default: %(default)s)",
     )
     parser.add_argument(
@@ -83,6 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="skip the batch (PinnerFormer) user embedding in every variant (faster; "
         "Table 2's 'without PF' row is then skipped)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads (default: torch's choice, every core); use 1 per run "
+        "when running two datasets side by side on 2 cores, since oversubscribed OpenMP "
+        "threads are many times slower than one thread each",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_handle)
 
@@ -94,6 +103,12 @@ def _handle(args: argparse.Namespace) -> int:
     from transact.experiments.suite import run_named
 
     budget = get_budget(args.budget)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.seeds:
         try:
             seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
