@@ -174,3 +174,20 @@ def test_torchrun_two_workers_equal_single_process(toy_world, tiny_model, tmp_pa
     single, dist = read_date(tmp_path / "single", DATE), read_date(tmp_path / "dist", DATE)
     np.testing.assert_array_equal(single[0], dist[0])
     np.testing.assert_array_equal(single[1], dist[1])
+
+
+def test_a_readers_only_table_holds_exactly_those_users_with_the_full_tables_rows(
+    toy_world, tiny_model, tmp_path
+):
+    root, _ = toy_world
+    gen.generate_embeddings(root, tiny_model, DATE, tmp_path / "all", n_shards=3, progress=False)
+    users_all, emb_all, _ = read_date(tmp_path / "all", DATE)
+    readers = np.concatenate([users_all[::3], [10**9]])  # one reader without any history
+    gen.generate_embeddings(
+        root, tiny_model, DATE, tmp_path / "some", n_shards=3, progress=False, users=readers
+    )
+    users_some, emb_some, _ = read_date(tmp_path / "some", DATE)
+    np.testing.assert_array_equal(users_some, users_all[::3])
+    rows = np.searchsorted(users_all, users_some)
+    np.testing.assert_allclose(emb_some, emb_all[rows], rtol=0, atol=1e-6)
+    assert complete_dates(tmp_path / "some") == [DATE]

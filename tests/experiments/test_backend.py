@@ -119,3 +119,30 @@ def test_every_variant_of_every_experiment_builds_a_ranker(tmp_path):
             assert (model.sequence_encoder is None) == (v.encoder == "none")
             seen += 1
     assert seen > 40
+
+
+def test_embedding_readers_are_the_users_with_a_request_on_the_next_day(tmp_path):
+    """Each table a request reads (the day before its own), with exactly its readers."""
+    from transact.data.io import read_impressions
+    from transact.data.schema import MS_PER_DAY
+    from transact.data.world import PRESETS, generate_world
+    from transact.experiments.backend import embedding_readers
+    from transact.features.batch_embeddings import date_to_day
+
+    data_dir = tmp_path / "w"
+    generate_world(data_dir, PRESETS["tiny"], seed=0, preset="tiny", progress=False)
+    readers = embedding_readers(data_dir)
+    expected: dict[int, set[int]] = {}
+    for batch in read_impressions(data_dir, columns=["user_id", "request_time_ms"]):
+        for u, t in zip(
+            batch.column("user_id").to_pylist(),
+            batch.column("request_time_ms").to_pylist(),
+            strict=True,
+        ):
+            expected.setdefault(t // MS_PER_DAY - 1, set()).add(u)
+    got = {date_to_day(d): set(users.tolist()) for d, users in readers.items()}
+    assert got  # the tiny world has requests after its first logged day
+    for day, users in got.items():
+        assert users == expected[day]
+    first_logged = min(got)
+    assert set(expected) - set(got) <= {d for d in expected if d < first_logged}

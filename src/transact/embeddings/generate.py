@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +140,7 @@ def generate_embeddings(
     resume: bool = True,
     finalize: bool = True,
     progress: bool = True,
+    users: np.ndarray | None = None,
 ) -> Path:
     """Write the user-embedding table of ``date`` under ``out_root``; returns its directory.
 
@@ -157,11 +158,15 @@ def generate_embeddings(
         resume: skip parts already written (by this model version; another version raises).
         finalize: write ``_SUCCESS`` when every shard's part exists.
         progress: show a tqdm bar over shards.
+        users: only these user ids (default: every user with history). Offline jobs that
+            know who reads the table (the users with a request on the next day) pass them;
+            the table then holds exactly its readers, and its ``_SUCCESS`` info says so.
     """
     from tqdm import tqdm
 
     loaded = model if isinstance(model, LoadedPinnerFormer) else load_pinnerformer(model)
     out_root = Path(out_root)
+    wanted = None if users is None else np.unique(np.asarray(users, dtype=np.int64))
     if item_content is None:
         item_content = read_item_embeddings(data_dir)
     content = padded_embedding_table(item_content)
@@ -179,6 +184,10 @@ def generate_embeddings(
         else:
             shard_hist = histories.select_users(
                 np.flatnonzero(histories.user_ids % n_shards == shard)
+            )
+        if wanted is not None:
+            shard_hist = shard_hist.select_users(
+                np.flatnonzero(np.isin(shard_hist.user_ids, wanted))
             )
         types, items, times, lengths = last_actions(shard_hist, cutoff, max_len)
         has = lengths > 0
@@ -198,7 +207,10 @@ def generate_embeddings(
         )
         write_part(out_root, date, shard, user_ids, emb, loaded.model_version)
     if finalize and all(part_exists(out_root, date, s) for s in range(n_shards)):
-        mark_complete(out_root, date, {"model_version": loaded.model_version, "n_shards": n_shards})
+        info: dict = {"model_version": loaded.model_version, "n_shards": n_shards}
+        if wanted is not None:
+            info["users"] = int(len(wanted))  # a readers-only table, not every user
+        mark_complete(out_root, date, info)
     return partition_dir(out_root, date)
 
 
@@ -209,11 +221,14 @@ def generate_many(
     out_root: str | Path,
     n_shards: int = 4,
     progress: bool = True,
+    users_by_date: Mapping[str, np.ndarray] | None = None,
 ) -> list[str]:
     """Generate every date in ``dates`` not yet complete, reading the events once.
 
     Keeps all users' engagements in memory (fine for the demo and MovieLens worlds; use
-    :func:`generate_embeddings` per date for worlds that do not fit).
+    :func:`generate_embeddings` per date for worlds that do not fit). ``users_by_date``
+    restricts a date's table to the given users (its readers); dates it does not name
+    get every user.
     """
     from tqdm import tqdm
 
@@ -236,6 +251,7 @@ def generate_many(
             histories=histories,
             item_content=item_content,
             progress=False,
+            users=None if users_by_date is None else users_by_date.get(date),
         )
     return todo
 

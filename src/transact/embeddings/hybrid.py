@@ -10,7 +10,10 @@ cached in ``out_dir``), generates the dated table of every day the world's reque
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 from transact.embeddings.generate import generate_many
 from transact.embeddings.histories import event_days
@@ -34,6 +37,7 @@ def ensure_user_embeddings(
     dates: list[str] | None = None,
     progress: bool = True,
     device: str = "cpu",
+    users_by_date: Mapping[str, np.ndarray] | None = None,
 ) -> DatedUserEmbeddings:
     """Train (or reuse) PinnerFormer and generate embeddings for every day; return the loader.
 
@@ -49,6 +53,8 @@ def ensure_user_embeddings(
             no request in the world reads).
         progress: tqdm bars.
         device: where to train ("cpu" or "cuda"); generation runs on CPU.
+        users_by_date: restrict each named date's table to these users (its readers:
+            a log spanning years needs hundreds of tables, each read by a few users).
 
     Returns:
         a :class:`DatedUserEmbeddings` (``lookup(user_ids, request_time_ms)`` ->
@@ -75,5 +81,5 @@ def ensure_user_embeddings(
         first, last = date_to_day(days[0]), date_to_day(days[-1])
         dates = [day_to_date(d) for d in range(first, last)]
     root = model_dir / "user_embeddings"
-    generate_many(data_dir, ckpt, dates, root, progress=progress)
+    generate_many(data_dir, ckpt, dates, root, progress=progress, users_by_date=users_by_date)
     return DatedUserEmbeddings(root, d_user=config.model.d_user)

@@ -143,10 +143,14 @@ def user_subset_rows(source: Any, max_users: int, seed: int = 0) -> np.ndarray |
     return np.flatnonzero(np.isin(users, chosen))
 
 
-def embedding_dates(data_dir: Path) -> list[str]:
-    """The days whose batch user-embedding tables some request reads: the day before
-    each request's day. A log spanning years (MovieLens: 1996-2018) needs a few hundred
-    tables, not one per calendar day."""
+def embedding_readers(data_dir: Path) -> dict[str, np.ndarray]:
+    """Every batch user-embedding table some request reads, with the users that read it.
+
+    A request on day ``d`` reads the table of day ``d - 1`` (the day-before rule), so the
+    table of a date is needed only for the users with a request on the next day. A log
+    spanning years (MovieLens: 1996-2018) needs about 1,700 tables, each read by a handful
+    of users; generating each for its readers only is what makes that affordable.
+    """
     from transact.data.io import read_impressions
     from transact.data.schema import MS_PER_DAY
     from transact.embeddings.histories import event_days
@@ -154,11 +158,19 @@ def embedding_dates(data_dir: Path) -> list[str]:
 
     logged = event_days(data_dir)
     first, last = date_to_day(logged[0]), date_to_day(logged[-1])
-    days: set[int] = set()
-    for batch in read_impressions(data_dir, columns=["request_time_ms"]):
-        times = batch.column("request_time_ms").to_numpy()
-        days.update(np.unique(times // MS_PER_DAY - 1).tolist())
-    return [day_to_date(int(d)) for d in sorted(days) if first <= d <= last]
+    pairs: list[np.ndarray] = []
+    for batch in read_impressions(data_dir, columns=["user_id", "request_time_ms"]):
+        day = batch.column("request_time_ms").to_numpy() // MS_PER_DAY - 1
+        user = batch.column("user_id").to_numpy().astype(np.int64)
+        pairs.append(np.unique(np.stack([day, user], axis=1), axis=0))
+    if not pairs:
+        return {}
+    both = np.unique(np.concatenate(pairs), axis=0)
+    keep = (both[:, 0] >= first) & (both[:, 0] <= last)
+    both = both[keep]
+    days, starts = np.unique(both[:, 0], return_index=True)
+    groups = np.split(both[:, 1], starts[1:])
+    return {day_to_date(int(d)): g for d, g in zip(days, groups, strict=True)}
 
 
 def _slug(text: str) -> str:
@@ -231,12 +243,14 @@ class PaperBackend:
             try:
                 from transact.embeddings import ensure_user_embeddings
 
+                readers = embedding_readers(data.data_dir)
                 self._user_embeddings = ensure_user_embeddings(
                     data.data_dir,
                     self.work_dir / "embeddings" / _slug(data.name),
                     preset=self.budget.embedding_preset,
                     seed=0,
-                    dates=embedding_dates(data.data_dir),
+                    dates=sorted(readers),
+                    users_by_date=readers,
                     progress=self.progress,
                 )
             except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
