@@ -92,6 +92,17 @@ def test_missing_users_stale_and_incomplete_dates_give_zeros(tmp_path):
         source.lookup(np.array([1, 2]), np.array([1]))
 
 
+def test_an_empty_table_serves_zeros_and_other_tables_still_answer(tmp_path):
+    _write_world(tmp_path)
+    write_part(tmp_path, "2026-01-07", 0, np.zeros(0, np.int64), np.zeros((0, D), np.float32), "v1")
+    mark_complete(tmp_path, "2026-01-07", {"users": 0})
+    source = DatedUserEmbeddings(tmp_path, d_user=D)
+    d7, d4 = date_to_day("2026-01-07"), date_to_day("2026-01-04")
+    out = source.lookup(np.array([1, 2]), np.array([(d7 + 1) * MS_PER_DAY, (d4 + 1) * MS_PER_DAY]))
+    assert np.all(out[0] == 0)  # 01-08 reads the empty 01-07 table
+    assert out[1, 0] == d4 and out[1, 1] == 2  # 01-05 reads 01-04 in the same call
+
+
 def test_serving_dates_edge_cases():
     assert serving_dates(np.array([5 * MS_PER_DAY]), np.array([], np.int64), 7).tolist() == [-1]
     assert serving_dates(np.array([5 * MS_PER_DAY]), np.array([4, 5]), 7).tolist() == [4]

@@ -236,6 +236,8 @@ class DatedUserEmbeddings:
         for day in np.unique(chosen[chosen >= 0]):
             rows = np.flatnonzero(chosen == day)
             table_users, table_emb = self.table(day_to_date(int(day)))
+            if len(table_users) == 0:  # a table of nobody (e.g. its readers had no history)
+                continue
             pos = np.searchsorted(table_users, user_ids[rows])
             pos_c = np.clip(pos, 0, max(len(table_users) - 1, 0))
             hit = (pos < len(table_users)) & (table_users[pos_c] == user_ids[rows])
