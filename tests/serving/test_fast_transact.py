@@ -1,5 +1,6 @@
-"""FastTransAct (dedup + split first layer + chunking) against the plain nn.TransformerEncoder
-reference and against the project's TransAct model, within 1e-5 in fp32."""
+"""FastTransAct (dedup + split first layer + folded weights + chunking) against the plain
+nn.TransformerEncoder reference and against the project's TransAct model, within 1e-5 in
+fp32, including padded, short and empty histories and adversarial layer-1 logit ranges."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from transact.serving.fast_transact import FastTransAct, FastTransActOptions
 from transact.serving.reference import ReferenceTransAct, ReferenceTransActConfig
 
 ALL_OPTIONS = [
-    FastTransActOptions(dedup=d, split_first_layer=s, chunk_size=c)
+    FastTransActOptions(dedup=d, split_first_layer=s, chunk_size=c, fold_weights=f)
     for d in (False, True)
     for s in (False, True)
     for c in (0, 7)
+    for f in (False, True)
 ]
 
 
@@ -42,9 +44,10 @@ def _expand(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.expand(n, *t.shape[1:])
 
 
+@pytest.mark.parametrize("heads", [1, 2])
 @pytest.mark.parametrize("options", ALL_OPTIONS, ids=str)
-def test_one_request_matches_reference(options: FastTransActOptions) -> None:
-    ref = _ref(heads=2)
+def test_one_request_matches_reference(options: FastTransActOptions, heads: int) -> None:
+    ref = _ref(heads=heads)
     fast = FastTransAct.from_reference(ref, options)
     types, embs, times, req = _user(20, 14, 15_500, seed=1)  # some actions in the future
     cands = torch.randn(23, 8)
@@ -155,3 +158,139 @@ def test_bad_user_index_shape_raises() -> None:
             torch.cat([req, req]),
             torch.randn(3, 8),
         )
+
+
+def _one_request(
+    ref: ReferenceTransAct, fast: FastTransAct, user: tuple[torch.Tensor, ...], cands: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    args = [_expand(t, cands.shape[0]) for t in user]
+    with torch.no_grad():
+        want = ref(*args, cands)
+    return fast(*args, cands), want
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("n_valid", [0, 1, 2, 9, 16])
+def test_one_head_padded_short_and_empty_histories(n_valid: int, compact: bool) -> None:
+    """The paper's serving shape (one head): folded weights, split layer 1, padding."""
+    ref = _ref(heads=1, seed=n_valid)
+    fast = FastTransAct.from_reference(ref, FastTransActOptions(compact_visible=compact))
+    assert fast.folded
+    got, want = _one_request(ref, fast, _user(16, n_valid, 20_000, seed=n_valid), torch.randn(6, 8))
+    assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
+    if n_valid == 0:
+        assert torch.equal(got, torch.zeros_like(got))
+    assert fast.fallbacks == 0
+
+
+def test_one_head_all_actions_in_the_future_is_zero() -> None:
+    ref = _ref(heads=1)
+    fast = FastTransAct.from_reference(ref)
+    got, want = _one_request(ref, fast, _user(12, 12, 500, seed=2), torch.randn(3, 8))
+    assert torch.equal(got, torch.zeros_like(got)) and torch.equal(want, torch.zeros_like(want))
+
+
+def test_fold_is_exact_against_unfolded_layers() -> None:
+    ref = _ref(heads=1, layers=3, seed=4)
+    folded = FastTransAct.from_reference(ref, FastTransActOptions(split_first_layer=False))
+    plain = FastTransAct.from_reference(
+        ref, FastTransActOptions(split_first_layer=False, fold_weights=False)
+    )
+    assert folded.folded and not plain.folded
+    user = _user(16, 11, 20_000, seed=8)
+    cands = torch.randn(5, 8)
+    args = [_expand(t, 5) for t in user]
+    assert torch.allclose(folded(*args, cands), plain(*args, cands), atol=1e-5, rtol=0)
+
+
+PLAIN = FastTransActOptions(dedup=False, split_first_layer=False, fold_weights=False)
+
+
+def _assert_as_close_as_plain(
+    ref: ReferenceTransAct, got: torch.Tensor, want: torch.Tensor, user: tuple, cands: torch.Tensor
+) -> None:
+    """Within 1e-5 of the reference, beyond what the plain fused-attention path itself
+    differs by: with logits in the hundreds, fp32 rounding of the logits alone moves the
+    softmax by ~1e-5, whichever way they are summed."""
+    plain, _ = _one_request(ref, FastTransAct.from_reference(ref, PLAIN), user, cands)
+    slack = (plain - want).abs().amax(dim=1, keepdim=True)
+    assert ((got - want).abs() <= 1e-5 + 2 * slack).all(), ((got - want).abs().max(), slack.max())
+
+
+def _adversarial_ref(heads: int) -> ReferenceTransAct:
+    """Layer-1 query/key weights so large that the user-only and candidate logit maxima sit
+    far apart: the split softmax's ``exp(A - max) * exp(G - max)`` underflows."""
+    ref = _ref(heads=heads, seed=1)
+    with torch.no_grad():
+        ref.encoder.layers[0].self_attn.in_proj_weight[: 2 * 24].mul_(30.0)
+    return ref
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_underflow_recomputes_only_the_affected_candidates(heads: int) -> None:
+    ref = _adversarial_ref(heads)
+    fast = FastTransAct.from_reference(ref, FastTransActOptions(chunk_size=0))
+    cands = torch.cat([torch.randn(5, 8) * 0.01, torch.randn(5, 8) * 8.0])  # calm, then wild
+    user = _user(16, 13, 20_000, seed=3)
+    got, want = _one_request(ref, fast, user, cands)
+    assert 0 < fast.fallbacks < cands.shape[0]
+    assert torch.isfinite(got).all()
+    _assert_as_close_as_plain(ref, got, want, user, cands)
+
+
+def test_underflow_in_the_per_user_split_path() -> None:
+    ref = _adversarial_ref(heads=1)
+    fast = FastTransAct.from_reference(ref)
+    users = [_user(12, n, 15_000, seed=n) for n in (4, 12)]
+    stacked = [torch.cat(parts) for parts in zip(*users, strict=True)]
+    user_index = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
+    cands = torch.randn(8, 8) * torch.tensor([0.01, 8.0]).repeat(4)[:, None]
+    with torch.no_grad():
+        want = ref(*(t[user_index] for t in stacked), cands)
+    got = fast.forward_users(*stacked, cands, user_index)
+    assert fast.fallbacks > 0
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_valid=st.integers(0, 16),
+    n_cand=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    logit_scale=st.sampled_from([1.0, 5.0, 20.0, 60.0]),
+    cand_scale=st.floats(0.01, 10.0),
+)
+def test_one_head_adversarial_logit_ranges(
+    n_valid: int, n_cand: int, seed: int, logit_scale: float, cand_scale: float
+) -> None:
+    """Whatever the spread of the layer-1 logits, the fast path equals the reference."""
+    ref = _ref(heads=1, seed=seed % 5)
+    with torch.no_grad():
+        ref.encoder.layers[0].self_attn.in_proj_weight[: 2 * 24].mul_(logit_scale**0.5)
+    fast = FastTransAct.from_reference(ref, FastTransActOptions(chunk_size=5))
+    g = torch.Generator().manual_seed(seed)
+    cands = torch.randn(n_cand, 8, generator=g) * cand_scale
+    user = _user(16, n_valid, 30_000, seed)
+    got, want = _one_request(ref, fast, user, cands)
+    assert torch.isfinite(got).all()
+    _assert_as_close_as_plain(ref, got, want, user, cands)
+
+
+def test_one_head_project_model_matches() -> None:
+    models = pytest.importorskip("transact.models.transact")
+    torch.manual_seed(1)
+    cfg = models.TransActConfig(d_item=16, d_action=8, seq_len=20, k=4, num_heads=1)
+    model = models.TransAct(cfg).eval()
+    fast = FastTransAct.from_transact(model)
+    assert fast.folded
+    g = torch.Generator().manual_seed(6)
+    types = torch.randint(0, cfg.num_action_types, (1, 20), generator=g)
+    types[0, 15:] = 0
+    embs = torch.randn(1, 20, 16, generator=g)
+    times = torch.randint(0, 40_000, (1, 20), generator=g)
+    req = torch.tensor([30_000])
+    cands = torch.randn(7, 16, generator=g)
+    one = [_expand(t, 7) for t in (types, embs, times, req)]
+    with torch.no_grad():
+        want = model(*one, cands)
+    assert torch.allclose(fast(*one, cands), want, atol=1e-5, rtol=0)

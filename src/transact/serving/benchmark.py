@@ -6,7 +6,8 @@ other processes hits both alike; medians are reported with the output difference
 
 1. TransAct module, S=100, d_action=d_item=32, batch 256: as ONE request (one user, 256
    candidates) and as 256 distinct users. Plain: :class:`ReferenceTransAct`
-   (``nn.TransformerEncoder``, eager, ``no_grad``). Fast: :class:`FastTransAct`.
+   (``nn.TransformerEncoder``, eager, ``no_grad``). Fast: :class:`FastTransAct` (default
+   options), with ablations without the split first layer and without folded weights.
 2. Full ranker at the ``paper`` preset, batch 256: the model's eager forward on 256 rows
    (Table 9's setting), the plain serving path and the optimized serving path on one
    256-candidate request; FLOPs per example counted with ``FlopCounterMode`` (matmuls and
@@ -131,6 +132,7 @@ def bench_transact(batch: int = 256, repeats: int = 20) -> dict[str, Any]:
     ref = ReferenceTransAct.from_transact(model)
     fast = FastTransAct.from_transact(model)
     no_split = FastTransAct.from_transact(model, FastTransActOptions(split_first_layer=False))
+    no_fold = FastTransAct.from_transact(model, FastTransActOptions(fold_weights=False))
     fast_bf16 = FastTransAct.from_transact(model).to(torch.bfloat16)
     out: dict[str, Any] = {"config": {"seq_len": 100, "d_action": 32, "d_item": 32, "batch": batch}}
     for case, distinct in (("one_request", False), ("distinct_users", True)):
@@ -155,6 +157,7 @@ def bench_transact(batch: int = 256, repeats: int = 20) -> dict[str, Any]:
                 "project_transact_eager": run_model,
                 "fast": lambda args=args: fast(*args),
                 "fast_without_split": lambda args=args: no_split(*args),
+                "fast_without_fold": lambda args=args: no_fold(*args),
                 "fast_bf16": lambda args=args: fast_bf16(*args),
             },
             repeats,
@@ -172,6 +175,7 @@ def bench_transact(batch: int = 256, repeats: int = 20) -> dict[str, Any]:
             "max_abs_diff_project_model_vs_plain": (own - want).abs().max().item(),
             "max_abs_diff_bf16_vs_plain": (got_bf16 - want).abs().max().item(),
             "fp32_equal_within_1e-5": bool((got - want).abs().max().item() <= 1e-5),
+            "split_underflow_fallbacks": fast.fallbacks,
         }
     out["goal"] = "one_request speedup >= 3x on 2 CPU cores"
     return out

@@ -61,12 +61,17 @@ class FastTransActOptions:
         compact_visible: compute only the positions someone can see: for one user the
             visible actions (hidden ones are never attended to and output 0), for several
             the prefix before the padding every row shares. Exact, and it drops the mask.
+        fold_weights: fold the FFN's output bias into the LayerNorm before it
+            (:func:`_fold_ffn_bias`) and, with one head, run the per-candidate layers on
+            folded attention weights (:func:`_fold_single_head`): two ``d x d`` projections
+            instead of four, and the layer input itself as the keys. Exact algebra.
     """
 
     dedup: bool = True
     split_first_layer: bool = True
     chunk_size: int = 128
     compact_visible: bool = True
+    fold_weights: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_size < 0:
@@ -124,6 +129,50 @@ def _layer_weights(layer: Any) -> _LayerWeights:
     )
 
 
+def _fold_single_head(lw: _LayerWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold a one-head attention's four projections into two, ``[2d, d]`` and ``[2d]``.
+
+    With ``q = Wq x + bq`` etc., the logit ``q_s . k_t / sqrt(d)`` is
+    ``x_s^T (Wq^T Wk / sqrt(d)) x_t + (Wk^T bq / sqrt(d)) . x_t`` plus terms that do not
+    depend on the key ``t`` and so cancel in the softmax: the query becomes
+    ``M x_s + u`` and the key is ``x_t`` itself. Attention rows sum to 1, so the output
+    projection moves inside: ``Wo (sum_t p_t v_t) + bo = sum_t p_t (Wo Wv x_t + Wo bv + bo)``.
+    Rows ``[:d]`` of the result give the folded query, ``[d:]`` the folded value. The
+    products are formed in float64, so the only change is the order of rounding.
+    """
+    d = lw.out_w.shape[0]
+    w, b = lw.in_w.double(), lw.in_b.double()
+    w_q, w_k, w_v = w[:d], w[d : 2 * d], w[2 * d :]
+    b_q, b_v = b[:d], b[2 * d :]
+    scale = 1.0 / math.sqrt(d)
+    out_w, out_b = lw.out_w.double(), lw.out_b.double()
+    qv_w = torch.cat([w_k.t() @ w_q * scale, out_w @ w_v])
+    qv_b = torch.cat([w_k.t() @ b_q * scale, out_w @ b_v + out_b])
+    return qv_w.to(lw.in_w.dtype).contiguous(), qv_b.to(lw.in_b.dtype)
+
+
+def _tokenwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear`` of ``[N, S, d]`` that is contiguous or a transposed ``[S, N, d]``, run on
+    the storage's own order (``F.linear`` would first copy a transposed view)."""
+    if x.is_contiguous() or not x.transpose(0, 1).is_contiguous():
+        return F.linear(x, weight, bias)
+    return F.linear(x.transpose(0, 1), weight, bias).transpose(0, 1)
+
+
+def _fold_ffn_bias(lw: _LayerWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the FFN's output bias ``b2`` into the LayerNorm before the FFN: ``(ln1_b, ff1_b)``.
+
+    The FFN half of a post-norm layer is ``y = LN2(x + W2 relu(W1 x + b1) + b2)`` with
+    ``x = LN1(r)``. With ``x' = x + b2`` (LN1's bias plus ``b2``) it is
+    ``LN2(x' + W2 relu(W1 x' + (b1 - W1 b2)))``: the same value without the bias pass
+    over every token that ``W2 h + b2`` costs.
+    """
+    b2 = lw.ff2_b.double()
+    ln1_b = lw.ln1_b.double() + b2
+    ff1_b = lw.ff1_b.double() - lw.ff1_w.double() @ b2
+    return ln1_b.to(lw.ln1_b.dtype), ff1_b.to(lw.ff1_b.dtype)
+
+
 class FastTransAct(nn.Module):
     """Inference-only TransAct with request-level dedup and the exact split first layer.
 
@@ -168,6 +217,16 @@ class FastTransAct(nn.Module):
             self._eps.append((lw.ln1_eps, lw.ln2_eps))
         self.d_action = int(action_embedding.shape[1])
         self.d_model = int(self._w(0, "in_w").shape[1])
+        self.folded = n_heads == 1 and self.options.fold_weights
+        for i, lw in enumerate(layers):
+            if self.folded:
+                qv_w, qv_b = _fold_single_head(lw)
+                self.register_buffer(f"l{i}_qv_w", qv_w)
+                self.register_buffer(f"l{i}_qv_b", qv_b)
+            if self.options.fold_weights:
+                ln1_b, ff1_b = _fold_ffn_bias(lw)
+                self.register_buffer(f"l{i}_ln1_b_folded", ln1_b)
+                self.register_buffer(f"l{i}_ff1_b_folded", ff1_b)
         self.fallbacks = 0  # times the split layer hit softmax underflow and ran plainly
 
     # ---- construction ------------------------------------------------------------------
@@ -350,24 +409,33 @@ class FastTransAct(nn.Module):
         prep = self._split_prep(user_part, key_mask) if split else None
         # without compaction keep the mask unconditionally: no host sync (CUDA graphs, compile)
         use_mask = bool(key_mask.any()) if self.options.compact_visible else True
+        any_hidden = bool(hidden.any()) if self.options.compact_visible else True
 
         step = self.options.chunk_size or n_cand
+        scatter = None  # kept positions among the first K, when they are not simply 0..K-1
+        if positions is not None:
+            m = int((positions < self.latest_k).sum())
+            if m < self.latest_k or int(positions[m - 1]) != m - 1:
+                scatter = positions[:m]
         outs = []
         for lo in range(0, n_cand, step):
             hi = min(lo + step, n_cand)
             idx = None if user_index is None else user_index[lo:hi]
             first, pooled = self._candidates(
-                user_part, key_mask, hidden, candidates[lo:hi], idx, prep, use_mask
+                user_part, key_mask, hidden, candidates[lo:hi], idx, prep, use_mask, any_hidden
             )
-            if positions is not None:  # put the kept columns back at their positions
-                m = int((positions < self.latest_k).sum())
+            if scatter is not None:  # put the kept columns back at their positions
                 full = first.new_zeros(first.shape[0], self.latest_k, first.shape[2])
-                full[:, positions[:m]] = first[:, :m]
+                full[:, scatter] = first[:, : scatter.numel()]
                 first = full
             outs.append(torch.cat([first.flatten(1), pooled], dim=1))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
     # ---- pieces ------------------------------------------------------------------------
+    # Per-candidate activations are ``[N, S, d]`` tensors, possibly views of sequence-first
+    # ``[S, N, d]`` storage (the split layer's GEMM produces that layout): per-token ops run
+    # on the storage and the batched attention GEMMs read through the strides, so the
+    # transpose is never copied by itself.
 
     def _candidates(
         self,
@@ -378,52 +446,101 @@ class FastTransAct(nn.Module):
         idx: torch.Tensor | None,
         prep: dict[str, torch.Tensor] | None,
         use_mask: bool = True,
+        any_hidden: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All layers for one chunk of candidates -> first K columns ``[b, <=K, d]`` and
-        the max-pooled column ``[b, d]``."""
-        n = candidates.shape[0]
+        the max-pooled column ``[b, d]``. ``any_hidden=False`` promises that ``hidden`` is
+        all False (after compaction), which skips the output masking."""
         mask = key_mask if idx is None else key_mask[idx]  # [1 or b, S]
         attn_mask = mask if use_mask else None
         hid = hidden if idx is None else hidden[idx]
-        x = None
+        x, redo = None, None
         if prep is not None:
-            x = self._split_first_layer(prep, user_part, candidates, mask, idx)
+            x, redo = self._split_first_layer(prep, user_part, candidates, mask, idx)
+            x = x.transpose(0, 1)  # [b, S, d] view of the [S, b, d] result
         if x is None:
-            rows = user_part.expand(n, -1, -1) if idx is None else user_part[idx]
-            cand = candidates.unsqueeze(1).expand(-1, rows.shape[1], -1)
-            tokens = torch.cat([rows, cand], dim=-1).masked_fill(hid.unsqueeze(-1), 0.0)
-            x = self._plain_layer(0, tokens, attn_mask)
+            x = self._plain_first_layer(user_part, candidates, idx, hid, attn_mask, any_hidden)
+        elif redo is not None:  # these candidates' split softmax underflowed: run them plainly
+            self.fallbacks += redo.numel()
+            x[redo] = self._plain_first_layer(
+                user_part,
+                candidates[redo],
+                None if idx is None else idx[redo],
+                hid if idx is None else hid[redo],
+                attn_mask if attn_mask is None or idx is None else attn_mask[redo],
+                any_hidden,
+            )
         for i in range(1, self.n_layers):
-            x = self._plain_layer(i, x, attn_mask)
+            x = self._layer(i, x, attn_mask)
+        if not any_hidden:
+            return x[:, : self.latest_k], x.amax(dim=1)
         x = x.masked_fill(hid.unsqueeze(-1), 0.0)
         pooled = x.masked_fill(hid.unsqueeze(-1), float("-inf")).amax(dim=1)
         pooled = pooled.masked_fill(hid.all(dim=1, keepdim=True), 0.0)
-        if pooled.shape[0] != n:
-            pooled = pooled.expand(n, -1)
         return x[:, : self.latest_k], pooled
 
-    def _plain_layer(self, i: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """One post-norm encoder layer with fused attention; ``x [N, S, d]``, mask ``[N|1, S]``
-        (True = hidden) or ``None`` when every key is visible."""
+    def _plain_first_layer(
+        self,
+        user_part: torch.Tensor,
+        candidates: torch.Tensor,
+        idx: torch.Tensor | None,
+        hid: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        any_hidden: bool,
+    ) -> torch.Tensor:
+        """Layer 1 on concat-fused tokens ``[u_s ; c_b]`` built per candidate -> ``[b, S, d]``."""
+        n, s = candidates.shape[0], user_part.shape[1]
+        rows = user_part.expand(n, -1, -1) if idx is None else user_part[idx]
+        tokens = torch.cat([rows, candidates.unsqueeze(1).expand(-1, s, -1)], dim=-1)
+        if any_hidden:
+            tokens = tokens.masked_fill(hid.unsqueeze(-1), 0.0)
+        return self._layer(0, tokens, attn_mask)
+
+    def _layer(self, i: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """One post-norm encoder layer, ``x [N, S, d]`` (any strides) -> contiguous
+        ``[N, S, d]``; mask ``[N|1, S]`` (True = hidden) or ``None`` when every key is
+        visible. Fused attention (``scaled_dot_product_attention``), or
+        :meth:`_folded_layer` with one head."""
+        if self.folded:
+            return self._folded_layer(i, x, key_mask)
+        x = x.contiguous()
         n, s, d = x.shape
         h = self.n_heads
         qkv = F.linear(x, self._w(i, "in_w"), self._w(i, "in_b"))
-        q, k, v = qkv.view(n, s, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = qkv.view(n, s, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)  # [N, h, S, dh]
         attend = None if key_mask is None else (~key_mask)[:, None, None, :]  # True = take part
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
         o = o.transpose(1, 2).reshape(n, s, d)
         return self._residual_ffn(i, x + F.linear(o, self._w(i, "out_w"), self._w(i, "out_b")))
 
+    def _folded_layer(self, i: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`_layer` for one head on the folded weights of :func:`_fold_single_head`:
+        logits ``(x M^T + u) x^T``, attention output ``P (x Wvo^T + bvo)``; same shapes."""
+        d = x.shape[-1]
+        qv = _tokenwise_linear(x, self._w(i, "qv_w"), self._w(i, "qv_b"))  # [N, S, 2d]
+        logits = torch.matmul(qv[..., :d], x.transpose(1, 2))  # [N, S, S]; keys are x itself
+        if key_mask is not None:
+            logits.masked_fill_(key_mask[:, None, :], float("-inf"))
+        attn = torch.softmax(logits, dim=-1)
+        # x + attn @ v into a fresh contiguous result (a strided `out` would split the GEMM)
+        return self._residual_ffn(i, torch.baddbmm(x, attn, qv[..., d:]))
+
     def _residual_ffn(self, i: int, residual: torch.Tensor) -> torch.Tensor:
+        """LayerNorm(residual), ReLU FFN, residual add, LayerNorm (per token, any layout)."""
         d = residual.shape[-1]
         eps1, eps2 = self._eps[i]
-        x = F.layer_norm(residual, (d,), self._w(i, "ln1_w"), self._w(i, "ln1_b"), eps1)
-        ff = F.linear(
-            F.relu(F.linear(x, self._w(i, "ff1_w"), self._w(i, "ff1_b"))),
-            self._w(i, "ff2_w"),
-            self._w(i, "ff2_b"),
-        )
-        return F.layer_norm(x + ff, (d,), self._w(i, "ln2_w"), self._w(i, "ln2_b"), eps2)
+        if self.options.fold_weights:  # x carries the FFN's output bias (_fold_ffn_bias)
+            ln1_b, ff1_b, ff2_b = self._w(i, "ln1_b_folded"), self._w(i, "ff1_b_folded"), None
+        else:
+            ln1_b, ff1_b, ff2_b = self._w(i, "ln1_b"), self._w(i, "ff1_b"), self._w(i, "ff2_b")
+        x = F.layer_norm(residual, (d,), self._w(i, "ln1_w"), ln1_b, eps1)
+        hidden = F.linear(x, self._w(i, "ff1_w"), ff1_b).relu_()
+        if ff2_b is None:  # x + hidden W2^T in one GEMM (beta = 1): no separate add pass
+            out = torch.addmm(x.reshape(-1, d), hidden.reshape(-1, hidden.shape[-1]),
+                              self._w(i, "ff2_w").t()).view(x.shape)  # fmt: skip
+        else:
+            out = F.linear(hidden, self._w(i, "ff2_w"), ff2_b).add_(x)
+        return F.layer_norm(out, (d,), self._w(i, "ln2_w"), self._w(i, "ln2_b"), eps2)
 
     def _split_prep(
         self, user_part: torch.Tensor, key_mask: torch.Tensor
@@ -449,10 +566,14 @@ class FastTransAct(nn.Module):
         candidates: torch.Tensor,
         key_mask: torch.Tensor,
         idx: torch.Tensor | None,
-    ) -> torch.Tensor | None:
-        """Layer 1 from per-user and per-candidate parts; ``[b, S, d]``, or ``None`` (the
-        caller runs the plain layer) if a softmax denominator underflows, which takes logit
-        gaps of ~70 between the user-only and the candidate maxima."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layer 1 from per-user and per-candidate parts -> ``([S, b, d], redo)``.
+
+        ``redo`` lists the candidates (``[r]`` int64, or ``None``) whose split softmax
+        denominator fell below ``_UNDERFLOW`` (it takes logit gaps of ~70 between the
+        user-only and the candidate maxima): their columns of the result are garbage and
+        the caller recomputes them with the plain layer.
+        """
         n_cand = candidates.shape[0]
         s, d_u = user_part.shape[1], user_part.shape[2]
         d, h = self.d_model, self.n_heads
@@ -466,33 +587,35 @@ class FastTransAct(nn.Module):
             g = torch.einsum("bhe,hte->hbt", q_c, k_u[0]) / math.sqrt(dh)  # [H, b, S]
             g = g.masked_fill(key_mask[0][None, None, :], float("-inf"))
             g = torch.exp(g - g.amax(dim=-1, keepdim=True))
-            sa = None  # built in [S, b, d], the GEMM's layout; per-token ops ignore layout
+            # built in [S, b, d], the GEMM's layout: first the residual and the constant
+            # part, token [u_s ; c_b] + Wo v_c + bo, then each head's softmax-weighted values
+            sa = torch.cat(
+                [
+                    user_part[0].unsqueeze(1) + c_out[:, :d_u].unsqueeze(0),
+                    (candidates + c_out[:, d_u:]).unsqueeze(0).expand(s, -1, -1),
+                ],
+                dim=-1,
+            )
+            bad = torch.zeros(n_cand, dtype=torch.bool, device=sa.device)
             for head in range(h):
                 denom = torch.matmul(e[0, head], g[head].t())  # [S, b]
-                if bool((denom < _UNDERFLOW).any()):
-                    self.fallbacks += 1
-                    return None
-                weighted = g[head].t().contiguous().unsqueeze(-1) * v_fold[0, head].unsqueeze(1)
-                num = torch.matmul(e[0, head], weighted.reshape(s, n_cand * d)).view(s, n_cand, d)
-                num.div_(denom.unsqueeze(-1))
-                sa = num if sa is None else sa.add_(num)
-            assert sa is not None
-            sa.add_(c_out.unsqueeze(0))
-            sa[..., :d_u].add_(user_part[0].unsqueeze(1))
-            sa[..., d_u:].add_(candidates.unsqueeze(0))
-            return self._residual_ffn(0, sa).transpose(0, 1).contiguous()  # [b, S, d]
+                bad |= (denom < _UNDERFLOW).any(dim=0)
+                weighted = sa.new_empty(s, n_cand, d)  # [S, b, d] whatever the inputs' strides
+                torch.mul(g[head].t().unsqueeze(-1), v_fold[0, head].unsqueeze(1), out=weighted)
+                num = torch.matmul(e[0, head], weighted.view(s, n_cand * d)).view(s, n_cand, d)
+                sa.addcdiv_(num, denom.unsqueeze(-1))
         else:
             g = torch.einsum("bhe,bhte->bht", q_c, k_u[idx]) / math.sqrt(dh)  # [b, H, S]
             g = g.masked_fill(key_mask[:, None, :], float("-inf"))
             g = torch.exp(g - g.amax(dim=-1, keepdim=True))
             e_b = e[idx]  # [b, H, S, S]
             denom = torch.matmul(e_b, g.unsqueeze(-1))  # [b, H, S, 1]
-            if bool((denom < _UNDERFLOW).any()):
-                self.fallbacks += 1
-                return None
+            bad = (denom < _UNDERFLOW).flatten(1).any(dim=1)
             num = torch.matmul(e_b, g.unsqueeze(-1) * v_fold[idx])  # [b, H, S, d]
             sa = num.div_(denom).sum(dim=1)  # [b, S, d]
             sa.add_(c_out.unsqueeze(1))
             sa[..., :d_u].add_(user_part[idx])
             sa[..., d_u:].add_(candidates.unsqueeze(1))
-            return self._residual_ffn(0, sa)
+            sa = sa.transpose(0, 1)  # LayerNorm below writes it out as [S, b, d]
+        redo = bad.nonzero().squeeze(1) if bool(bad.any()) else None
+        return self._residual_ffn(0, sa), redo
