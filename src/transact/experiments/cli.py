@@ -25,7 +25,7 @@ experiments (paper section):
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
   quick    demo world, 1 seed, 120 steps, 600 eval users, thinner figure grids
-  default  demo world, 1 seed, 200 steps, 500 eval users, Figure 5 on its corners:
+  default  demo world, 1 seed, 200 steps, 500 eval users, Figure 5 on {1,2} x {32,384}:
            about an hour per dataset on 2 cores (two datasets side by side: --threads 1)
   full     demo world, 3 seeds, 300 steps, every eval user, the paper's grids: ~9 h/dataset
   large    longer training and 5 seeds, for more cores or a GPU
