@@ -47,8 +47,46 @@ examples:
 """
 
 
+FLINK_HELP = """\
+usage: transact stream flink --source file:PATH|kafka:TOPIC --output DIR [options]
+
+Runs the same operator (validation, dedup, lateness, latest-N sequence per user) as an
+Apache Flink job: transact/features/flink_job.py, docs/realtime.md (Flink). Every
+argument is passed to `python -m transact.features.flink_job` in the PyFlink environment:
+
+  $TRANSACT_FLINK_PYTHON, else .venv-flink/bin/python in the repository.
+
+PyFlink cannot live in the project venv (it pins older numpy/pyarrow and apache-beam), so
+it has its own: `make flink-env` builds .venv-flink (Java 17, apache-flink, this package).
+{status}
+
+examples:
+  transact stream flink --source file:events.jsonl --output runs/flink \\
+      --store runs/flink/seq.rocksdb           # bounded run in Flink's local mini-cluster
+  transact stream flink --help                 # the job's own flags (needs the env)
+"""
+
+
+def flink_python() -> str | None:
+    """The interpreter that has PyFlink: ``$TRANSACT_FLINK_PYTHON`` or the repository's
+    ``.venv-flink`` (``None`` when neither exists)."""
+    import os
+
+    import transact
+
+    env = os.environ.get("TRANSACT_FLINK_PYTHON")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(transact.__file__))))
+    for root in (repo, os.getcwd()):
+        path = os.path.join(root, ".venv-flink", "bin", "python")
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``transact stream run | produce | broker | bench`` to the top-level CLI."""
+    """Add ``transact stream run | produce | broker | bench | flink`` to the top-level CLI."""
     stream = subparsers.add_parser(
         "stream",
         help="realtime feature processing: event stream -> per-user sequence store",
@@ -176,6 +214,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--skip-kafka", action="store_true")
     bench.add_argument("--skip-redis", action="store_true")
     bench.set_defaults(handler=_bench)
+
+    # '+' prefix: every '-'/'--' argument, --help included, belongs to the Flink job
+    flink = sub.add_parser(
+        "flink",
+        help="run the operator as a PyFlink job (separate .venv-flink; see --help)",
+        prefix_chars="+",
+        add_help=False,
+    )
+    flink.add_argument("job_args", nargs=argparse.REMAINDER)
+    flink.set_defaults(handler=_flink)
     stream.set_defaults(handler=lambda args: (stream.print_help(), 2)[1])
 
 
@@ -313,6 +361,30 @@ def _bench(args: argparse.Namespace) -> int:
     if args.skip_redis:
         argv.append("--skip-redis")
     return bench_main(argv)
+
+
+def _flink(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    import transact
+
+    python = flink_python()
+    wants_help = not args.job_args or any(a in ("-h", "--help") for a in args.job_args)
+    if python is None:
+        status = "status: no PyFlink interpreter found; run `make flink-env` first."
+        print(FLINK_HELP.format(status=status), file=sys.stdout if wants_help else sys.stderr)
+        return 0 if wants_help and args.job_args else 2
+    if not args.job_args:
+        print(FLINK_HELP.format(status=f"status: using {python}"))
+        return 2
+    src = os.path.dirname(os.path.dirname(os.path.abspath(transact.__file__)))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+    }
+    cmd = [python, "-m", "transact.features.flink_job", *args.job_args]
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
