@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format typecheck bench clean help
+.PHONY: install demo test test-fast lint format typecheck bench clean help flink-env
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -42,6 +42,25 @@ typecheck: $(STAMP)  ## mypy on src/
 bench: $(STAMP)  ## all benchmarks, JSON under runs/bench/
 	mkdir -p runs/bench
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b --json runs/bench/$$(basename $$b .py).json || exit 1; done
+
+# PyFlink pins older numpy/pyarrow and apache-beam, so the Flink job has its own venv
+# (docs/realtime.md, Flink); tests/features/test_flink_job.py skips without it.
+FLINK_VENV := .venv-flink
+FLINK_STAMP := $(FLINK_VENV)/.installed
+
+$(FLINK_STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "flink-env needs Java 17 (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	test -x $(FLINK_VENV)/bin/python || $(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/pip install --quiet --upgrade pip
+	$(FLINK_VENV)/bin/pip install --quiet 'apache-flink==2.3.0'
+	# transact without the serving/training deps: what the realtime stage imports, torch
+	# pinned to the CPU release (any other version pulls a CUDA build)
+	$(FLINK_VENV)/bin/pip install --quiet torch==2.13.0 'rocksdict>=0.3.23' tqdm
+	$(FLINK_VENV)/bin/pip install --quiet --no-deps -e .
+	$(FLINK_VENV)/bin/python -c "import pyflink, transact.features.flink_job"
+	touch $(FLINK_STAMP)
+
+flink-env: $(FLINK_STAMP)  ## build .venv-flink (PyFlink + this package; needs Java 17) for the Flink job
 
 clean:  ## remove generated runs and caches (keeps .venv)
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache
