@@ -149,18 +149,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc = bsub.add_parser(
         "service",
         help="end-to-end load test of the service on 127.0.0.1 (async client)",
-        description="Starts the demo service and sends 500-candidate requests at rising rates.",
+        description=(
+            "Starts the demo service (`transact serve demo`: a random `small` model,\n"
+            "synthetic items and sequences) in its own process on 127.0.0.1, then an open-loop\n"
+            "async client sends requests of --candidates candidates at each of --rates for\n"
+            "--duration seconds. Reports p50/p99 latency and errors per rate and the highest\n"
+            "rate held with p99 < 100 ms and zero errors. Client and server share the cores:\n"
+            "run it on a quiet machine, and compare --plain with the default in one sitting."
+        ),
         epilog=BENCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    svc.add_argument("--json", required=True)
-    svc.add_argument("--rates", type=float, nargs="+", default=[2, 5, 10, 20, 40, 80])
+    svc.add_argument("--json", required=True, help="output JSON path (per-rate results)")
+    svc.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        default=[2, 5, 10, 20, 40, 80],
+        help="requests per second to try, in order; stops once a rate is saturated "
+        "(default: %(default)s)",
+    )
     svc.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
-    svc.add_argument("--candidates", type=int, default=500)
+    svc.add_argument(
+        "--candidates", type=int, default=500, help="candidates per request (default: 500)"
+    )
     svc.add_argument("--plain", action="store_true", help="serve with every optimization off")
-    svc.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    svc.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="model precision in the server (bf16: about 1.5x faster on AVX-512 CPUs; "
+        "docs/performance.md gives its score difference)",
+    )
     svc.add_argument("--server-threads", type=int, default=1, help="torch threads per forward")
-    svc.add_argument("--concurrent-forwards", type=int, default=2)
+    svc.add_argument(
+        "--concurrent-forwards",
+        type=int,
+        default=2,
+        help="forwards the server runs at once (with --server-threads 1: one per core)",
+    )
     svc.set_defaults(handler=_bench_service)
     bench.set_defaults(handler=lambda _a: (bench.print_help(), 2)[1])
 
