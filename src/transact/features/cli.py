@@ -227,15 +227,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stream.set_defaults(handler=lambda args: (stream.print_help(), 2)[1])
 
 
-def _run(args: argparse.Namespace) -> int:
-    import os
-
+def configs_from_args(args: argparse.Namespace):  # -> (ValidationConfig, ProcessorConfig)
+    """The validation and processor configs from the stream flags (`--seq-len`,
+    `--allowed-lateness-ms`, `--dedup-window-ms`, `--include-actions`, `--n-items`,
+    `--max-future-ms`); `transact stream run` and the PyFlink job both build them here."""
     from transact.data.schema import ActionVocabulary
     from transact.features.events import ValidationConfig
-    from transact.features.processor import ProcessorConfig, SequenceProcessor
-    from transact.features.runner import DeadLetterSink, run_stream
-    from transact.features.sources import EventSource, JsonLinesSource, ParquetReplaySource
-    from transact.features.store import open_store
+    from transact.features.processor import ProcessorConfig
 
     actions = ActionVocabulary()
     include: tuple[str, ...] | None = ProcessorConfig().include_actions
@@ -243,14 +241,28 @@ def _run(args: argparse.Namespace) -> int:
         include = None
     elif args.include_actions:
         include = tuple(a for a in args.include_actions.split(",") if a)
-    pcfg = ProcessorConfig(
+    processor = ProcessorConfig(
         capacity=args.seq_len,
         allowed_lateness_ms=args.allowed_lateness_ms,
         dedup_window_ms=args.dedup_window_ms,
         include_actions=include,
         actions=actions,
     )
-    vcfg = ValidationConfig(actions=actions, n_items=args.n_items, max_future_ms=args.max_future_ms)
+    validation = ValidationConfig(
+        actions=actions, n_items=args.n_items, max_future_ms=args.max_future_ms
+    )
+    return validation, processor
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    from transact.features.processor import SequenceProcessor
+    from transact.features.runner import DeadLetterSink, run_stream
+    from transact.features.sources import EventSource, JsonLinesSource, ParquetReplaySource
+    from transact.features.store import open_store
+
+    vcfg, pcfg = configs_from_args(args)
     if not args.store.startswith("redis"):
         os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
     if args.dead_letters:

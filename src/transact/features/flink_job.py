@@ -62,7 +62,7 @@ from pyflink.datastream.connectors.file_system import (
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from transact.data.schema import ActionVocabulary
+from transact.features.cli import configs_from_args
 from transact.features.events import EventColumns, ValidationConfig, columns_from_json
 from transact.features.flink_output import (
     DEAD_LETTERS_DIR,
@@ -373,27 +373,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-items", type=int, default=None)
     p.add_argument("--include-actions", default=None, help="comma-separated names, or 'all'")
     return p.parse_args(argv)
-
-
-def configs_from_args(args: argparse.Namespace) -> tuple[ValidationConfig, ProcessorConfig]:
-    """The same configs `transact stream run` builds from the same flags."""
-    actions = ActionVocabulary()
-    include: tuple[str, ...] | None = ProcessorConfig().include_actions
-    if args.include_actions == "all":
-        include = None
-    elif args.include_actions:
-        include = tuple(a for a in args.include_actions.split(",") if a)
-    processor = ProcessorConfig(
-        capacity=args.seq_len,
-        allowed_lateness_ms=args.allowed_lateness_ms,
-        dedup_window_ms=args.dedup_window_ms,
-        include_actions=include,
-        actions=actions,
-    )
-    validation = ValidationConfig(
-        actions=actions, n_items=args.n_items, max_future_ms=args.max_future_ms
-    )
-    return validation, processor
 
 
 def make_environment(args: argparse.Namespace) -> StreamExecutionEnvironment:
