@@ -177,18 +177,17 @@ def generate_embeddings(
         if resume and part_exists(out_root, date, shard):
             _check_part_version(out_root, date, shard, loaded.model_version)
             continue
-        if histories is None:
-            shard_hist = load_histories(
+        source = histories
+        if source is None:
+            source = load_histories(
                 data_dir, end_time_ms=cutoff, shard=(shard, n_shards), n_items=len(item_content)
             )
+            keep = np.ones(len(source.user_ids), dtype=bool)
         else:
-            shard_hist = histories.select_users(
-                np.flatnonzero(histories.user_ids % n_shards == shard)
-            )
+            keep = source.user_ids % n_shards == shard
         if wanted is not None:
-            shard_hist = shard_hist.select_users(
-                np.flatnonzero(np.isin(shard_hist.user_ids, wanted))
-            )
+            keep &= np.isin(source.user_ids, wanted)
+        shard_hist = source if keep.all() else source.select_users(np.flatnonzero(keep))
         types, items, times, lengths = last_actions(shard_hist, cutoff, max_len)
         has = lengths > 0
         user_ids = shard_hist.user_ids[has]
