@@ -239,7 +239,7 @@ class DatedUserEmbeddings:
             if len(table_users) == 0:  # a table of nobody (e.g. its readers had no history)
                 continue
             pos = np.searchsorted(table_users, user_ids[rows])
-            pos_c = np.clip(pos, 0, max(len(table_users) - 1, 0))
+            pos_c = np.minimum(pos, len(table_users) - 1)
             hit = (pos < len(table_users)) & (table_users[pos_c] == user_ids[rows])
             out[rows[hit]] = table_emb[pos_c[hit]]
         return out
