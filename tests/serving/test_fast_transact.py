@@ -294,3 +294,68 @@ def test_one_head_project_model_matches() -> None:
     with torch.no_grad():
         want = model(*one, cands)
     assert torch.allclose(fast(*one, cands), want, atol=1e-5, rtol=0)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_cand", [32, 33, 100, 257])
+@pytest.mark.parametrize("split", [False, True])
+def test_parallel_chunks_equal_inline_chunks(two_threads: None, n_cand: int, split: bool) -> None:
+    """The chunk workers give bit-identical rows to the same chunks run in this thread."""
+    ref = _ref()
+    opts = FastTransActOptions(chunk_size=16, split_first_layer=split)
+    par = FastTransAct.from_reference(ref, opts)
+    inline = FastTransAct.from_reference(ref, FastTransActOptions(**{
+        **opts.__dict__, "parallel_chunks": False}))  # fmt: skip
+    types, embs, times, req = _user(20, 17, 25_000, seed=3)
+    cands = torch.randn(n_cand, 8)
+    assert par._chunk_workers(cands, n_cand) == 2  # the path under test is the parallel one
+    args = [*(_expand(t, n_cand) for t in (types, embs, times, req)), cands]
+    got = par(*args)
+    with torch.no_grad():
+        want = ref(*args)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    # chunk bounds differ (rounded to a multiple of 2 workers), rows are the same computation
+    assert torch.allclose(got, inline(*args), atol=1e-6, rtol=0)
+    lo_hi = par._chunk_bounds(n_cand, 2)
+    assert len(lo_hi) % 2 == 0 and lo_hi[0][0] == 0 and lo_hi[-1][1] == n_cand
+    assert max(hi - lo for lo, hi in lo_hi) - min(hi - lo for lo, hi in lo_hi) <= 1
+
+
+def test_parallel_chunks_keep_thread_counts(two_threads: None) -> None:
+    """Workers run one intra-op thread each; the caller and threads started later keep 2."""
+    import threading
+
+    from transact.serving.fast_transact import _chunk_pool
+
+    fast = FastTransAct.from_reference(_ref(), FastTransActOptions(chunk_size=8))
+    types, embs, times, req = _user(20, 20, 25_000, seed=4)
+    fast(*(_expand(t, 64) for t in (types, embs, times, req)), torch.randn(64, 8))
+    in_workers = {f.result() for f in [_chunk_pool(2).submit(torch.get_num_threads)] * 4}
+    seen: list[int] = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert in_workers == {1}
+    assert torch.get_num_threads() == 2 and seen == [2]
+
+
+def test_parallel_chunks_inline_at_one_thread_and_under_autocast(two_threads: None) -> None:
+    """One intra-op thread (the service's concurrent forwards) runs inline; an outer
+    autocast does not reach the workers (the buffers' dtype decides the precision)."""
+    fast = FastTransAct.from_reference(_ref(), FastTransActOptions(chunk_size=8))
+    types, embs, times, req = _user(20, 20, 25_000, seed=5)
+    args = [*(_expand(t, 64) for t in (types, embs, times, req)), torch.randn(64, 8)]
+    want = fast(*args)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(fast(*args), want)
+    assert fast._chunk_workers(args[-1][:31], 31) == 1  # under 16 candidates per worker
+    torch.set_num_threads(1)
+    assert fast._chunk_workers(args[-1], 64) == 1
+    assert torch.allclose(fast(*args), want, atol=1e-6, rtol=0)

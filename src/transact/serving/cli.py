@@ -39,7 +39,9 @@ def _add_inference_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plain", action="store_true", help="no optimization: the reference path")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     g.add_argument("--compile", action="store_true", help="torch.compile (CUDA graphs on GPU)")
-    g.add_argument("--chunk-size", type=int, default=128, help="TransAct candidates per chunk")
+    g.add_argument(
+        "--chunk-size", type=int, default=32, help="TransAct candidates per chunk (0 = all at once)"
+    )
     g.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
 
 

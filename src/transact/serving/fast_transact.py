@@ -30,8 +30,9 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,53 @@ _LAYER_TENSORS = (
 )  # fmt: skip
 _UNDERFLOW = 1e-30  # softmax denominators below this fall back to the plain layer
 _SHARED_USERS = threading.local()  # per-thread: users of a micro-batch (see shared_users)
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # chunk workers by count, shared by all modules
+_POOLS_LOCK = threading.Lock()
+_FALLBACKS_LOCK = threading.Lock()
+_MIN_CHUNK_PER_WORKER = 16  # below this many candidates per worker, run the chunks inline
+
+
+def _single_threaded() -> None:
+    """Pool-thread initializer: this thread runs every op on itself (one intra-op thread)."""
+    torch.get_num_threads()  # PyTorch's lazy per-thread init first, or it would undo the next line
+    torch.set_num_threads(1)
+
+
+def _chunk_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` single-threaded chunk workers (started once).
+
+    ``torch.set_num_threads`` also sets the process default that threads started later take
+    up, so once every worker has set its own count to 1 the caller's count is put back.
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            caller_threads = torch.get_num_threads()
+            pool = ThreadPoolExecutor(
+                workers, thread_name_prefix="fast-transact-chunk", initializer=_single_threaded
+            )
+            started = threading.Barrier(workers + 1)
+            for _ in range(workers):  # one task per thread: each blocks until all started
+                pool.submit(started.wait)
+            started.wait()
+            torch.set_num_threads(caller_threads)
+            _POOLS[workers] = pool
+        return pool
+
+
+class _Plan(NamedTuple):
+    """Per-request work of :meth:`FastTransAct._plan`, shared by every chunk."""
+
+    user_part: torch.Tensor  # [U, S', d_u] (S' = kept positions)
+    key_mask: torch.Tensor  # [U, S'] True = hidden key
+    hidden: torch.Tensor  # [U, S'] True = hidden position
+    candidates: torch.Tensor  # [B, d_item]
+    user_index: torch.Tensor | None
+    prep: dict[str, torch.Tensor] | None  # split layer 1's per-user part
+    use_mask: bool
+    any_hidden: bool
+    scatter: torch.Tensor | None  # kept positions among the first K, when not 0..K-1
+    out: torch.Tensor  # [B, out_dim], filled chunk by chunk
 
 
 @dataclass(frozen=True)
@@ -65,13 +113,19 @@ class FastTransActOptions:
             (:func:`_fold_ffn_bias`) and, with one head, run the per-candidate layers on
             folded attention weights (:func:`_fold_single_head`): two ``d x d`` projections
             instead of four, and the layer input itself as the keys. Exact algebra.
+        parallel_chunks: on CPU, when the calling thread has ``n > 1`` intra-op threads
+            (``torch.get_num_threads()``), run the candidate chunks on ``n`` single-threaded
+            workers (chunk count rounded up to a multiple of ``n``) instead of splitting
+            every small op across ``n`` threads: no fork/join per op. A caller at one
+            thread (the service's concurrent forwards) runs them inline. Same results.
     """
 
     dedup: bool = True
     split_first_layer: bool = True
-    chunk_size: int = 128
+    chunk_size: int = 32
     compact_visible: bool = True
     fold_weights: bool = True
+    parallel_chunks: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_size < 0:
@@ -377,6 +431,59 @@ class FastTransAct(nn.Module):
         candidate_embedding: torch.Tensor,
         user_index: torch.Tensor | None,
     ) -> torch.Tensor:
+        args = (action_types, action_embeddings, action_times_ms, request_time_ms,
+                candidate_embedding, user_index)  # fmt: skip
+        n_cand = candidate_embedding.shape[0]
+        workers = self._chunk_workers(candidate_embedding, n_cand)
+        if workers == 1:
+            plan = self._plan(*args)
+            if isinstance(plan, torch.Tensor):
+                return plan
+            for lo, hi in self._chunk_bounds(n_cand, 1):
+                self._chunk(plan, lo, hi)
+            return plan.out
+        # everything runs on the single-threaded workers, the per-request part too: the
+        # caller only waits (an op on the caller's own threads would leave its OpenMP team
+        # spinning, by default for milliseconds, on the cores the workers need)
+        pool = _chunk_pool(workers)
+        plan = pool.submit(self._plan_in_worker, *args).result()
+        if isinstance(plan, torch.Tensor):
+            return plan
+        bounds = self._chunk_bounds(n_cand, workers)
+        for done in [pool.submit(self._chunk_in_worker, plan, lo, hi) for lo, hi in bounds]:
+            done.result()
+        return plan.out
+
+    def _chunk_bounds(self, n_cand: int, workers: int) -> list[tuple[int, int]]:
+        """``[lo, hi)`` of each chunk; with workers, a multiple of ``workers`` chunks of
+        (almost) equal size so that none waits on a short last chunk."""
+        step = self.options.chunk_size or n_cand
+        if workers == 1:
+            return [(lo, min(lo + step, n_cand)) for lo in range(0, n_cand, step)]
+        n_chunks = -(-n_cand // step)
+        n_chunks = -(-n_chunks // workers) * workers
+        edges = [i * n_cand // n_chunks for i in range(n_chunks + 1)]
+        return list(zip(edges[:-1], edges[1:], strict=True))
+
+    def _plan_in_worker(self, *args: Any) -> _Plan | torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):  # both thread-local
+            return self._plan(*args)
+
+    def _chunk_in_worker(self, plan: _Plan, lo: int, hi: int) -> None:
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+            self._chunk(plan, lo, hi)
+
+    def _plan(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+        request_time_ms: torch.Tensor,
+        candidate_embedding: torch.Tensor,
+        user_index: torch.Tensor | None,
+    ) -> _Plan | torch.Tensor:
+        """The per-request part: visible positions, the user part, split layer 1's per-user
+        work. Returns the final output instead when nothing is visible (exactly 0)."""
         n_users = action_types.shape[0]
         n_cand = candidate_embedding.shape[0]
         dtype = self.action_table.dtype
@@ -406,30 +513,52 @@ class FastTransAct(nn.Module):
         candidates = candidate_embedding.to(dtype)
         # the split pays when users are shared by candidates; for U == B it only reorders work
         split = self.options.split_first_layer and (n_users == 1 or 2 * n_users <= n_cand)
-        prep = self._split_prep(user_part, key_mask) if split else None
-        # without compaction keep the mask unconditionally: no host sync (CUDA graphs, compile)
-        use_mask = bool(key_mask.any()) if self.options.compact_visible else True
-        any_hidden = bool(hidden.any()) if self.options.compact_visible else True
-
-        step = self.options.chunk_size or n_cand
-        scatter = None  # kept positions among the first K, when they are not simply 0..K-1
+        scatter = None
         if positions is not None:
             m = int((positions < self.latest_k).sum())
             if m < self.latest_k or int(positions[m - 1]) != m - 1:
                 scatter = positions[:m]
-        outs = []
-        for lo in range(0, n_cand, step):
-            hi = min(lo + step, n_cand)
-            idx = None if user_index is None else user_index[lo:hi]
-            first, pooled = self._candidates(
-                user_part, key_mask, hidden, candidates[lo:hi], idx, prep, use_mask, any_hidden
-            )
-            if scatter is not None:  # put the kept columns back at their positions
-                full = first.new_zeros(first.shape[0], self.latest_k, first.shape[2])
-                full[:, scatter] = first[:, : scatter.numel()]
-                first = full
-            outs.append(torch.cat([first.flatten(1), pooled], dim=1))
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+        return _Plan(
+            user_part=user_part,
+            key_mask=key_mask,
+            hidden=hidden,
+            candidates=candidates,
+            user_index=user_index,
+            prep=self._split_prep(user_part, key_mask) if split else None,
+            # without compaction keep the mask unconditionally: no host sync (CUDA graphs)
+            use_mask=bool(key_mask.any()) if self.options.compact_visible else True,
+            any_hidden=bool(hidden.any()) if self.options.compact_visible else True,
+            scatter=scatter,
+            out=candidates.new_empty(n_cand, self.out_dim),
+        )
+
+    def _chunk(self, plan: _Plan, lo: int, hi: int) -> None:
+        """Candidates ``[lo, hi)``: every layer, then their rows of ``plan.out``."""
+        idx = None if plan.user_index is None else plan.user_index[lo:hi]
+        first, pooled = self._candidates(
+            plan.user_part,
+            plan.key_mask,
+            plan.hidden,
+            plan.candidates[lo:hi],
+            idx,
+            plan.prep,
+            plan.use_mask,
+            plan.any_hidden,
+        )
+        if plan.scatter is not None:  # put the kept columns back at their positions
+            full = first.new_zeros(first.shape[0], self.latest_k, first.shape[2])
+            full[:, plan.scatter] = first[:, : plan.scatter.numel()]
+            first = full
+        torch.cat([first.flatten(1), pooled], dim=1, out=plan.out[lo:hi])
+
+    def _chunk_workers(self, candidates: torch.Tensor, n_cand: int) -> int:
+        """How many single-threaded workers run the chunks (1 = inline, this thread)."""
+        if not self.options.parallel_chunks or candidates.device.type != "cpu":
+            return 1
+        workers = torch.get_num_threads()
+        if workers < 2 or n_cand < 2 * _MIN_CHUNK_PER_WORKER:
+            return 1
+        return min(workers, n_cand // _MIN_CHUNK_PER_WORKER)
 
     # ---- pieces ------------------------------------------------------------------------
     # Per-candidate activations are ``[N, S, d]`` tensors, possibly views of sequence-first
@@ -461,7 +590,8 @@ class FastTransAct(nn.Module):
         if x is None:
             x = self._plain_first_layer(user_part, candidates, idx, hid, attn_mask, any_hidden)
         elif redo is not None:  # these candidates' split softmax underflowed: run them plainly
-            self.fallbacks += redo.numel()
+            with _FALLBACKS_LOCK:  # chunk workers count into it (a module lock: deepcopy)
+                self.fallbacks += redo.numel()
             x[redo] = self._plain_first_layer(
                 user_part,
                 candidates[redo],

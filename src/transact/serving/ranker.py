@@ -60,7 +60,7 @@ class InferenceOptions:
     single_transfer: bool = True
     dedup: bool = True
     split_first_layer: bool = True
-    chunk_size: int = 128
+    chunk_size: int = 32
     compact_visible: bool = True
     precision: str = "fp32"
     compile: bool = False
