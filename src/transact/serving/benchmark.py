@@ -7,7 +7,8 @@ other processes hits both alike; medians are reported with the output difference
 1. TransAct module, S=100, d_action=d_item=32, batch 256: as ONE request (one user, 256
    candidates) and as 256 distinct users. Plain: :class:`ReferenceTransAct`
    (``nn.TransformerEncoder``, eager, ``no_grad``). Fast: :class:`FastTransAct` (default
-   options), with ablations without the split first layer and without folded weights.
+   options), with ablations without the split first layer, without folded weights and
+   with the chunks run inline on the caller's threads (no chunk workers).
 2. Full ranker at the ``paper`` preset, batch 256: the model's eager forward on 256 rows
    (Table 9's setting), the plain serving path and the optimized serving path on one
    256-candidate request; FLOPs per example counted with ``FlopCounterMode`` (matmuls and
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 
 from transact.serving.fast_transact import FastTransAct, FastTransActOptions
+from transact.serving.memory import MALLOC_ENV
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
 from transact.serving.reference import ReferenceTransAct
 
@@ -51,6 +53,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "malloc": {k: os.environ[k] for k in MALLOC_ENV if k in os.environ} or "default",
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -133,6 +136,7 @@ def bench_transact(batch: int = 256, repeats: int = 20) -> dict[str, Any]:
     fast = FastTransAct.from_transact(model)
     no_split = FastTransAct.from_transact(model, FastTransActOptions(split_first_layer=False))
     no_fold = FastTransAct.from_transact(model, FastTransActOptions(fold_weights=False))
+    inline = FastTransAct.from_transact(model, FastTransActOptions(parallel_chunks=False))
     fast_bf16 = FastTransAct.from_transact(model).to(torch.bfloat16)
     out: dict[str, Any] = {"config": {"seq_len": 100, "d_action": 32, "d_item": 32, "batch": batch}}
     for case, distinct in (("one_request", False), ("distinct_users", True)):
@@ -158,6 +162,7 @@ def bench_transact(batch: int = 256, repeats: int = 20) -> dict[str, Any]:
                 "fast": lambda args=args: fast(*args),
                 "fast_without_split": lambda args=args: no_split(*args),
                 "fast_without_fold": lambda args=args: no_fold(*args),
+                "fast_without_parallel_chunks": lambda args=args: inline(*args),
                 "fast_bf16": lambda args=args: fast_bf16(*args),
             },
             repeats,

@@ -61,6 +61,11 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
         "--micro-batch-ms", type=float, default=0.0,
         help="merge concurrent requests into one forward, waiting up to this long (0 = off)",
     )  # fmt: skip
+    p.add_argument(
+        "--default-malloc", action="store_true",
+        help="keep glibc's malloc defaults (default: keep freed activation memory for the "
+        "next request instead of faulting it in again; see transact.serving.memory)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info")
 
 
@@ -147,6 +152,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
         help="OpenMP wait policy of the benchmark process (passive: sane on a shared box)",
     )  # fmt: skip
+    inf.add_argument(
+        "--malloc", default="tuned", choices=["tuned", "default"],
+        help="glibc malloc of the benchmark process, the same for plain and optimized "
+        "(tuned: freed buffers are reused, not faulted in again; transact.serving.memory)",
+    )  # fmt: skip
     inf.set_defaults(handler=_bench_inference)
     svc = bsub.add_parser(
         "service",
@@ -184,6 +194,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "docs/performance.md gives its score difference)",
     )
     svc.add_argument("--server-threads", type=int, default=1, help="torch threads per forward")
+    svc.add_argument(
+        "--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
+        help="OpenMP wait policy of the server process (passive: idle OpenMP threads sleep "
+        "instead of spinning on the cores the client and the chunk workers need)",
+    )  # fmt: skip
+    svc.add_argument("--default-malloc", action="store_true", help="server keeps glibc defaults")
     svc.add_argument(
         "--concurrent-forwards",
         type=int,
@@ -235,6 +251,15 @@ def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
     return 0
 
 
+def _start(args: argparse.Namespace) -> None:
+    """Logging, and the process's malloc tuned for serving (unless --default-malloc)."""
+    from transact.serving.memory import keep_freed_memory
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if not args.default_malloc and not keep_freed_memory():
+        logging.getLogger(__name__).warning("malloc not tuned: not glibc")
+
+
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -242,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     from transact.serving.features import ItemFeatures
     from transact.serving.service import build_engine
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    _start(args)
     items = ItemTable.load(args.data)
     user_attributes = None
     if (Path(args.data) / "users.parquet").exists():
@@ -303,7 +328,7 @@ def build_demo(workdir: str, preset: str, n_items: int, options, config):  # noq
 
 
 def _demo(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    _start(args)
     parts = build_demo(args.workdir, args.preset, args.n_items, _options(args), _config(args))
     return _serve(parts, args)
 
@@ -322,9 +347,13 @@ def _bench_inference(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
+    from transact.serving.memory import MALLOC_ENV
+
     env = dict(os.environ)
     if args.omp_wait_policy != "default":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    if args.malloc == "tuned":
+        env.update(MALLOC_ENV)
     cmd = [
         sys.executable, "-m", "transact.serving.benchmark", "--json", args.json,
         "--repeats", str(args.repeats), "--threads", str(args.threads),
@@ -339,7 +368,8 @@ def _bench_service(args: argparse.Namespace) -> int:
     result = run_service_benchmark(
         args.json, rates=args.rates, duration_s=args.duration, n_candidates=args.candidates,
         plain=args.plain, precision=args.precision, threads=args.server_threads,
-        concurrent_forwards=args.concurrent_forwards,
+        concurrent_forwards=args.concurrent_forwards, omp_wait_policy=args.omp_wait_policy,
+        default_malloc=args.default_malloc,
     )  # fmt: skip
     return 0 if result.get("best_rate_rps") is not None else 1
 

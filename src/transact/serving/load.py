@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import statistics
@@ -39,8 +40,13 @@ def start_demo_server(
     threads: int = 0,
     precision: str = "fp32",
     concurrent_forwards: int = 1,
+    omp_wait_policy: str = "passive",
+    default_malloc: bool = False,
 ) -> subprocess.Popen:
-    """Launch ``transact serve demo`` and wait until ``/readyz`` answers 200."""
+    """Launch ``transact serve demo`` and wait until ``/readyz`` answers 200.
+
+    ``omp_wait_policy`` (``passive``/``active``/``default``) is set in the server's
+    environment: OpenMP reads it when torch loads."""
     import httpx
 
     cmd = [
@@ -53,7 +59,12 @@ def start_demo_server(
         cmd.append("--plain")
     if threads:
         cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if default_malloc:
+        cmd.append("--default-malloc")
+    env = dict(os.environ)
+    if omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -139,6 +150,8 @@ def run_service_benchmark(
     precision: str = "fp32",
     threads: int = 1,
     concurrent_forwards: int = 2,
+    omp_wait_policy: str = "passive",
+    default_malloc: bool = False,
 ) -> dict[str, Any]:
     """Start the demo server, sweep ``rates``, write and return the JSON result."""
     from tqdm import tqdm
@@ -147,7 +160,10 @@ def run_service_benchmark(
 
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="transact-bench-service-")
-    proc = start_demo_server(port, workdir, plain, n_items, threads, precision, concurrent_forwards)
+    proc = start_demo_server(
+        port, workdir, plain, n_items, threads, precision, concurrent_forwards,
+        omp_wait_policy=omp_wait_policy, default_malloc=default_malloc,
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1/rank"
     result: dict[str, Any] = {
         "machine": machine(),
@@ -156,6 +172,8 @@ def run_service_benchmark(
         "precision": precision,
         "server_torch_threads": threads,
         "concurrent_forwards": concurrent_forwards,
+        "server_omp_wait_policy": omp_wait_policy,
+        "server_malloc": "default" if default_malloc else "tuned",
         "candidates_per_request": n_candidates,
         "duration_s_per_rate": duration_s,
         "max_in_flight": max_in_flight,
