@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -246,6 +247,10 @@ def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
     if args.watch_interval > 0:
         parts.registry.watch(args.watch_interval)
     app = create_app(parts.engine)
+    # the model, item tables and caches built so far are long-lived: move them out of the
+    # collector's reach, or every full collection walks them all in the middle of a request
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
     parts.registry.stop()
     return 0

@@ -88,11 +88,12 @@ async def _one_rate(
 
     rng = random.Random(seed)
     latencies: list[float] = []
+    slowest: list[tuple[float, int]] = []  # (ms, request number) for the report
     errors: dict[str, int] = {}
     in_flight = 0
     tasks: list[asyncio.Task] = []
 
-    async def send(client: httpx.AsyncClient) -> None:
+    async def send(client: httpx.AsyncClient, number: int) -> None:
         nonlocal in_flight
         body = {
             "user_id": rng.randrange(100_000),
@@ -105,6 +106,7 @@ async def _one_rate(
                 errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
             else:
                 latencies.append((time.perf_counter() - t) * 1000)
+                slowest.append((latencies[-1], number))
         except httpx.HTTPError as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
         finally:
@@ -123,7 +125,7 @@ async def _one_rate(
                 errors["overload"] = errors.get("overload", 0) + 1
                 continue
             in_flight += 1
-            tasks.append(asyncio.create_task(send(client)))
+            tasks.append(asyncio.create_task(send(client, i)))
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
     lat = sorted(latencies)
@@ -136,6 +138,7 @@ async def _one_rate(
         "p50_ms": statistics.median(lat) if lat else None,
         "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
         "max_ms": lat[-1] if lat else None,
+        "slowest_ms_and_request_number": [[round(ms, 1), i] for ms, i in sorted(slowest)[-3:]],
     }
 
 
