@@ -27,8 +27,8 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=500)
     p.add_argument("--plain", action="store_true")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--server-threads", type=int, default=1, help="torch threads per forward")
-    p.add_argument("--concurrent-forwards", type=int, default=2)
+    p.add_argument("--server-threads", type=int, default=2, help="torch threads per forward")
+    p.add_argument("--concurrent-forwards", type=int, default=1)
     a = p.parse_args()
     run_service_benchmark(
         a.json, a.rates, a.duration, a.candidates, plain=a.plain, precision=a.precision,

@@ -194,7 +194,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="model precision in the server (bf16: about 1.5x faster on AVX-512 CPUs; "
         "docs/performance.md gives its score difference)",
     )
-    svc.add_argument("--server-threads", type=int, default=1, help="torch threads per forward")
+    svc.add_argument(
+        "--server-threads", type=int, default=2,
+        help="torch threads per forward (2: the TransAct chunks of a forward run on two "
+        "single-threaded workers)",
+    )  # fmt: skip
     svc.add_argument(
         "--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
         help="OpenMP wait policy of the server process (passive: idle OpenMP threads sleep "
@@ -204,8 +208,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument(
         "--concurrent-forwards",
         type=int,
-        default=2,
-        help="forwards the server runs at once (with --server-threads 1: one per core)",
+        default=1,
+        help="forwards the server runs at once (e.g. 2 with --server-threads 1: one per core)",
     )
     svc.set_defaults(handler=_bench_service)
     bench.set_defaults(handler=lambda _a: (bench.print_help(), 2)[1])

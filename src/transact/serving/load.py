@@ -151,8 +151,8 @@ def run_service_benchmark(
     n_items: int = 10_000,
     max_in_flight: int = 64,
     precision: str = "fp32",
-    threads: int = 1,
-    concurrent_forwards: int = 2,
+    threads: int = 2,
+    concurrent_forwards: int = 1,
     omp_wait_policy: str = "passive",
     default_malloc: bool = False,
 ) -> dict[str, Any]:
