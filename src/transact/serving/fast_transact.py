@@ -20,8 +20,11 @@ splits into a per-user part and a per-candidate part:
 Later layers see per-candidate tokens and run as plain fused-attention layers
 (``scaled_dot_product_attention``). Positions nobody may read (padding, actions at or after
 the request) are never attended to and output 0, so they are dropped before the encoder
-(``compact_visible``) and the first-K columns are put back at their positions. Every switch falls back to that plain computation, and
-tests compare each against :class:`transact.serving.reference.ReferenceTransAct`.
+(``compact_visible``) and the first-K columns are put back at their positions. On CPU the
+candidates run in chunks of 32, and a caller with several intra-op threads hands the chunks
+to as many single-threaded workers (``parallel_chunks``). Every switch falls back to the
+plain computation, and tests compare each against
+:class:`transact.serving.reference.ReferenceTransAct`.
 """
 
 from __future__ import annotations
