@@ -4,6 +4,8 @@ fp32, including padded, short and empty histories and adversarial layer-1 logit 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -311,11 +313,10 @@ def test_parallel_chunks_equal_inline_chunks(two_threads: None, n_cand: int, spl
     ref = _ref()
     opts = FastTransActOptions(chunk_size=16, split_first_layer=split)
     par = FastTransAct.from_reference(ref, opts)
-    inline = FastTransAct.from_reference(ref, FastTransActOptions(**{
-        **opts.__dict__, "parallel_chunks": False}))  # fmt: skip
+    inline = FastTransAct.from_reference(ref, replace(opts, parallel_chunks=False))
     types, embs, times, req = _user(20, 17, 25_000, seed=3)
     cands = torch.randn(n_cand, 8)
-    assert par._chunk_workers(cands, n_cand) == 2  # the path under test is the parallel one
+    assert par._chunk_workers(cands) == 2  # the path under test is the parallel one
     args = [*(_expand(t, n_cand) for t in (types, embs, times, req)), cands]
     got = par(*args)
     with torch.no_grad():
@@ -355,7 +356,7 @@ def test_parallel_chunks_inline_at_one_thread_and_under_autocast(two_threads: No
     want = fast(*args)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(fast(*args), want)
-    assert fast._chunk_workers(args[-1][:31], 31) == 1  # under 16 candidates per worker
+    assert fast._chunk_workers(args[-1][:31]) == 1  # under 16 candidates per worker
     torch.set_num_threads(1)
-    assert fast._chunk_workers(args[-1], 64) == 1
+    assert fast._chunk_workers(args[-1]) == 1
     assert torch.allclose(fast(*args), want, atol=1e-6, rtol=0)

@@ -83,6 +83,13 @@ def _chunk_pool(workers: int) -> ThreadPoolExecutor:
         return pool
 
 
+def _in_worker(fn: Any, *args: Any) -> Any:
+    """Run ``fn`` on a chunk worker with the caller's modes: inference mode and autocast are
+    per thread, and the buffers' dtype, not an outer autocast, decides the precision."""
+    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+        return fn(*args)
+
+
 class _Plan(NamedTuple):
     """Per-request work of :meth:`FastTransAct._plan`, shared by every chunk."""
 
@@ -436,25 +443,24 @@ class FastTransAct(nn.Module):
     ) -> torch.Tensor:
         args = (action_types, action_embeddings, action_times_ms, request_time_ms,
                 candidate_embedding, user_index)  # fmt: skip
-        n_cand = candidate_embedding.shape[0]
-        workers = self._chunk_workers(candidate_embedding, n_cand)
-        if workers == 1:
+        workers = self._chunk_workers(candidate_embedding)
+        # with workers everything runs on them, the per-request part too: the caller only
+        # waits (an op on the caller's own threads would leave its OpenMP team spinning, by
+        # default for milliseconds, on the cores the workers need)
+        pool = _chunk_pool(workers) if workers > 1 else None
+        if pool is None:
             plan = self._plan(*args)
-            if isinstance(plan, torch.Tensor):
-                return plan
-            for lo, hi in self._chunk_bounds(n_cand, 1):
-                self._chunk(plan, lo, hi)
-            return plan.out
-        # everything runs on the single-threaded workers, the per-request part too: the
-        # caller only waits (an op on the caller's own threads would leave its OpenMP team
-        # spinning, by default for milliseconds, on the cores the workers need)
-        pool = _chunk_pool(workers)
-        plan = pool.submit(self._plan_in_worker, *args).result()
+        else:
+            plan = pool.submit(_in_worker, self._plan, *args).result()
         if isinstance(plan, torch.Tensor):
             return plan
-        bounds = self._chunk_bounds(n_cand, workers)
-        for done in [pool.submit(self._chunk_in_worker, plan, lo, hi) for lo, hi in bounds]:
-            done.result()
+        bounds = self._chunk_bounds(candidate_embedding.shape[0], workers)
+        if pool is None:
+            for lo, hi in bounds:
+                self._chunk(plan, lo, hi)
+        else:
+            for done in [pool.submit(_in_worker, self._chunk, plan, lo, hi) for lo, hi in bounds]:
+                done.result()
         return plan.out
 
     def _chunk_bounds(self, n_cand: int, workers: int) -> list[tuple[int, int]]:
@@ -467,14 +473,6 @@ class FastTransAct(nn.Module):
         n_chunks = -(-n_chunks // workers) * workers
         edges = [i * n_cand // n_chunks for i in range(n_chunks + 1)]
         return list(zip(edges[:-1], edges[1:], strict=True))
-
-    def _plan_in_worker(self, *args: Any) -> _Plan | torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cpu", enabled=False):  # both thread-local
-            return self._plan(*args)
-
-    def _chunk_in_worker(self, plan: _Plan, lo: int, hi: int) -> None:
-        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-            self._chunk(plan, lo, hi)
 
     def _plan(
         self,
@@ -554,10 +552,11 @@ class FastTransAct(nn.Module):
             first = full
         torch.cat([first.flatten(1), pooled], dim=1, out=plan.out[lo:hi])
 
-    def _chunk_workers(self, candidates: torch.Tensor, n_cand: int) -> int:
+    def _chunk_workers(self, candidates: torch.Tensor) -> int:
         """How many single-threaded workers run the chunks (1 = inline, this thread)."""
         if not self.options.parallel_chunks or candidates.device.type != "cpu":
             return 1
+        n_cand = candidates.shape[0]
         workers = torch.get_num_threads()
         if workers < 2 or n_cand < 2 * _MIN_CHUNK_PER_WORKER:
             return 1
