@@ -353,16 +353,11 @@ def _publish(args: argparse.Namespace) -> int:
 def _bench_inference(args: argparse.Namespace) -> int:
     """Runs benchmarks/bench_inference.py's logic in a fresh process: OpenMP's wait policy
     must be set before torch loads, and this process has loaded it already."""
-    import os
     import subprocess
 
-    from transact.serving.memory import MALLOC_ENV
+    from transact.serving.memory import inference_env
 
-    env = dict(os.environ)
-    if args.omp_wait_policy != "default":
-        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    if args.malloc == "tuned":
-        env.update(MALLOC_ENV)
+    env = inference_env(args.omp_wait_policy, tuned_malloc=args.malloc == "tuned")
     cmd = [
         sys.executable, "-m", "transact.serving.benchmark", "--json", args.json,
         "--repeats", str(args.repeats), "--threads", str(args.threads),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import socket
 import statistics
@@ -22,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from transact.serving.memory import inference_env
 
 P99_TARGET_MS = 100.0
 
@@ -61,9 +62,7 @@ def start_demo_server(
         cmd += ["--threads", str(threads)]
     if default_malloc:
         cmd.append("--default-malloc")
-    env = dict(os.environ)
-    if omp_wait_policy != "default":
-        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+    env = inference_env(omp_wait_policy)  # malloc: the server tunes its own (--default-malloc)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -87,8 +86,7 @@ async def _one_rate(
     import httpx
 
     rng = random.Random(seed)
-    latencies: list[float] = []
-    slowest: list[tuple[float, int]] = []  # (ms, request number) for the report
+    latencies: list[tuple[float, int]] = []  # (ms, request number) of each answered request
     errors: dict[str, int] = {}
     in_flight = 0
     tasks: list[asyncio.Task] = []
@@ -105,8 +103,7 @@ async def _one_rate(
             if r.status_code != 200:
                 errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
             else:
-                latencies.append((time.perf_counter() - t) * 1000)
-                slowest.append((latencies[-1], number))
+                latencies.append(((time.perf_counter() - t) * 1000, number))
         except httpx.HTTPError as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
         finally:
@@ -128,7 +125,8 @@ async def _one_rate(
             tasks.append(asyncio.create_task(send(client, i)))
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
-    lat = sorted(latencies)
+    by_ms = sorted(latencies)
+    lat = [ms for ms, _ in by_ms]
     return {
         "rate_rps": rate,
         "sent": n,
@@ -138,7 +136,7 @@ async def _one_rate(
         "p50_ms": statistics.median(lat) if lat else None,
         "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
         "max_ms": lat[-1] if lat else None,
-        "slowest_ms_and_request_number": [[round(ms, 1), i] for ms, i in sorted(slowest)[-3:]],
+        "slowest_ms_and_request_number": [[round(ms, 1), i] for ms, i in by_ms[-3:]],
     }
 
 

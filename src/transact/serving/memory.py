@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
+import os
 
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 _M_MMAP_THRESHOLD = -3
@@ -29,8 +29,6 @@ MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
     "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
 }
-
-log = logging.getLogger(__name__)
 
 
 def keep_freed_memory() -> bool:
@@ -44,10 +42,22 @@ def keep_freed_memory() -> bool:
         libc = ctypes.CDLL(name or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        log.info("malloc tuning skipped: no glibc mallopt in this C library")
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     ok = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     return ok
+
+
+def inference_env(omp_wait_policy: str = "passive", tuned_malloc: bool = False) -> dict[str, str]:
+    """This process's environment for a child inference process (a benchmark, a server):
+    OpenMP's wait policy (``passive``/``active``; ``default`` leaves it) and, with
+    ``tuned_malloc``, :data:`MALLOC_ENV`. Both are read when the child starts, before
+    torch loads, which is why they travel as environment variables."""
+    env = dict(os.environ)
+    if omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+    if tuned_malloc:
+        env.update(MALLOC_ENV)
+    return env
