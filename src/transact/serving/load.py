@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -25,6 +26,8 @@ from typing import Any
 from transact.serving.memory import inference_env
 
 P99_TARGET_MS = 100.0
+WARMUP_RATE_RPS = 2.0  # one short run before the sweep, not reported
+WARMUP_DURATION_S = 2.0
 
 
 def _free_port() -> int:
@@ -134,7 +137,9 @@ async def _one_rate(
         "errors": errors,
         "achieved_rps": len(lat) / wall if wall > 0 else 0.0,
         "p50_ms": statistics.median(lat) if lat else None,
-        "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
+        # nearest rank: the ceil(0.99 n)-th smallest (integer arithmetic; int(0.99 n) was one
+        # rank too high whenever 100 divides n, e.g. the maximum of 100 requests)
+        "p99_ms": lat[(99 * len(lat) + 99) // 100 - 1] if lat else None,
         "max_ms": lat[-1] if lat else None,
         "slowest_ms_and_request_number": [[round(ms, 1), i] for ms, i in by_ms[-3:]],
     }
@@ -184,7 +189,11 @@ def run_service_benchmark(
         "rates": [],
     }
     try:
-        asyncio.run(_one_rate(url, 2.0, 2.0, n_candidates, n_items, max_in_flight, 0))  # warm-up
+        asyncio.run(
+            _one_rate(
+                url, WARMUP_RATE_RPS, WARMUP_DURATION_S, n_candidates, n_items, max_in_flight, 0
+            )
+        )  # warm-up
         for i, rate in enumerate(tqdm(rates, desc="bench service", unit="rate")):
             r = asyncio.run(
                 _one_rate(url, rate, duration_s, n_candidates, n_items, max_in_flight, i + 1)
@@ -198,6 +207,8 @@ def run_service_benchmark(
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)  # the demo's model files (~15 MB a run)
     held = [
         r["rate_rps"]
         for r in result["rates"]
