@@ -9,6 +9,7 @@ import torch
 
 from transact.data.schema import FeatureSpec
 from transact.models import Pinnability, PinnabilityConfig, example_ranker_inputs
+from transact.serving.cuda_graphs import GraphedForward, bucket_size
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
 from transact.serving.transfer import pack, to_device_packed, to_device_plain, unpack
 
@@ -162,3 +163,91 @@ def test_score_many_equals_one_forward_per_request(
     assert [m.shape[0] for m in merged] == [5, 12, 1, 30]
     for req, got in zip(requests, merged, strict=True):
         assert torch.allclose(got, _model_probs(model, req), atol=1e-5)
+
+
+def _graph_ready_ranker(
+    spec: FeatureSpec, device: str = "cpu"
+) -> tuple[Pinnability, ServingRanker]:
+    model = _model(spec)
+    opts = InferenceOptions(device=device, split_first_layer=False, compact_visible=False,
+                            chunk_size=0, validate_inputs=False)  # fmt: skip
+    return model, ServingRanker(model, opts)
+
+
+def test_graphed_forward_pads_to_buckets_and_ignores_stale_rows(spec: FeatureSpec) -> None:
+    model, ranker = _graph_ready_ranker(spec)
+    graphed = GraphedForward(ranker._graph_body, "cpu", batch_fields=3, min_bucket=16)
+    # 40 rows of one user, then 33 of another in the same 64-row bucket: rows 33..39 of
+    # the static buffer still hold the first request's values
+    for b, user in ((40, 4), (33, 7), (16, 2), (65, 5), (1, 3)):
+        req = _request(spec, b=b, user_row=min(user, b - 1))
+        got = graphed(list(req))
+        assert got.shape == (b, len(spec.heads))
+        assert torch.allclose(got, _model_probs(model, req), atol=1e-5)
+    assert graphed.buckets == [16, 64, 128]
+    assert bucket_size(1) == 64 and bucket_size(64) == 64 and bucket_size(65) == 128
+    with pytest.raises(ValueError, match="n=0"):
+        bucket_size(0)
+
+
+def test_graphed_forward_rejects_mismatched_rows(spec: FeatureSpec) -> None:
+    _, ranker = _graph_ready_ranker(spec)
+    graphed = GraphedForward(ranker._graph_body, "cpu", batch_fields=3)
+    req = list(_request(spec, b=10))
+    req[1] = req[1][:9]
+    with pytest.raises(ValueError, match="input 1 has 9 rows, input 0 has 10"):
+        graphed(req)
+
+
+def test_cuda_graphs_option_is_validated() -> None:
+    with pytest.raises(ValueError, match="cuda_graphs=True needs a CUDA device"):
+        InferenceOptions(cuda_graphs=True)
+    with pytest.raises(ValueError, match="exclusive"):
+        InferenceOptions(device="cuda", cuda_graphs=True, compile=True)
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_graphs_match_plain_path_across_buckets(spec: FeatureSpec) -> None:
+    model = _model(spec)
+    ranker = ServingRanker(model, InferenceOptions(device="cuda", cuda_graphs=True))
+    assert ranker.graphed is not None
+    for b, user in ((37, 4), (20, 6), (64, 1), (300, 5), (37, 2)):
+        req = _request(spec, b=b, user_row=min(user, b - 1))
+        assert torch.allclose(ranker.score(req), _model_probs(model, req), atol=1e-4)
+    assert ranker.graphed.buckets == [64, 512]
+    assert ranker.graphed.captures == 2
+    fp16 = ServingRanker(model, InferenceOptions(device="cuda", cuda_graphs=True, precision="fp16"))
+    req = _request(spec, b=37)
+    assert (fp16.score(req) - _model_probs(model, req)).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("cross_mode", ["stacked", "parallel"])
+def test_align_width_pads_the_cross_network_exactly(spec: FeatureSpec, cross_mode: str) -> None:
+    torch.manual_seed(0)
+    cfg = replace(PinnabilityConfig.preset("small"), cross_mode=cross_mode)
+    model = Pinnability(spec, cfg).eval()
+    width = model.cross.layers[0].in_features
+    assert width % 64 != 0  # otherwise there is nothing to pad
+    ranker = ServingRanker(model, InferenceOptions(align_width=64))
+    padded = ranker.model.cross.layers[0].in_features
+    assert padded % 64 == 0 and width < padded < width + 64
+    if cross_mode == "stacked":
+        assert ranker.model.mlp.net[0].in_features == padded
+    for b, user in ((37, 4), (5, 1)):
+        req = _request(spec, b=b, user_row=user)
+        assert torch.allclose(ranker.score(req), _model_probs(model, req), atol=1e-5)
+    off = ServingRanker(model, InferenceOptions())  # CPU default: no padding
+    assert off.model.cross.layers[0].in_features == width
+    with pytest.raises(ValueError, match="align_width=0"):
+        InferenceOptions(align_width=0)
+
+
+def test_half_precision_casts_gemm_weights_once(spec: FeatureSpec) -> None:
+    model = _model(spec)
+    ranker = ServingRanker(model, InferenceOptions(precision="bf16"))
+    assert ranker.model.cross.layers[0].weight.dtype == torch.bfloat16
+    assert ranker.model.heads.weight.dtype == torch.bfloat16
+    assert ranker.model.numerical_norm.running_mean.dtype == torch.float32
+    req = _request(spec)
+    assert (ranker.score(req) - _model_probs(model, req)).abs().max() < 0.02

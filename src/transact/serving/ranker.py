@@ -15,6 +15,9 @@ larger batches in the original requests directly". Switches (:class:`InferenceOp
   ``benchmarks/bench_inference.py``).
 * ``compile``: ``torch.compile`` the model (``mode="reduce-overhead"``, i.e. CUDA graphs,
   on a GPU).
+* ``cuda_graphs``: the paper's CUDA graphs without a compiler: each candidate-count bucket's
+  forward is captured once and replayed with one launch, its inputs written into one pinned
+  buffer and moved with one copy (:class:`transact.serving.cuda_graphs.GraphedForward`).
 
 All off is the plain path: the model's own eager forward on per-candidate copies.
 """
@@ -28,9 +31,13 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from transact.data.schema import RankerInputs
+from transact.models.layers import CrossNetV2
+from transact.models.pinnability import check_ranker_inputs
+from transact.serving.cuda_graphs import GraphedForward
 from transact.serving.fast_transact import FastTransAct, FastTransActOptions
 from transact.serving.transfer import to_device_packed, to_device_plain
 
@@ -51,8 +58,16 @@ class InferenceOptions:
         compact_visible: run TransAct only on positions someone can see (exact; its
             data-dependent shapes do not suit CUDA graphs).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
-        compile: ``torch.compile`` the forward (CUDA graphs on GPU).
+        compile: ``torch.compile`` the forward (``mode="reduce-overhead"`` on GPU).
+        cuda_graphs: capture the forward of one request as a CUDA graph per candidate-count
+            bucket and replay it (:mod:`transact.serving.cuda_graphs`); needs a CUDA
+            ``device``; TransAct then runs without ``compact_visible`` and the split first
+            layer (both read values on the host, which a graph cannot).
         validate_inputs: keep the model's per-row input checks (names feature and row).
+        align_width: zero-pad the DCN v2 width (and the MLP's first input) to a multiple of
+            this (exact: the padded coordinates stay 0). Tensor cores want multiples of 8;
+            the paper preset's 1539 falls back to slow fp16 kernels on a GPU. ``None``: 64
+            on CUDA, off on CPU; 1: off.
     """
 
     device: str = "cpu"
@@ -64,7 +79,9 @@ class InferenceOptions:
     compact_visible: bool = True
     precision: str = "fp32"
     compile: bool = False
+    cuda_graphs: bool = False
     validate_inputs: bool = True
+    align_width: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -73,6 +90,14 @@ class InferenceOptions:
             )
         if self.chunk_size < 0:
             raise ValueError(f"InferenceOptions.chunk_size={self.chunk_size}: must be >= 0")
+        if self.cuda_graphs and not self.device.startswith("cuda"):
+            raise ValueError(
+                f"InferenceOptions.cuda_graphs=True needs a CUDA device, device={self.device!r}"
+            )
+        if self.align_width is not None and self.align_width < 1:
+            raise ValueError(f"InferenceOptions.align_width={self.align_width}: must be >= 1")
+        if self.cuda_graphs and self.compile:
+            raise ValueError("InferenceOptions: cuda_graphs and compile are exclusive; pick one")
 
     @classmethod
     def plain(cls, device: str = "cpu") -> InferenceOptions:
@@ -127,6 +152,58 @@ class _PerFeatureLookup(nn.Module):
         return self.inner.reference(local_indices)
 
 
+class _AlignedCross(nn.Module):
+    """DCN v2 cross layers on a zero-padded width (exact; ``InferenceOptions.align_width``).
+
+    ``x_{l+1} = x0 * (W x_l + b) + x_l`` with ``W``, ``b`` padded by zeros keeps every padded
+    coordinate at 0. Returns the padded width when the next layer was padded to read it
+    (``keep_padded``), else a view of the first ``D`` columns.
+    """
+
+    def __init__(self, cross: CrossNetV2, multiple: int, keep_padded: bool) -> None:
+        super().__init__()
+        d = cross.layers[0].in_features
+        padded = -(-d // multiple) * multiple
+        self.d, self.pad, self.keep_padded = d, padded - d, keep_padded
+        layers = []
+        for old in cross.layers:
+            new = nn.Linear(padded, padded, device=old.weight.device, dtype=old.weight.dtype)
+            with torch.no_grad():
+                new.weight.zero_()
+                new.bias.zero_()
+                new.weight[:d, :d] = old.weight
+                new.bias[:d] = old.bias
+            layers.append(new)
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x0 = F.pad(x0, (0, self.pad))
+        x = x0
+        for layer in self.layers:
+            x = x0 * layer(x) + x
+        return x if self.keep_padded else x[:, : self.d]
+
+
+def _align_cross(model: Any, multiple: int) -> None:
+    """Pad ``model.cross`` (and, stacked, the MLP's first layer) to ``multiple`` columns."""
+    d = model.cross.layers[0].in_features
+    if d % multiple == 0:
+        return
+    first = model.mlp.net[0] if hasattr(model, "mlp") else None
+    stacked = getattr(model.config, "cross_mode", "stacked") == "stacked"
+    keep = stacked and isinstance(first, nn.Linear) and first.in_features == d
+    model.cross = _AlignedCross(model.cross, multiple, keep)
+    if keep:
+        padded = d + model.cross.pad
+        new = nn.Linear(padded, first.out_features, device=first.weight.device,
+                        dtype=first.weight.dtype)  # fmt: skip
+        with torch.no_grad():
+            new.weight.zero_()
+            new.weight[:, :d] = first.weight
+            new.bias.copy_(first.bias)
+        model.mlp.net[0] = new
+
+
 class ServingRanker:
     """A trained Pinnability prepared for serving; :meth:`score` ranks one request.
 
@@ -145,7 +222,10 @@ class ServingRanker:
         self.device = torch.device(opts.device)
         model = cast(Any, copy.deepcopy(model).eval().to(self.device))
         if hasattr(model, "config") and hasattr(model.config, "validate_inputs"):
-            model.config = replace(model.config, validate_inputs=opts.validate_inputs)
+            # a graph cannot raise on values: with cuda_graphs the checks run on the host
+            model.config = replace(
+                model.config, validate_inputs=opts.validate_inputs and not opts.cuda_graphs
+            )
         if not opts.consolidated_lookup and getattr(model, "embedding", None) is not None:
             model.embedding = _PerFeatureLookup(model.embedding)
         self.fast_encoder = False
@@ -156,9 +236,10 @@ class ServingRanker:
                     encoder,
                     FastTransActOptions(
                         dedup=opts.dedup,
-                        split_first_layer=opts.split_first_layer,
+                        # a CUDA graph cannot read values on the host
+                        split_first_layer=opts.split_first_layer and not opts.cuda_graphs,
                         chunk_size=opts.chunk_size,
-                        compact_visible=opts.compact_visible,
+                        compact_visible=opts.compact_visible and not opts.cuda_graphs,
                     ),
                 ).to(self.device)
                 if opts.precision != "fp32":  # bf16 keeps fp32's exponent range (split softmax)
@@ -166,6 +247,15 @@ class ServingRanker:
                 self.fast_encoder = True
             except (ValueError, AttributeError):
                 pass  # not a concat-fusion TransAct: keep the model's own encoder
+        align = opts.align_width or (64 if self.device.type == "cuda" else 1)
+        if align > 1 and isinstance(getattr(model, "cross", None), CrossNetV2):
+            _align_cross(model, align)
+        if opts.precision != "fp32":  # cast the GEMM weights once, not at every autocast call
+            for name in ("cross", "mlp", "heads", "wide"):
+                if isinstance(getattr(model, name, None), nn.Module):
+                    for m in getattr(model, name).modules():
+                        if isinstance(m, nn.Linear):
+                            m.to(PRECISIONS[opts.precision])
         for p in model.parameters():
             p.requires_grad_(False)
         self.model: Any = model
@@ -174,12 +264,23 @@ class ServingRanker:
         if opts.compile:
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self._forward = torch.compile(model, mode=mode, dynamic=True)
+        self.graphed: GraphedForward | None = None
+        if opts.cuda_graphs:
+            self.graphed = GraphedForward(self._graph_body, self.device, batch_fields=3)
+
+    @torch.inference_mode()
+    def _graph_body(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.sigmoid(self.logits(self.assemble(RequestTensors(*tensors))))
 
     def to_inputs(self, request: RequestTensors) -> RankerInputs:
         """Move a request to the device and build ``RankerInputs`` with batch B."""
+        move = to_device_packed if self.options.single_transfer else to_device_plain
+        return self.assemble(RequestTensors(*move(list(request), self.device)))
+
+    def assemble(self, t: RequestTensors) -> RankerInputs:
+        """``RankerInputs`` with batch B from a request already on the device: user-level
+        rows expanded (stride 0 with ``dedup``, copied per candidate without)."""
         opts = self.options
-        move = to_device_packed if opts.single_transfer else to_device_plain
-        t = RequestTensors(*move(list(request), self.device))
         b = t.categorical.shape[0]
 
         def per_candidate(x: torch.Tensor) -> torch.Tensor:
@@ -208,6 +309,10 @@ class ServingRanker:
 
     def score(self, request: RequestTensors) -> torch.Tensor:
         """``[B, H]`` per-head probabilities on the CPU for one request."""
+        if self.graphed is not None:
+            if self.options.validate_inputs and hasattr(self.model, "spec"):
+                check_ranker_inputs(self.model.spec, self.assemble(request))
+            return self.graphed(list(request))
         return torch.sigmoid(self.logits(self.to_inputs(request))).cpu()
 
     def score_many(self, requests: Sequence[RequestTensors]) -> list[torch.Tensor]:
