@@ -13,8 +13,11 @@ other processes hits both alike; medians are reported with the output difference
    (Table 9's setting), the plain serving path and the optimized serving path on one
    256-candidate request; FLOPs per example counted with ``FlopCounterMode`` (matmuls and
    attention), achieved GFLOP/s against a measured fp32 GEMM peak.
-3. On CUDA (when present): the same ranker's p50 forward per batch of 256 with the
-   optimized path, with and without ``torch.compile(mode="reduce-overhead")`` (CUDA graphs).
+3. On CUDA (when present): the same ranker's p50 forward per request of 256 candidates,
+   plain fp32 against the optimized path in fp32/fp16/bf16, with captured CUDA graphs
+   (``InferenceOptions.cuda_graphs``) and with ``torch.compile(mode="reduce-overhead")``;
+   candidates/s at larger requests; the TransAct module alone; a profile of the fastest
+   variant launched op by op.
 """
 
 from __future__ import annotations
@@ -292,52 +295,204 @@ def bench_ranker(batch: int = 256, repeats: int = 10) -> dict[str, Any]:
     }
 
 
-def bench_ranker_cuda(batch: int = 256, repeats: int = 50) -> dict[str, Any]:
-    """Section 3: the paper-preset ranker on CUDA; p50 forward per batch and candidates/s."""
-    if not torch.cuda.is_available():
-        return {"measured": False, "reason": "no CUDA device on this machine"}
-    from transact.models import example_ranker_inputs
-
-    spec, model = _paper_ranker()
-    x = example_ranker_inputs(spec, batch, seed=1)
-    req = _one_request(x)
-    out: dict[str, Any] = {"measured": True, "gpu": torch.cuda.get_device_name(0), "batch": batch}
+def _cuda_variants(device: str) -> dict[str, InferenceOptions]:
+    """The GPU serving variants, each against ``plain_fp32`` (one chunk: on a GPU every
+    chunk costs launches and a host sync)."""
+    fast = {"device": device, "validate_inputs": False, "chunk_size": 0}
     variants = {
-        "plain_fp32": InferenceOptions.plain(device="cuda"),
-        # one chunk on a GPU: every chunk costs launches and a host sync
-        "optimized_fp32": InferenceOptions(device="cuda", validate_inputs=False, chunk_size=0),
-        "optimized_fp16": InferenceOptions(
-            device="cuda", validate_inputs=False, precision="fp16", chunk_size=0
-        ),
-        "optimized_bf16": InferenceOptions(
-            device="cuda", validate_inputs=False, precision="bf16", chunk_size=0
-        ),
-        # CUDA graphs need static shapes and no host syncs: dedup + one packed copy + fused
-        # layers, without the data-dependent compaction and the split's underflow check
-        "dedup_fp16_cuda_graphs": InferenceOptions(
-            device="cuda",
-            validate_inputs=False,
-            precision="fp16",
-            compile=True,
-            chunk_size=0,
-            split_first_layer=False,
-            compact_visible=False,
+        "plain_fp32": InferenceOptions.plain(device=device),
+        "optimized_fp32": InferenceOptions(**fast),
+        "optimized_fp16": InferenceOptions(**fast, precision="fp16"),
+        "optimized_bf16": InferenceOptions(**fast, precision="bf16"),
+        # the same through torch.compile(mode="reduce-overhead"); run last, alone
+        "dedup_fp16_compile_reduce_overhead": InferenceOptions(
+            **fast, precision="fp16", compile=True, split_first_layer=False, compact_visible=False
         ),
     }
-    ref = ServingRanker(model, variants["plain_fp32"]).score(req)
-    fns = {}
-    for name, opts in variants.items():
+    if device.startswith("cuda"):  # the paper's CUDA graphs: one capture per bucket
+        variants["optimized_fp32_cuda_graphs"] = InferenceOptions(**fast, cuda_graphs=True)
+        variants["optimized_fp16_cuda_graphs"] = InferenceOptions(
+            **fast, precision="fp16", cuda_graphs=True
+        )
+        # ablation: the DCN width left at the paper preset's 1539 (no tensor-core alignment)
+        variants["optimized_fp16_cuda_graphs_unaligned"] = InferenceOptions(
+            **fast, precision="fp16", cuda_graphs=True, align_width=1
+        )
+    return variants
+
+
+def _request_of(spec: Any, batch: int, seed: int = 1) -> RequestTensors:
+    from transact.models import example_ranker_inputs
+
+    return _one_request(example_ranker_inputs(spec, batch, seed=seed))
+
+
+def _profile_table(fn: Callable[[], Any], device: str, rows: int = 12) -> str:
+    """The ``rows`` most expensive ops of three calls of ``fn`` (device time on CUDA)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(3):
+            fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    try:
+        return str(prof.key_averages().table(sort_by=key, row_limit=rows))
+    except Exception:  # older/newer torch name the device column differently
+        return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def _transact_module_on(device: str, batch: int, repeats: int) -> dict[str, Any]:
+    """TransAct alone on ``device``: plain ``nn.TransformerEncoder`` vs one-chunk FastTransAct."""
+    from transact.models import TransAct, TransActConfig
+
+    torch.manual_seed(0)
+    model = TransAct(TransActConfig()).eval()
+    ref = ReferenceTransAct.from_transact(model).to(device)
+    fast = FastTransAct.from_transact(model, FastTransActOptions(chunk_size=0)).to(device)
+    args = [t.to(device) for t in _sequence_batch(batch, 100, 32, distinct=False)]
+    with torch.no_grad():
+        want = ref(*args)
+    got = fast(*args)
+
+    def run_ref() -> None:
+        with torch.no_grad():
+            ref(*args)
+
+    t = interleaved({"plain_nn_transformer_encoder": run_ref, "fast": lambda: fast(*args)},
+                    repeats, warmup=5, sync=device == "cuda")  # fmt: skip
+    return {
+        "timings": t,
+        "speedup_fast_vs_plain": t["plain_nn_transformer_encoder"]["median_ms"]
+        / t["fast"]["median_ms"],
+        "max_abs_diff_fast_vs_plain": (got - want).abs().max().item(),
+    }
+
+
+def _profile_into(
+    out: dict[str, Any],
+    eager: list[str],
+    rankers: Mapping[str, ServingRanker],
+    req: RequestTensors,
+    device: str,
+) -> None:
+    """Profile the fastest variant launched op by op (no graph) into ``out["profile"]``."""
+    t = out["timings"]
+    best = min((k for k in eager if k in t and k != "plain_fp32" and "graphs" not in k),
+               key=lambda k: t[k]["median_ms"], default="plain_fp32")  # fmt: skip
+    if "optimized_fp16" in t:  # the precision the graphs serve in: its kernels
+        best = "optimized_fp16"
+    out["profiled_variant"] = best
+    try:
+        out["profile"] = _profile_table(lambda: rankers[best].score(req), device)
+    except Exception as exc:
+        out["error_profile"] = repr(exc)[:500]
+
+
+def _graph_replay_times(
+    out: dict[str, Any], rankers: Mapping[str, ServingRanker], req: RequestTensors, repeats: int
+) -> None:
+    """How much of a graphed request is the GPU's: the replay alone, synchronised."""
+    for name, ranker in rankers.items():
+        if ranker.graphed is None:
+            continue
+        g = ranker.graphed.graph_for(list(req))
+
+        def replay(g: Any = g) -> None:
+            g.graph.replay()
+            torch.cuda.synchronize()
+
+        out[f"graph_replay_only_{name}"] = interleaved({"r": replay}, repeats, sync=True)["r"]
+
+
+def bench_ranker_cuda(
+    batch: int = 256,
+    repeats: int = 50,
+    device: str = "cuda",
+    sweep: tuple[int, ...] = (1024, 4096),
+    variants: tuple[str, ...] | None = None,
+    profile: bool = True,
+) -> dict[str, Any]:
+    """Section 3: the paper-preset ranker on CUDA; p50 forward per batch and candidates/s.
+
+    Every variant of :func:`_cuda_variants` (or those named in ``variants``) on one request
+    of ``batch`` candidates, interleaved, each with its largest probability difference from
+    the plain fp32 path; then candidates/s of the optimized variants at the larger requests
+    of ``sweep`` ("use the larger batches in the original requests directly"); the TransAct
+    module alone; and a profile of the fastest eager variant. ``device="cpu"`` runs the same code
+    without a GPU (tests use it)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        return {"measured": False, "reason": "no CUDA device on this machine"}
+    sync = device == "cuda"
+    spec, model = _paper_ranker()
+    req = _request_of(spec, batch)
+    out: dict[str, Any] = {
+        "measured": True,
+        "device": torch.cuda.get_device_name(0) if sync else device,
+        "batch": batch,
+    }
+    chosen = {k: v for k, v in _cuda_variants(device).items() if variants is None or k in variants}
+    chosen.setdefault("plain_fp32", InferenceOptions.plain(device=device))
+    try:
+        out["transact_module_one_request"] = _transact_module_on(device, batch, repeats)
+    except Exception as exc:
+        out["error_transact_module"] = repr(exc)[:500]
+    ref = ServingRanker(model, chosen["plain_fp32"]).score(req)
+    out["timings"], out["sweep"] = {}, {}
+    # eager variants interleaved first; compiled ones after, each alone: a compiled graph
+    # left in the process has broken later eager copies in some torch releases
+    eager = [k for k, o in chosen.items() if not o.compile]
+    groups = [eager] + [[k] for k, o in chosen.items() if o.compile]
+    rankers: dict[str, ServingRanker] = {}
+    bigs = {b: _request_of(spec, b) for b in sweep}  # built before anything is compiled
+    for group in groups:
+        if group is not eager and profile and out["timings"] and "profile" not in out:
+            _profile_into(out, eager, rankers, req, device)
+        fns: dict[str, Callable[[], Any]] = {}
+        for name in group:
+            try:
+                ranker = ServingRanker(model, chosen[name])
+                t0 = time.perf_counter()
+                got = ranker.score(req)  # first call: compiles / records graphs
+                out[f"first_call_s_{name}"] = time.perf_counter() - t0
+                out[f"max_abs_prob_diff_{name}"] = (got - ref).abs().max().item()
+                rankers[name] = ranker
+                fns[name] = lambda r=ranker: r.score(req)
+            except Exception as exc:  # report, do not lose the other figures
+                out[f"error_{name}"] = repr(exc)[:500]
         try:
-            ranker = ServingRanker(model, opts)
-            got = ranker.score(req)
-            out[f"max_abs_prob_diff_{name}"] = (got - ref).abs().max().item()
-            fns[name] = lambda ranker=ranker: ranker.score(req)
-        except Exception as exc:  # report, do not lose the other figures
-            out[f"error_{name}"] = repr(exc)[:300]
-    t = interleaved(fns, repeats, warmup=5, sync=True)
-    out["timings"] = t
+            out["timings"].update(interleaved(fns, repeats, warmup=5, sync=sync))
+            if group is eager and sync:
+                _graph_replay_times(out, rankers, req, repeats)
+        except Exception as exc:
+            out[f"error_timing_{'_'.join(group)}"] = repr(exc)[:500]
+        for b in sweep:
+            big = bigs[b]
+            try:
+                big_fns = {}
+                for name in fns:
+                    rankers[name].score(big)
+                    big_fns[name] = lambda r=rankers[name], big=big: r.score(big)
+                ts = interleaved(big_fns, max(5, repeats // 4), warmup=3, sync=sync)
+            except Exception as exc:
+                out[f"error_sweep_{b}_{'_'.join(group)}"] = repr(exc)[:500]
+                continue
+            out["sweep"].setdefault(str(b), {}).update(
+                {
+                    k: {
+                        "median_ms": v["median_ms"],
+                        "candidates_per_s": b / (v["median_ms"] / 1000),
+                    }
+                    for k, v in ts.items()
+                }
+            )
+    t = out["timings"]
     out["candidates_per_s"] = {k: batch / (v["median_ms"] / 1000) for k, v in t.items()}
     out["goal"] = "p50 forward per batch of 256 <= 1 ms (paper: 8 ms)"
+    if profile and t and "profile" not in out:
+        _profile_into(out, eager, rankers, req, device)
     return out
 
 
@@ -360,7 +515,12 @@ def run_all(
         if json_path:  # write as we go: a long run keeps what it measured
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
             Path(json_path).write_text(json.dumps(result, indent=2))
-    result["machine_after"] = machine()
+    try:
+        result["machine_after"] = machine()
+    except (
+        RuntimeError
+    ) as exc:  # a torch.compile bug can leave torch unusable (docs/performance.md)
+        result["machine_after"] = repr(exc)[:300]
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     print(summary(result))
@@ -397,11 +557,30 @@ def summary(result: dict[str, Any]) -> str:
         if not cu.get("measured"):
             lines.append(f"cuda: not measured ({cu.get('reason')})")
         else:
+            lines.append(f"cuda ({cu['device']}), one request of {cu['batch']} candidates:")
             for k, v in cu["timings"].items():
                 lines.append(
-                    f"  cuda {k}: p50 {v['median_ms']:.3f} ms/batch, "
-                    f"{cu['candidates_per_s'][k]:.0f} candidates/s"
+                    f"  {k}: p50 {v['median_ms']:.3f} ms/batch, "
+                    f"{cu['candidates_per_s'][k]:.0f} candidates/s, "
+                    f"max prob diff {cu.get(f'max_abs_prob_diff_{k}', float('nan')):.1e}"
                 )
+            for b, row in cu.get("sweep", {}).items():
+                lines.append(
+                    f"  {b} candidates: "
+                    + ", ".join(f"{k} {v['candidates_per_s']:.3g}/s" for k, v in row.items())
+                )
+            for k, v in cu.items():
+                if k.startswith("graph_replay_only_"):
+                    lines.append(f"  {k}: p50 {v['median_ms']:.3f} ms")
+            tm = cu.get("transact_module_one_request")
+            if tm:
+                lines.append(
+                    f"  TransAct module: plain "
+                    f"{tm['timings']['plain_nn_transformer_encoder']['median_ms']:.3f} ms, fast "
+                    f"{tm['timings']['fast']['median_ms']:.3f} ms "
+                    f"({tm['speedup_fast_vs_plain']:.2f}x, diff {tm['max_abs_diff_fast_vs_plain']:.1e})"
+                )
+            lines += [f"  ERROR {k}: {v}" for k, v in cu.items() if k.startswith("error")]
     return "\n".join(lines)
 
 
