@@ -30,3 +30,16 @@ def test_publish_writes_model_and_checksum(tmp_path: Path) -> None:
     assert (dest / MODEL_FILE).read_bytes() == src.read_bytes()
     assert (dest / (MODEL_FILE + ".sha256")).read_text().strip() == file_sha256(src)
     assert list_versions(tmp_path / "m") == ["v7"]
+
+
+def test_inference_flags_pick_device_defaults() -> None:
+    from transact.serving.cli import _options
+
+    parser = build_parser()
+    base = ["serve", "run", "--models", "m", "--data", "d"]
+    cpu = _options(parser.parse_args(base))
+    assert cpu.device == "cpu" and cpu.chunk_size == 32 and not cpu.cuda_graphs
+    gpu = _options(parser.parse_args([*base, "--device", "cuda", "--cuda-graphs",
+                                      "--precision", "fp16"]))  # fmt: skip
+    assert gpu.chunk_size == 0 and gpu.cuda_graphs and gpu.precision == "fp16"
+    assert _options(parser.parse_args([*base, "--chunk-size", "64"])).chunk_size == 64

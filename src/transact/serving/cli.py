@@ -39,10 +39,17 @@ def _add_inference_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     g.add_argument("--plain", action="store_true", help="no optimization: the reference path")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    g.add_argument("--compile", action="store_true", help="torch.compile (CUDA graphs on GPU)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the forward (mode reduce-overhead on GPU)")  # fmt: skip
     g.add_argument(
-        "--chunk-size", type=int, default=32, help="TransAct candidates per chunk (0 = all at once)"
-    )
+        "--cuda-graphs", action="store_true",
+        help="capture each candidate-count bucket's forward as a CUDA graph and replay it "
+        "(GPU only; the fastest GPU path, with --precision fp16: docs/performance.md)",
+    )  # fmt: skip
+    g.add_argument(
+        "--chunk-size", type=int, default=None,
+        help="TransAct candidates per chunk (0 = all at once; default 32 on CPU, 0 on GPU)",
+    )  # fmt: skip
     g.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
 
 
@@ -224,11 +231,15 @@ def _options(args: argparse.Namespace):  # -> InferenceOptions
         torch.set_num_threads(args.threads)
     if args.plain:
         return InferenceOptions.plain(device=args.device)
+    chunk = args.chunk_size
+    if chunk is None:  # on a GPU every chunk costs launches
+        chunk = 0 if args.device.startswith("cuda") else 32
     return InferenceOptions(
         device=args.device,
         precision=args.precision,
         compile=args.compile,
-        chunk_size=args.chunk_size,
+        cuda_graphs=args.cuda_graphs,
+        chunk_size=chunk,
     )
 
 
