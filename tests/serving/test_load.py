@@ -179,6 +179,28 @@ def test_percentiles_reflect_a_known_server_delay(make_server: Any) -> None:
     assert slowest[-1][0] == pytest.approx(r["max_ms"], abs=0.1)
 
 
+def test_a_client_that_falls_behind_cannot_hide_the_wait(make_server: Any) -> None:
+    """Latency counts from the scheduled send time (no coordinated omission): a client whose
+    event loop is blocked for 200 ms charges that wait to the requests it sent late."""
+    server = make_server()  # answers at once
+    url = server.start()
+
+    async def blocked() -> dict:
+        async def block() -> None:
+            await asyncio.sleep(0.05)
+            time.sleep(0.2)  # the client's loop stalls, e.g. sharing cores with the server
+
+        run = load._one_rate(url, 100, 0.5, N_CANDIDATES, N_ITEMS, 64, seed=1)
+        r, _ = await asyncio.gather(run, block())
+        return r
+
+    r = asyncio.run(blocked())
+    assert r["ok"] == 50 and r["errors"] == {}
+    assert r["max_client_send_lag_ms"] >= 150, r
+    assert r["max_ms"] >= 150, r  # the request due at ~50 ms went out at ~250 ms
+    assert r["p50_ms"] < 50, r  # the rest were on time
+
+
 def test_p99_is_the_nearest_rank_not_the_maximum(make_server: Any) -> None:
     """One slow request in 100 is the maximum, not the 99th percentile (99 of 100 are fast)."""
     server = make_server(lambda k: (0.2 if k == 50 else 0.0, 200))
