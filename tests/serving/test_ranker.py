@@ -9,7 +9,7 @@ import torch
 
 from transact.data.schema import FeatureSpec
 from transact.models import Pinnability, PinnabilityConfig, example_ranker_inputs
-from transact.serving.cuda_graphs import GraphedForward, bucket_size
+from transact.serving.cuda_graphs import GraphedForward, bucket_size, graph_buckets
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
 from transact.serving.transfer import pack, to_device_packed, to_device_plain, unpack
 
@@ -251,3 +251,14 @@ def test_half_precision_casts_gemm_weights_once(spec: FeatureSpec) -> None:
     assert ranker.model.numerical_norm.running_mean.dtype == torch.float32
     req = _request(spec)
     assert (ranker.score(req) - _model_probs(model, req)).abs().max() < 0.02
+
+
+def test_smoke_check_captures_every_bucket_up_to_max_candidates(spec: FeatureSpec) -> None:
+    from transact.serving.service import smoke_check
+
+    _, ranker = _graph_ready_ranker(spec)
+    ranker.graphed = GraphedForward(ranker._graph_body, "cpu", batch_fields=3)  # CPU stand-in
+    out = smoke_check(ranker, max_candidates=300)
+    assert out.shape == (2, len(spec.heads)) and torch.isfinite(out).all()
+    assert ranker.graphed.buckets == [64, 128, 256, 512] == graph_buckets(300)
+    assert graph_buckets(64) == [64] and graph_buckets(65) == [64, 128]

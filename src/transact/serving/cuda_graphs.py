@@ -45,6 +45,14 @@ def bucket_size(n: int, min_bucket: int = 64) -> int:
     return max(min_bucket, 1 << (n - 1).bit_length())
 
 
+def graph_buckets(max_rows: int, min_bucket: int = 64) -> list[int]:
+    """Every bucket a request of 1..``max_rows`` candidates can fall in, smallest first."""
+    out = [bucket_size(1, min_bucket)]
+    while out[-1] < max_rows:
+        out.append(out[-1] * 2)
+    return out
+
+
 def _layout(shapes: Sequence[tuple[torch.dtype, tuple[int, ...]]]) -> PackedLayout:
     entries = []
     offset = 0
@@ -135,7 +143,9 @@ class GraphedForward:
                     self.forward(g.device_views)
             torch.cuda.current_stream(self.device).wait_stream(stream)
             g.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g.graph, pool=self._pool):
+            # thread_local: other threads keep serving (an older model version during a hot
+            # reload) while this one captures
+            with torch.cuda.graph(g.graph, pool=self._pool, capture_error_mode="thread_local"):
                 g.out = self.forward(g.device_views)
             self.captures += 1
         return g
@@ -167,4 +177,4 @@ class GraphedForward:
             return g.out[:b].to("cpu")  # waits for the replay
 
 
-__all__ = ["GraphedForward", "bucket_size"]
+__all__ = ["GraphedForward", "bucket_size", "graph_buckets"]

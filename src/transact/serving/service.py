@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from transact.data.schema import FeatureSpec, SequenceSource, UserEmbeddingSource
+from transact.serving.cuda_graphs import graph_buckets
 from transact.serving.engine import RankingEngine, ServiceConfig
 from transact.serving.features import (
     FeatureAssembler,
@@ -43,9 +45,16 @@ def smoke_request(spec: FeatureSpec, n_candidates: int = 2) -> RequestTensors:
     )
 
 
-def smoke_check(ranker: ServingRanker) -> torch.Tensor:
-    """Score :func:`smoke_request` with ``ranker`` (the registry's pre-swap check)."""
-    return ranker.score(smoke_request(ranker.model.spec))
+def smoke_check(ranker: ServingRanker, max_candidates: int | None = None) -> torch.Tensor:
+    """Score :func:`smoke_request` with ``ranker`` (the registry's pre-swap check).
+
+    With CUDA graphs, also capture every candidate-count bucket up to ``max_candidates``
+    here, before the version takes traffic, so that no request waits for a capture."""
+    out = ranker.score(smoke_request(ranker.model.spec))
+    if ranker.graphed is not None and max_candidates:
+        for b in graph_buckets(max_candidates, ranker.graphed.min_bucket):
+            ranker.score(smoke_request(ranker.model.spec, b))
+    return out
 
 
 @dataclass
@@ -75,7 +84,13 @@ def build_engine(
     verifies.
     """
     options = options or InferenceOptions()
-    registry = ModelRegistry(models_dir, options, expected_spec=spec, smoke=smoke_check)
+    config = config or ServiceConfig()
+    registry = ModelRegistry(
+        models_dir,
+        options,
+        expected_spec=spec,
+        smoke=partial(smoke_check, max_candidates=config.max_candidates),
+    )
     handle = registry.reload()
     if handle is None:
         raise RuntimeError(
