@@ -262,3 +262,19 @@ def test_smoke_check_captures_every_bucket_up_to_max_candidates(spec: FeatureSpe
     assert out.shape == (2, len(spec.heads)) and torch.isfinite(out).all()
     assert ranker.graphed.buckets == [64, 128, 256, 512] == graph_buckets(300)
     assert graph_buckets(64) == [64] and graph_buckets(65) == [64, 128]
+
+
+def test_graphed_ranker_checks_inputs_on_the_host(spec: FeatureSpec) -> None:
+    """A graph cannot raise on values, so with graphs the checks run before the replay."""
+    model = _model(spec)
+    ranker = ServingRanker(model, InferenceOptions(split_first_layer=False, compact_visible=False))
+    ranker.model.config = replace(ranker.model.config, validate_inputs=False)  # as on CUDA
+    ranker.graphed = GraphedForward(ranker._graph_body, "cpu", batch_fields=3)  # CPU stand-in
+    req = _request(spec, b=12)
+    bad = req.categorical.clone()
+    bad[5, 0] = spec.categorical[0].cardinality  # one past the end of feature 0
+    with pytest.raises(ValueError, match=r"categorical\[5, 0\]"):
+        ranker.score(req._replace(categorical=bad))
+    with pytest.raises(ValueError, match=r"categorical\[5, 0\]"):
+        ranker.score_many([req, req._replace(categorical=bad)])
+    assert ranker.graphed.buckets == []  # nothing reached the graph

@@ -307,11 +307,15 @@ class ServingRanker:
         with torch.autocast(self.device.type, dtype=dtype):
             return self._forward(inputs).float()
 
+    def _check_on_host(self, request: RequestTensors) -> None:
+        """The model's input checks, run before a graph (which cannot raise on values)."""
+        if self.options.validate_inputs and hasattr(self.model, "spec"):
+            check_ranker_inputs(self.model.spec, self.assemble(request))
+
     def score(self, request: RequestTensors) -> torch.Tensor:
         """``[B, H]`` per-head probabilities on the CPU for one request."""
         if self.graphed is not None:
-            if self.options.validate_inputs and hasattr(self.model, "spec"):
-                check_ranker_inputs(self.model.spec, self.assemble(request))
+            self._check_on_host(request)
             return self.graphed(list(request))
         return torch.sigmoid(self.logits(self.to_inputs(request))).cpu()
 
@@ -324,6 +328,9 @@ class ServingRanker:
         """
         if len(requests) == 1:
             return [self.score(requests[0])]
+        if self.graphed is not None:  # several users stay eager; the checks stay on the host
+            for r in requests:
+                self._check_on_host(r)
         opts = self.options
         sizes = [int(r.categorical.shape[0]) for r in requests]
         merged = [torch.cat([r[i] for r in requests]) for i in range(len(RequestTensors._fields))]
