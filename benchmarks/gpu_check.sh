@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Every GPU figure of the serving issue in one short run (about five minutes on one H100).
+# Every GPU figure of the serving issue in one short run (about a minute on one H100).
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        # default OUT_DIR: $OUT or runs/gpu_check
 #
 # 1. the torch/CUDA versions and nvidia-smi, so the numbers name their machine (env.txt);
-# 2. the CUDA-marked serving tests: optimized == plain on the GPU, one packed copy
-#    (cuda_tests.txt);
+# 2. the CUDA-marked serving tests: optimized == plain on the GPU, one packed copy, CUDA
+#    graphs == plain across buckets (cuda_tests.txt);
 # 3. benchmarks/bench_inference.py --sections cuda (inference_gpu.json / .txt): the
 #    paper-preset ranker's p50 per request of 256 candidates, plain fp32 against the
-#    optimized path in fp32/fp16/bf16 and fp16 + CUDA graphs (torch.compile
-#    mode="reduce-overhead"), score differences, candidates/s at 1024 and 4096 candidates,
-#    the TransAct module alone, and a profile of the fastest variant.
+#    optimized path eager in fp32/fp16/bf16, with CUDA graphs (fp32, fp16, fp16 without
+#    the DCN width alignment) and through torch.compile(mode="reduce-overhead"); score
+#    differences; the graph replay alone; candidates/s at 1024 and 4096 candidates; the
+#    TransAct module alone; a profile of the fastest eager variant.
 # Needs a Python whose torch has CUDA (set PYTHON=..., else .venv/bin/python, else python3),
 # with numpy, pyarrow, scipy, tqdm, cloudpickle, prometheus_client and pytest; nothing of the
 # service (FastAPI, RocksDB, Redis, Kafka) is imported.
