@@ -172,8 +172,9 @@ def test_percentiles_reflect_a_known_server_delay(make_server: Any) -> None:
 
     assert r["ok"] == 50 and r["errors"] == {}
     assert 20 <= r["p50_ms"] <= 60, r
-    assert 20 <= r["p99_ms"] <= 100, r
-    assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+    # p99 of 50 requests is the slowest one: no upper bound, one stall of a shared 2-core
+    # machine is charged to it (latency counts from the scheduled send time)
+    assert 20 <= r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], r
     slowest = r["slowest_ms_and_request_number"]
     assert len(slowest) == 3 and all(ms >= 20 for ms, _ in slowest)
     assert slowest[-1][0] == pytest.approx(r["max_ms"], abs=0.1)
@@ -201,31 +202,33 @@ def test_a_client_that_falls_behind_cannot_hide_the_wait(make_server: Any) -> No
     assert r["p50_ms"] < 50, r  # the rest were on time
 
 
-def test_p99_is_the_nearest_rank_not_the_maximum(make_server: Any) -> None:
-    """One slow request in 100 is the maximum, not the 99th percentile (99 of 100 are fast)."""
-    server = make_server(lambda k: (0.2 if k == 50 else 0.0, 200))
-    r = one_rate(server.start(), rate=200, duration_s=0.5)
-
-    assert r["ok"] == 100
-    assert r["max_ms"] >= 200
-    assert r["p99_ms"] < 100, r  # int(0.99 * 100) = 99 picked the maximum here
-
-    server2 = make_server(lambda k: (0.2 if k in (30, 60) else 0.0, 200))
-    r2 = one_rate(server2.start(), rate=200, duration_s=0.5)
-    assert r2["ok"] == 100 and r2["p99_ms"] >= 200  # two slow in 100: the 99th is slow
+def test_p99_is_the_nearest_rank_not_the_maximum() -> None:
+    """One slow request in 100 is the maximum, not the 99th percentile (99 of 100 are fast);
+    checked on the summary itself, so no scheduler stall can move it."""
+    fast = [(10.0 + i / 100, i) for i in range(99)]
+    one = load.latency_summary([*fast, (200.0, 99)], wall_s=0.5)
+    assert one["ok"] == 100 and one["achieved_rps"] == 200
+    assert one["max_ms"] == 200.0
+    assert one["p99_ms"] == pytest.approx(10.98)  # the 99th smallest; int(0.99 * 100) = 99 was 200
+    assert one["p50_ms"] == pytest.approx((10.49 + 10.50) / 2)
+    two = load.latency_summary([*fast[:98], (200.0, 98), (250.0, 99)], wall_s=0.5)
+    assert two["p99_ms"] == 200.0  # two slow in 100: the 99th is slow
+    assert two["slowest_ms_and_request_number"] == [[11.0, 97], [200.0, 98], [250.0, 99]]  # 0.1 ms
+    assert load.latency_summary([(5.0, 0)], 1.0)["p99_ms"] == 5.0
+    assert load.latency_summary([], 1.0)["p50_ms"] is None
 
 
 def test_slowest_requests_name_the_slow_requests(make_server: Any) -> None:
-    slow = {13: 0.12, 41: 0.16, 77: 0.20}  # arrival number -> delay
+    slow = {13: 0.3, 41: 0.4, 77: 0.5}  # arrival number -> delay; far above any stall
     server = make_server(lambda k: (slow.get(k, 0.0), 200))
     r = one_rate(server.start(), rate=100, duration_s=1.0)
 
     assert r["ok"] == 100 and r["errors"] == {}
     # requests 10 ms apart arrive in the order they were numbered; listed fastest first
     assert [number for _, number in r["slowest_ms_and_request_number"]] == [13, 41, 77]
-    for (ms, number), low in zip(r["slowest_ms_and_request_number"], (120, 160, 200), strict=True):
-        assert low <= ms < low + 60, (number, ms)
-    assert r["max_ms"] >= 200
+    for (ms, number), low in zip(r["slowest_ms_and_request_number"], (300, 400, 500), strict=True):
+        assert low <= ms < low + 100, (number, ms)
+    assert r["max_ms"] >= 500
 
 
 def test_server_errors_are_counted_and_kept_out_of_latency(make_server: Any) -> None:

@@ -135,21 +135,24 @@ async def _one_rate(
             tasks.append(asyncio.create_task(send(client, i, target)))
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
+    return {"rate_rps": rate, "sent": n, "errors": errors,
+            **latency_summary(latencies, wall), "max_client_send_lag_ms": round(lag_ms, 2)}  # fmt: skip
+
+
+def latency_summary(latencies: list[tuple[float, int]], wall_s: float) -> dict[str, Any]:
+    """``ok``, achieved rate, p50, p99 (nearest rank), max and the three slowest
+    ``[ms, request number]`` of the answered requests' ``(ms, request number)``."""
     by_ms = sorted(latencies)
     lat = [ms for ms, _ in by_ms]
     return {
-        "rate_rps": rate,
-        "sent": n,
         "ok": len(lat),
-        "errors": errors,
-        "achieved_rps": len(lat) / wall if wall > 0 else 0.0,
+        "achieved_rps": len(lat) / wall_s if wall_s > 0 else 0.0,
         "p50_ms": statistics.median(lat) if lat else None,
         # nearest rank: the ceil(0.99 n)-th smallest (integer arithmetic; int(0.99 n) was one
         # rank too high whenever 100 divides n, e.g. the maximum of 100 requests)
         "p99_ms": lat[(99 * len(lat) + 99) // 100 - 1] if lat else None,
         "max_ms": lat[-1] if lat else None,
         "slowest_ms_and_request_number": [[round(ms, 1), i] for ms, i in by_ms[-3:]],
-        "max_client_send_lag_ms": round(lag_ms, 2),
     }
 
 
