@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from transact.cli import build_parser, main
 from transact.serving.registry import MODEL_FILE, file_sha256, list_versions
 
@@ -43,3 +45,7 @@ def test_inference_flags_pick_device_defaults() -> None:
                                       "--precision", "fp16"]))  # fmt: skip
     assert gpu.chunk_size == 0 and gpu.cuda_graphs and gpu.precision == "fp16"
     assert _options(parser.parse_args([*base, "--chunk-size", "64"])).chunk_size == 64
+    with pytest.raises(SystemExit, match="cuda_graphs=True needs a CUDA device"):
+        _options(parser.parse_args([*base, "--cuda-graphs"]))
+    with pytest.raises(SystemExit, match="chunk_size=-1"):
+        _options(parser.parse_args([*base, "--chunk-size", "-1"]))

@@ -234,13 +234,16 @@ def _options(args: argparse.Namespace):  # -> InferenceOptions
     chunk = args.chunk_size
     if chunk is None:  # on a GPU every chunk costs launches
         chunk = 0 if args.device.startswith("cuda") else 32
-    return InferenceOptions(
-        device=args.device,
-        precision=args.precision,
-        compile=args.compile,
-        cuda_graphs=args.cuda_graphs,
-        chunk_size=chunk,
-    )
+    try:
+        return InferenceOptions(
+            device=args.device,
+            precision=args.precision,
+            compile=args.compile,
+            cuda_graphs=args.cuda_graphs,
+            chunk_size=chunk,
+        )
+    except ValueError as exc:  # a bad flag combination: say which, no traceback
+        raise SystemExit(f"transact: {exc}") from None
 
 
 def _config(args: argparse.Namespace):  # -> ServiceConfig
