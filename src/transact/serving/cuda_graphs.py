@@ -33,9 +33,7 @@ from typing import Any
 
 import torch
 
-from transact.serving.transfer import PackedLayout, unpack
-
-_ALIGN = 16
+from transact.serving.transfer import layout_of, unpack
 
 
 def bucket_size(n: int, min_bucket: int = 64) -> int:
@@ -51,18 +49,6 @@ def graph_buckets(max_rows: int, min_bucket: int = 64) -> list[int]:
     while out[-1] < max_rows:
         out.append(out[-1] * 2)
     return out
-
-
-def _layout(shapes: Sequence[tuple[torch.dtype, tuple[int, ...]]]) -> PackedLayout:
-    entries = []
-    offset = 0
-    for dtype, shape in shapes:
-        entries.append((dtype, shape, offset))
-        n = 1
-        for s in shape:
-            n *= s
-        offset += -(-n * torch.empty((), dtype=dtype).element_size() // _ALIGN) * _ALIGN
-    return PackedLayout(tuple(entries), offset)
 
 
 @dataclass
@@ -129,7 +115,7 @@ class GraphedForward:
         )
 
     def _build(self, key: tuple[Any, ...]) -> _Graph:
-        layout = _layout(key)
+        layout = layout_of(key)
         cuda = self.device.type == "cuda"
         host = torch.zeros(layout.nbytes, dtype=torch.uint8, pin_memory=cuda)
         device_buffer = host if not cuda else torch.zeros_like(host, device=self.device)

@@ -9,6 +9,7 @@ original dtypes and shapes. :func:`to_device_plain` is the reference: one copy p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,17 @@ class PackedLayout:
     nbytes: int
 
 
+def layout_of(specs: Sequence[tuple[torch.dtype, tuple[int, ...]]]) -> PackedLayout:
+    """Where tensors of these ``(dtype, shape)`` go in one packed buffer."""
+    entries: list[tuple[torch.dtype, tuple[int, ...], int]] = []
+    offset = 0
+    for dtype, shape in specs:
+        entries.append((dtype, tuple(shape), offset))
+        nbytes = math.prod(shape) * dtype.itemsize
+        offset += -(-nbytes // _ALIGN) * _ALIGN
+    return PackedLayout(tuple(entries), offset)
+
+
 def pack(tensors: Sequence[torch.Tensor], pin: bool = False) -> tuple[torch.Tensor, PackedLayout]:
     """Copy CPU ``tensors`` into one ``[nbytes]`` uint8 buffer; returns it and its layout.
 
@@ -32,29 +44,23 @@ def pack(tensors: Sequence[torch.Tensor], pin: bool = False) -> tuple[torch.Tens
         tensors: CPU tensors of any dtype and shape (non-contiguous ones are compacted).
         pin: allocate the buffer in page-locked memory (for async copies to CUDA).
     """
-    entries: list[tuple[torch.dtype, tuple[int, ...], int]] = []
-    offset = 0
-    for t in tensors:
+    for i, t in enumerate(tensors):
         if t.device.type != "cpu":
-            raise ValueError(f"pack: tensor {len(entries)} is on {t.device}, expected cpu")
-        entries.append((t.dtype, tuple(t.shape), offset))
-        offset += -(-t.numel() * t.element_size() // _ALIGN) * _ALIGN
-    buffer = torch.empty(offset, dtype=torch.uint8, pin_memory=pin)
-    for t, (_, _, off) in zip(tensors, entries, strict=True):
+            raise ValueError(f"pack: tensor {i} is on {t.device}, expected cpu")
+    layout = layout_of([(t.dtype, tuple(t.shape)) for t in tensors])
+    buffer = torch.empty(layout.nbytes, dtype=torch.uint8, pin_memory=pin)
+    for t, (_, _, off) in zip(tensors, layout.entries, strict=True):
         n = t.numel() * t.element_size()
         if n:
             buffer[off : off + n].copy_(t.contiguous().reshape(-1).view(torch.uint8))
-    return buffer, PackedLayout(tuple(entries), offset)
+    return buffer, layout
 
 
 def unpack(buffer: torch.Tensor, layout: PackedLayout) -> list[torch.Tensor]:
     """Views of ``buffer`` (on any device) with the dtypes and shapes of ``layout``."""
     out = []
     for dtype, shape, off in layout.entries:
-        n = 1
-        for s in shape:
-            n *= s
-        size = n * torch.empty((), dtype=dtype).element_size()
+        size = math.prod(shape) * dtype.itemsize
         out.append(buffer[off : off + size].view(dtype).view(shape))
     return out
 
