@@ -152,6 +152,18 @@ class _PerFeatureLookup(nn.Module):
         return self.inner.reference(local_indices)
 
 
+def _zero_padded(old: nn.Linear, in_features: int, out_features: int) -> nn.Linear:
+    """``old`` in the top-left corner of a larger ``Linear``, zeros elsewhere (exact on
+    inputs padded with zeros; the extra outputs are 0)."""
+    new = nn.Linear(in_features, out_features, device=old.weight.device, dtype=old.weight.dtype)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.bias.zero_()
+        new.weight[: old.out_features, : old.in_features] = old.weight
+        new.bias[: old.out_features] = old.bias
+    return new
+
+
 class _AlignedCross(nn.Module):
     """DCN v2 cross layers on a zero-padded width (exact; ``InferenceOptions.align_width``).
 
@@ -162,19 +174,11 @@ class _AlignedCross(nn.Module):
 
     def __init__(self, cross: CrossNetV2, multiple: int, keep_padded: bool) -> None:
         super().__init__()
-        d = cross.layers[0].in_features
+        old_layers = [cast(nn.Linear, layer) for layer in cross.layers]
+        d = old_layers[0].in_features
         padded = -(-d // multiple) * multiple
         self.d, self.pad, self.keep_padded = d, padded - d, keep_padded
-        layers = []
-        for old in cross.layers:
-            new = nn.Linear(padded, padded, device=old.weight.device, dtype=old.weight.dtype)
-            with torch.no_grad():
-                new.weight.zero_()
-                new.bias.zero_()
-                new.weight[:d, :d] = old.weight
-                new.bias[:d] = old.bias
-            layers.append(new)
-        self.layers = nn.ModuleList(layers)
+        self.layers = nn.ModuleList(_zero_padded(old, padded, padded) for old in old_layers)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x0 = F.pad(x0, (0, self.pad))
@@ -191,17 +195,11 @@ def _align_cross(model: Any, multiple: int) -> None:
         return
     first = model.mlp.net[0] if hasattr(model, "mlp") else None
     stacked = getattr(model.config, "cross_mode", "stacked") == "stacked"
-    keep = stacked and isinstance(first, nn.Linear) and first.in_features == d
-    model.cross = _AlignedCross(model.cross, multiple, keep)
-    if keep:
-        padded = d + model.cross.pad
-        new = nn.Linear(padded, first.out_features, device=first.weight.device,
-                        dtype=first.weight.dtype)  # fmt: skip
-        with torch.no_grad():
-            new.weight.zero_()
-            new.weight[:, :d] = first.weight
-            new.bias.copy_(first.bias)
-        model.mlp.net[0] = new
+    # stacked: the MLP's first layer is padded too and reads the padded width
+    reader = first if stacked and isinstance(first, nn.Linear) and first.in_features == d else None
+    model.cross = _AlignedCross(model.cross, multiple, keep_padded=reader is not None)
+    if reader is not None:
+        model.mlp.net[0] = _zero_padded(reader, d + model.cross.pad, reader.out_features)
 
 
 class ServingRanker:
