@@ -28,6 +28,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -298,25 +300,23 @@ def bench_ranker(batch: int = 256, repeats: int = 10) -> dict[str, Any]:
 def _cuda_variants(device: str) -> dict[str, InferenceOptions]:
     """The GPU serving variants, each against ``plain_fp32`` (one chunk: on a GPU every
     chunk costs launches and a host sync)."""
-    fast = {"device": device, "validate_inputs": False, "chunk_size": 0}
+    fast = InferenceOptions(device=device, validate_inputs=False, chunk_size=0)
     variants = {
         "plain_fp32": InferenceOptions.plain(device=device),
-        "optimized_fp32": InferenceOptions(**fast),
-        "optimized_fp16": InferenceOptions(**fast, precision="fp16"),
-        "optimized_bf16": InferenceOptions(**fast, precision="bf16"),
+        "optimized_fp32": fast,
+        "optimized_fp16": replace(fast, precision="fp16"),
+        "optimized_bf16": replace(fast, precision="bf16"),
         # the same through torch.compile(mode="reduce-overhead"); run last, alone
-        "dedup_fp16_compile_reduce_overhead": InferenceOptions(
-            **fast, precision="fp16", compile=True, split_first_layer=False, compact_visible=False
+        "dedup_fp16_compile_reduce_overhead": replace(
+            fast, precision="fp16", compile=True, split_first_layer=False, compact_visible=False
         ),
     }
     if device.startswith("cuda"):  # the paper's CUDA graphs: one capture per bucket
-        variants["optimized_fp32_cuda_graphs"] = InferenceOptions(**fast, cuda_graphs=True)
-        variants["optimized_fp16_cuda_graphs"] = InferenceOptions(
-            **fast, precision="fp16", cuda_graphs=True
-        )
+        variants["optimized_fp32_cuda_graphs"] = replace(fast, cuda_graphs=True)
+        variants["optimized_fp16_cuda_graphs"] = replace(fast, precision="fp16", cuda_graphs=True)
         # ablation: the DCN width left at the paper preset's 1539 (no tensor-core alignment)
-        variants["optimized_fp16_cuda_graphs_unaligned"] = InferenceOptions(
-            **fast, precision="fp16", cuda_graphs=True, align_width=1
+        variants["optimized_fp16_cuda_graphs_unaligned"] = replace(
+            fast, precision="fp16", cuda_graphs=True, align_width=1
         )
     return variants
 
@@ -378,12 +378,14 @@ def _profile_into(
     req: RequestTensors,
     device: str,
 ) -> None:
-    """Profile the fastest variant launched op by op (no graph) into ``out["profile"]``."""
+    """Profile a variant launched op by op (no graph) into ``out["profile"]``: fp16, the
+    precision the graphs serve in, else the fastest."""
     t = out["timings"]
-    best = min((k for k in eager if k in t and k != "plain_fp32" and "graphs" not in k),
-               key=lambda k: t[k]["median_ms"], default="plain_fp32")  # fmt: skip
-    if "optimized_fp16" in t:  # the precision the graphs serve in: its kernels
+    if "optimized_fp16" in t:
         best = "optimized_fp16"
+    else:
+        best = min((k for k in eager if k in t and k != "plain_fp32" and "graphs" not in k),
+                   key=lambda k: t[k]["median_ms"], default="plain_fp32")  # fmt: skip
     out["profiled_variant"] = best
     try:
         out["profile"] = _profile_table(lambda: rankers[best].score(req), device)
@@ -421,8 +423,8 @@ def bench_ranker_cuda(
     of ``batch`` candidates, interleaved, each with its largest probability difference from
     the plain fp32 path; then candidates/s of the optimized variants at the larger requests
     of ``sweep`` ("use the larger batches in the original requests directly"); the TransAct
-    module alone; and a profile of the fastest eager variant. ``device="cpu"`` runs the same code
-    without a GPU (tests use it)."""
+    module alone; and a profile of one variant launched op by op (:func:`_profile_into`).
+    ``device="cpu"`` runs the same code without a GPU."""
     if device == "cuda" and not torch.cuda.is_available():
         return {"measured": False, "reason": "no CUDA device on this machine"}
     sync = device == "cuda"
@@ -448,8 +450,6 @@ def bench_ranker_cuda(
     rankers: dict[str, ServingRanker] = {}
     bigs = {b: _request_of(spec, b) for b in sweep}  # built before anything is compiled
     for group in groups:
-        if group is not eager and profile and out["timings"] and "profile" not in out:
-            _profile_into(out, eager, rankers, req, device)
         fns: dict[str, Callable[[], Any]] = {}
         for name in group:
             try:
@@ -459,13 +459,16 @@ def bench_ranker_cuda(
                 out[f"first_call_s_{name}"] = time.perf_counter() - t0
                 out[f"max_abs_prob_diff_{name}"] = (got - ref).abs().max().item()
                 rankers[name] = ranker
-                fns[name] = lambda r=ranker: r.score(req)
+                fns[name] = partial(ranker.score, req)
             except Exception as exc:  # report, do not lose the other figures
                 out[f"error_{name}"] = repr(exc)[:500]
         try:
             out["timings"].update(interleaved(fns, repeats, warmup=5, sync=sync))
-            if group is eager and sync:
-                _graph_replay_times(out, rankers, req, repeats)
+            if group is eager:  # before anything is compiled (see above)
+                if sync:
+                    _graph_replay_times(out, rankers, req, repeats)
+                if profile and out["timings"]:
+                    _profile_into(out, eager, rankers, req, device)
         except Exception as exc:
             out[f"error_timing_{'_'.join(group)}"] = repr(exc)[:500]
         for b in sweep:
@@ -491,8 +494,6 @@ def bench_ranker_cuda(
     t = out["timings"]
     out["candidates_per_s"] = {k: batch / (v["median_ms"] / 1000) for k, v in t.items()}
     out["goal"] = "p50 forward per batch of 256 <= 1 ms (paper: 8 ms)"
-    if profile and t and "profile" not in out:
-        _profile_into(out, eager, rankers, req, device)
     return out
 
 
@@ -515,11 +516,9 @@ def run_all(
         if json_path:  # write as we go: a long run keeps what it measured
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
             Path(json_path).write_text(json.dumps(result, indent=2))
-    try:
+    try:  # a torch.compile bug can leave torch unusable (docs/performance.md)
         result["machine_after"] = machine()
-    except (
-        RuntimeError
-    ) as exc:  # a torch.compile bug can leave torch unusable (docs/performance.md)
+    except RuntimeError as exc:
         result["machine_after"] = repr(exc)[:300]
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
