@@ -536,16 +536,7 @@ class FastTransAct(nn.Module):
     def _chunk(self, plan: _Plan, lo: int, hi: int) -> None:
         """Candidates ``[lo, hi)``: every layer, then their rows of ``plan.out``."""
         idx = None if plan.user_index is None else plan.user_index[lo:hi]
-        first, pooled = self._candidates(
-            plan.user_part,
-            plan.key_mask,
-            plan.hidden,
-            plan.candidates[lo:hi],
-            idx,
-            plan.prep,
-            plan.use_mask,
-            plan.any_hidden,
-        )
+        first, pooled = self._candidates(plan, plan.candidates[lo:hi], idx)
         if plan.scatter is not None:  # put the kept columns back at their positions
             full = first.new_zeros(first.shape[0], self.latest_k, first.shape[2])
             full[:, plan.scatter] = first[:, : plan.scatter.numel()]
@@ -569,19 +560,13 @@ class FastTransAct(nn.Module):
     # transpose is never copied by itself.
 
     def _candidates(
-        self,
-        user_part: torch.Tensor,
-        key_mask: torch.Tensor,
-        hidden: torch.Tensor,
-        candidates: torch.Tensor,
-        idx: torch.Tensor | None,
-        prep: dict[str, torch.Tensor] | None,
-        use_mask: bool = True,
-        any_hidden: bool = True,
+        self, plan: _Plan, candidates: torch.Tensor, idx: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All layers for one chunk of candidates -> first K columns ``[b, <=K, d]`` and
-        the max-pooled column ``[b, d]``. ``any_hidden=False`` promises that ``hidden`` is
-        all False (after compaction), which skips the output masking."""
+        the max-pooled column ``[b, d]``. ``plan.any_hidden=False`` promises that
+        ``plan.hidden`` is all False (after compaction), which skips the output masking."""
+        user_part, key_mask, hidden, prep = plan.user_part, plan.key_mask, plan.hidden, plan.prep
+        use_mask, any_hidden = plan.use_mask, plan.any_hidden
         mask = key_mask if idx is None else key_mask[idx]  # [1 or b, S]
         attn_mask = mask if use_mask else None
         hid = hidden if idx is None else hidden[idx]
