@@ -93,3 +93,6 @@ def test_hour_of_day_follows_the_request_time_unless_sent(spec: FeatureSpec) -> 
     assert derived.tolist() == [14, 14]  # UTC hour + 1, as the training builder writes it
     sent = asm.assemble(1, np.array([0]), t_13h, {"hour_of_day": 3}).tensors.categorical[:, col]
     assert sent.tolist() == [3]
+    # the last hour of the UTC day is index 24: the example spec's vocabulary holds it
+    t_23h = t_13h + 10 * 3_600_000
+    assert asm.assemble(1, np.array([0]), t_23h, {}).tensors.categorical[:, col].tolist() == [24]

@@ -31,7 +31,7 @@ def example_feature_spec(scale: str = "small") -> FeatureSpec:
         CategoricalFeature("item_category", 64, group="item"),
         CategoricalFeature("item_top_interest", 32, group="item"),
         CategoricalFeature("surface", 4, group="context"),
-        CategoricalFeature("hour_of_day", 24, group="context"),
+        CategoricalFeature("hour_of_day", 25, group="context"),  # UTC hour + 1, 0 = missing
     ]
     numerical = [
         NumericalFeature("item_quality", group="item"),
