@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from transact.cli import build_parser, main
+from transact.serving.fast_transact import CPU_CHUNK_SIZE
 from transact.serving.registry import MODEL_FILE, file_sha256, list_versions
 
 
@@ -40,7 +41,7 @@ def test_inference_flags_pick_device_defaults() -> None:
     parser = build_parser()
     base = ["serve", "run", "--models", "m", "--data", "d"]
     cpu = _options(parser.parse_args(base))
-    assert cpu.device == "cpu" and cpu.chunk_size == 32 and not cpu.cuda_graphs
+    assert cpu.device == "cpu" and cpu.chunk_size == CPU_CHUNK_SIZE == 24 and not cpu.cuda_graphs
     gpu = _options(parser.parse_args([*base, "--device", "cuda", "--cuda-graphs",
                                       "--precision", "fp16"]))  # fmt: skip
     assert gpu.chunk_size == 0 and gpu.cuda_graphs and gpu.precision == "fp16"

@@ -149,6 +149,26 @@ def test_unsupported_model_config_names_the_field() -> None:
         FastTransAct.from_transact(model)
 
 
+def test_one_user_with_explicit_user_index_matches() -> None:
+    """A micro-batch of one request names its user (all zeros): same rows as without."""
+    ref = _ref(heads=2)
+    fast = FastTransAct.from_reference(ref, FastTransActOptions(chunk_size=5))
+    user = _user(16, 11, 12_000, seed=6)
+    cands = torch.randn(13, 8)
+    with torch.no_grad():
+        want = ref(*(_expand(t, 13) for t in user), cands)
+    got = fast.forward_users(*user, cands, torch.zeros(13, dtype=torch.int64))
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    assert torch.allclose(got, fast.forward_users(*user, cands), atol=1e-6, rtol=0)
+
+
+def test_sequence_shorter_than_k_raises() -> None:
+    fast = FastTransAct.from_reference(_ref())  # K = 3
+    types, embs, times, req = _user(2, 2, 9_000, seed=2)
+    with pytest.raises(ValueError, match="2 positions, fewer than the K=3"):
+        fast(*(_expand(t, 4) for t in (types, embs, times, req)), torch.randn(4, 8))
+
+
 def test_bad_user_index_shape_raises() -> None:
     fast = FastTransAct.from_reference(_ref())
     types, embs, times, req = _user(16, 5, 9_000, seed=0)
@@ -324,8 +344,11 @@ def test_parallel_chunks_equal_inline_chunks(two_threads: None, n_cand: int, spl
     assert torch.allclose(got, want, atol=1e-5, rtol=0)
     # chunk bounds differ (rounded to a multiple of 2 workers), rows are the same computation
     assert torch.allclose(got, inline(*args), atol=1e-6, rtol=0)
-    lo_hi = par._chunk_bounds(n_cand, 2)
-    assert len(lo_hi) % 2 == 0 and lo_hi[0][0] == 0 and lo_hi[-1][1] == n_cand
+    groups = par._chunk_groups(n_cand, 2)  # one group of consecutive chunks per worker
+    assert len(groups) == 2 and len(groups[0]) == len(groups[1])
+    lo_hi = [bounds for group in groups for bounds in group]
+    assert lo_hi[0][0] == 0 and lo_hi[-1][1] == n_cand
+    assert all(a[1] == b[0] for a, b in zip(lo_hi, lo_hi[1:], strict=False))
     assert max(hi - lo for lo, hi in lo_hi) - min(hi - lo for lo, hi in lo_hi) <= 1
 
 

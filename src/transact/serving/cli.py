@@ -48,7 +48,7 @@ def _add_inference_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--chunk-size", type=int, default=None,
-        help="TransAct candidates per chunk (0 = all at once; default 32 on CPU, 0 on GPU)",
+        help="TransAct candidates per chunk (0 = all at once; default 24 on CPU, 0 on GPU)",
     )  # fmt: skip
     g.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
 
@@ -223,6 +223,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):  # -> InferenceOptions
+    from transact.serving.fast_transact import CPU_CHUNK_SIZE
     from transact.serving.ranker import InferenceOptions
 
     if args.threads:
@@ -233,7 +234,7 @@ def _options(args: argparse.Namespace):  # -> InferenceOptions
         return InferenceOptions.plain(device=args.device)
     chunk = args.chunk_size
     if chunk is None:  # on a GPU every chunk costs launches
-        chunk = 0 if args.device.startswith("cuda") else 32
+        chunk = 0 if args.device.startswith("cuda") else CPU_CHUNK_SIZE
     try:
         return InferenceOptions(
             device=args.device,

@@ -21,9 +21,18 @@ Later layers see per-candidate tokens and run as plain fused-attention layers
 (``scaled_dot_product_attention``). Positions nobody may read (padding, actions at or after
 the request) are never attended to and output 0, so they are dropped before the encoder
 (``compact_visible``) and the first-K columns are put back at their positions. On CPU the
-candidates run in chunks of 32, and a caller with several intra-op threads hands the chunks
-to as many single-threaded workers (``parallel_chunks``). Every switch falls back to the
-plain computation, and tests compare each against
+candidates run in chunks of 24, and a caller with several intra-op threads hands the chunks
+to as many single-threaded workers (``parallel_chunks``): one task per worker, each with a
+run of consecutive chunks, the first one computing the per-request plan before its chunks.
+
+On CPU the chunk workers share one interpreter lock, and every PyTorch op called from
+Python takes it twice; two workers that both run many small ops wait on each other. So the
+hot path keeps the op count per chunk low: for one user, layer 1's per-candidate work
+(projections, logits, softmax denominators) runs once per worker for all its candidates,
+and a chunk only does the GEMM and three element-wise passes; weights that an op would
+transpose on every call are stored transposed.
+
+Every switch falls back to the plain computation, and tests compare each against
 :class:`transact.serving.reference.ReferenceTransAct`.
 """
 
@@ -53,6 +62,7 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}  # chunk workers by count, shared by 
 _POOLS_LOCK = threading.Lock()
 _FALLBACKS_LOCK = threading.Lock()
 _MIN_CHUNK_PER_WORKER = 16  # below this many candidates per worker, run the chunks inline
+CPU_CHUNK_SIZE = 24  # candidates per chunk on CPU: [24, S, d] activations stay in a 1 MB L2
 
 
 def _single_threaded() -> None:
@@ -90,6 +100,19 @@ def _in_worker(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
 
+class _SharedLayer1(NamedTuple):
+    """One user's split layer 1, computed once per request for every candidate; a chunk
+    ``[lo, hi)`` slices column ranges of it and runs one GEMM per head (see
+    :meth:`FastTransAct._split_candidates`)."""
+
+    user_rows: torch.Tensor  # [S, 1, d]: token [u_s ; 0]
+    cand_rows: torch.Tensor  # [1, B, d]: [0 ; c_b] + Wo v_c + bo
+    heads: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    # per head: E [S, S], exp'd candidate logits [S, B, 1], folded user values [S, 1, d],
+    # softmax denominators [S, B, 1]
+    bad: torch.Tensor | None  # [B] True = the split softmax underflowed (None: none did)
+
+
 class _Plan(NamedTuple):
     """Per-request work of :meth:`FastTransAct._plan`, shared by every chunk."""
 
@@ -99,6 +122,7 @@ class _Plan(NamedTuple):
     candidates: torch.Tensor  # [B, d_item]
     user_index: torch.Tensor | None
     prep: dict[str, torch.Tensor] | None  # split layer 1's per-user part
+    one_user_split: bool  # split layer 1 for one user: each group of chunks shares its part
     use_mask: bool
     any_hidden: bool
     scatter: torch.Tensor | None  # kept positions among the first K, when not 0..K-1
@@ -132,7 +156,7 @@ class FastTransActOptions:
 
     dedup: bool = True
     split_first_layer: bool = True
-    chunk_size: int = 32
+    chunk_size: int = CPU_CHUNK_SIZE
     compact_visible: bool = True
     fold_weights: bool = True
     parallel_chunks: bool = True
@@ -291,6 +315,9 @@ class FastTransAct(nn.Module):
                 ln1_b, ff1_b = _fold_ffn_bias(lw)
                 self.register_buffer(f"l{i}_ln1_b_folded", ln1_b)
                 self.register_buffer(f"l{i}_ff1_b_folded", ff1_b)
+                # W2^T as its own contiguous buffer: addmm's right operand without a
+                # per-call transpose op (each op is a GIL round trip for the chunk workers)
+                self.register_buffer(f"l{i}_ff2_wt", lw.ff2_w.t().contiguous())
         self.fallbacks = 0  # times the split layer hit softmax underflow and ran plainly
 
     # ---- construction ------------------------------------------------------------------
@@ -419,6 +446,11 @@ class FastTransAct(nn.Module):
                 user_index = torch.arange(n_cand, device=candidate_embedding.device)
         elif user_index.shape != (n_cand,):
             raise ValueError(f"user_index must be [B={n_cand}], got {tuple(user_index.shape)}")
+        if action_types.shape[1] < self.latest_k:  # the output keeps K columns of the sequence
+            raise ValueError(
+                f"action_types has {action_types.shape[1]} positions, fewer than the "
+                f"K={self.latest_k} first columns TransAct outputs: pad the sequence to at least K"
+            )
         # the buffers' dtype (fp32, or bf16 after .to(torch.bfloat16)) decides the precision,
         # not an outer autocast: the split softmax needs fp32's or bf16's exponent range
         with torch.autocast(candidate_embedding.device.type, enabled=False):
@@ -444,35 +476,59 @@ class FastTransAct(nn.Module):
         args = (action_types, action_embeddings, action_times_ms, request_time_ms,
                 candidate_embedding, user_index)  # fmt: skip
         workers = self._chunk_workers(candidate_embedding)
-        # with workers everything runs on them, the per-request part too: the caller only
-        # waits (an op on the caller's own threads would leave its OpenMP team spinning, by
-        # default for milliseconds, on the cores the workers need)
-        pool = _chunk_pool(workers) if workers > 1 else None
-        if pool is None:
+        groups = self._chunk_groups(candidate_embedding.shape[0], workers)
+        if workers == 1:
             plan = self._plan(*args)
-        else:
-            plan = pool.submit(_in_worker, self._plan, *args).result()
-        if isinstance(plan, torch.Tensor):
-            return plan
-        bounds = self._chunk_bounds(candidate_embedding.shape[0], workers)
-        if pool is None:
-            for lo, hi in bounds:
-                self._chunk(plan, lo, hi)
-        else:
-            for done in [pool.submit(_in_worker, self._chunk, plan, lo, hi) for lo, hi in bounds]:
-                done.result()
-        return plan.out
+            if isinstance(plan, torch.Tensor):
+                return plan
+            self._run_group(plan, groups[0])
+            return plan.out
+        # Everything runs on the workers, the per-request plan too (an op on the caller's
+        # own threads would leave its OpenMP team spinning, by default for milliseconds, on
+        # the cores the workers need). One task per worker: the first computes the plan and
+        # then its group, the others wait for the plan: one thread wake-up between them,
+        # not a round trip through the caller. Tasks are queued first-in first-out and only
+        # a follower waits, on a leader dequeued before it, so concurrent callers cannot
+        # deadlock the pool.
+        pool = _chunk_pool(workers)
+        ready, box = threading.Event(), cast(list[Any], [])
+        tasks = [pool.submit(_in_worker, self._lead, args, groups[0], ready, box)]
+        tasks += [pool.submit(_in_worker, self._follow, group, ready, box) for group in groups[1:]]
+        for task in tasks:
+            task.result()  # the leader's error, if the plan failed
+        plan = box[0]
+        return plan if isinstance(plan, torch.Tensor) else plan.out
 
-    def _chunk_bounds(self, n_cand: int, workers: int) -> list[tuple[int, int]]:
-        """``[lo, hi)`` of each chunk; with workers, a multiple of ``workers`` chunks of
-        (almost) equal size so that none waits on a short last chunk."""
+    def _lead(
+        self, args: tuple[Any, ...], group: list[tuple[int, int]], ready: threading.Event,
+        box: list[Any],
+    ) -> None:  # fmt: skip
+        """Worker task: the plan into ``box``, then this worker's group of chunks."""
+        try:
+            box.append(self._plan(*args))
+        finally:
+            ready.set()  # on an error too: the followers find the box empty and return
+        self._run_group(box[0], group)
+
+    def _follow(self, group: list[tuple[int, int]], ready: threading.Event, box: list[Any]) -> None:
+        """Worker task: wait for the leader's plan, then this worker's group of chunks."""
+        ready.wait()
+        if box:
+            self._run_group(box[0], group)
+
+    def _chunk_groups(self, n_cand: int, workers: int) -> list[list[tuple[int, int]]]:
+        """``[lo, hi)`` of each chunk, grouped by worker: one group of ``chunk_size``
+        chunks inline; with workers, a multiple of ``workers`` chunks of (almost) equal
+        size, consecutive ones per worker, so that none waits on a short last chunk."""
         step = self.options.chunk_size or n_cand
         if workers == 1:
-            return [(lo, min(lo + step, n_cand)) for lo in range(0, n_cand, step)]
+            return [[(lo, min(lo + step, n_cand)) for lo in range(0, n_cand, step)]]
         n_chunks = -(-n_cand // step)
         n_chunks = -(-n_chunks // workers) * workers
         edges = [i * n_cand // n_chunks for i in range(n_chunks + 1)]
-        return list(zip(edges[:-1], edges[1:], strict=True))
+        bounds = list(zip(edges[:-1], edges[1:], strict=True))
+        per = n_chunks // workers
+        return [bounds[w * per : (w + 1) * per] for w in range(workers)]
 
     def _plan(
         self,
@@ -526,6 +582,7 @@ class FastTransAct(nn.Module):
             candidates=candidates,
             user_index=user_index,
             prep=self._split_prep(user_part, key_mask) if split else None,
+            one_user_split=split and n_users == 1,
             # without compaction keep the mask unconditionally: no host sync (CUDA graphs)
             use_mask=bool(key_mask.any()) if self.options.compact_visible else True,
             any_hidden=bool(hidden.any()) if self.options.compact_visible else True,
@@ -533,10 +590,28 @@ class FastTransAct(nn.Module):
             out=candidates.new_empty(n_cand, self.out_dim),
         )
 
-    def _chunk(self, plan: _Plan, lo: int, hi: int) -> None:
-        """Candidates ``[lo, hi)``: every layer, then their rows of ``plan.out``."""
-        idx = None if plan.user_index is None else plan.user_index[lo:hi]
-        first, pooled = self._candidates(plan, plan.candidates[lo:hi], idx)
+    def _run_group(self, plan: _Plan | torch.Tensor, group: list[tuple[int, int]]) -> None:
+        """One worker's consecutive chunks; for one user, split layer 1's per-candidate part
+        is computed once for the whole group first (fewer, larger ops than per chunk)."""
+        if isinstance(plan, torch.Tensor) or not group:  # nothing visible: plan is the output
+            return
+        shared = None
+        if plan.one_user_split:
+            assert plan.prep is not None
+            g_lo, g_hi = group[0][0], group[-1][1]
+            part = self._split_candidates(
+                plan.prep, plan.user_part, plan.candidates[g_lo:g_hi], plan.key_mask
+            )
+            shared = (part, g_lo)
+        for lo, hi in group:
+            self._chunk(plan, lo, hi, shared)
+
+    def _chunk(
+        self, plan: _Plan, lo: int, hi: int, shared: tuple[_SharedLayer1, int] | None = None
+    ) -> None:
+        """Candidates ``[lo, hi)``: every layer, then their rows of ``plan.out``.
+        ``shared``: the group's split layer 1 and the group's first candidate."""
+        first, pooled = self._candidates(plan, lo, hi, shared)
         if plan.scatter is not None:  # put the kept columns back at their positions
             full = first.new_zeros(first.shape[0], self.latest_k, first.shape[2])
             full[:, plan.scatter] = first[:, : plan.scatter.numel()]
@@ -560,20 +635,27 @@ class FastTransAct(nn.Module):
     # transpose is never copied by itself.
 
     def _candidates(
-        self, plan: _Plan, candidates: torch.Tensor, idx: torch.Tensor | None
+        self, plan: _Plan, lo: int, hi: int, shared: tuple[_SharedLayer1, int] | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All layers for one chunk of candidates -> first K columns ``[b, <=K, d]`` and
+        """All layers for candidates ``[lo, hi)`` -> first K columns ``[b, <=K, d]`` and
         the max-pooled column ``[b, d]``. ``plan.any_hidden=False`` promises that
         ``plan.hidden`` is all False (after compaction), which skips the output masking."""
         user_part, key_mask, hidden, prep = plan.user_part, plan.key_mask, plan.hidden, plan.prep
         use_mask, any_hidden = plan.use_mask, plan.any_hidden
+        candidates = plan.candidates[lo:hi]
+        idx = None if plan.user_index is None else plan.user_index[lo:hi]
         mask = key_mask if idx is None else key_mask[idx]  # [1 or b, S]
         attn_mask = mask if use_mask else None
         hid = hidden if idx is None else hidden[idx]
         x, redo = None, None
-        if prep is not None:
-            x, redo = self._split_first_layer(prep, user_part, candidates, mask, idx)
+        if shared is not None:
+            part, g_lo = shared
+            x, redo = self._shared_first_layer(part, lo - g_lo, hi - g_lo)
             x = x.transpose(0, 1)  # [b, S, d] view of the [S, b, d] result
+        elif prep is not None:  # several users (one user takes the shared path)
+            assert idx is not None
+            x, redo = self._split_first_layer(prep, user_part, candidates, mask, idx)
+            x = x.transpose(0, 1)
         if x is None:
             x = self._plain_first_layer(user_part, candidates, idx, hid, attn_mask, any_hidden)
         elif redo is not None:  # these candidates' split softmax underflowed: run them plainly
@@ -652,9 +734,10 @@ class FastTransAct(nn.Module):
             ln1_b, ff1_b, ff2_b = self._w(i, "ln1_b"), self._w(i, "ff1_b"), self._w(i, "ff2_b")
         x = F.layer_norm(residual, (d,), self._w(i, "ln1_w"), ln1_b, eps1)
         hidden = F.linear(x, self._w(i, "ff1_w"), ff1_b).relu_()
-        if ff2_b is None:  # x + hidden W2^T in one GEMM (beta = 1): no separate add pass
-            out = torch.addmm(x.reshape(-1, d), hidden.reshape(-1, hidden.shape[-1]),
-                              self._w(i, "ff2_w").t()).view(x.shape)  # fmt: skip
+        if ff2_b is None:  # x += hidden W2^T in one GEMM (beta = 1), in place: x is ours
+            # and needed only for this residual, so neither an add pass nor addmm's copy
+            out = x.view(-1, d).addmm_(hidden.view(-1, hidden.shape[-1]),
+                                       self._w(i, "ff2_wt")).view(x.shape)  # fmt: skip
         else:
             out = F.linear(hidden, self._w(i, "ff2_w"), ff2_b).add_(x)
         return F.layer_norm(out, (d,), self._w(i, "ln2_w"), self._w(i, "ln2_b"), eps2)
@@ -676,63 +759,95 @@ class FastTransAct(nn.Module):
         v_fold = torch.matmul(v_u, out_w.view(d, h, dh).permute(1, 2, 0))  # [U, H, S, d]
         return {"e": e, "k_u": k_u, "v_fold": v_fold}
 
+    def _candidate_projections(
+        self, candidates: torch.Tensor, d_u: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer 1's candidate part ``c_b`` of the token ``[u_s ; c_b]``: the queries
+        ``[B, H, dh]`` and ``Wo v_c + bo`` ``[B, d]`` (the biases sit in the user part)."""
+        d, h = self.d_model, self.n_heads
+        qkv_c = F.linear(candidates, self._w(0, "in_w")[:, d_u:])  # [B, 3d]
+        q_c = qkv_c[:, :d].view(candidates.shape[0], h, d // h)
+        return q_c, F.linear(qkv_c[:, 2 * d :], self._w(0, "out_w"), self._w(0, "out_b"))
+
+    def _split_candidates(
+        self,
+        prep: dict[str, torch.Tensor],
+        user_part: torch.Tensor,
+        candidates: torch.Tensor,
+        key_mask: torch.Tensor,
+    ) -> _SharedLayer1:
+        """One user's split layer 1, everything but the per-chunk GEMM, for all ``B``
+        candidates at once: the candidate projections, the exp'd candidate logits, the
+        softmax denominators and the underflow check (:meth:`_split_first_layer` with
+        ``idx=None`` does the same work chunk by chunk, in many more small ops)."""
+        d_u = user_part.shape[2]
+        d, h = self.d_model, self.n_heads
+        q_c, cand_rows = self._candidate_projections(candidates, d_u)
+        cand_rows[:, d_u:] += candidates  # [0 ; c_b] + Wo v_c + bo
+        e, k_u, v_fold = prep["e"][0], prep["k_u"][0], prep["v_fold"][0]
+        g = torch.einsum("bhe,hte->hbt", q_c, k_u) / math.sqrt(q_c.shape[2])  # [H, B, S]
+        g = g.masked_fill(key_mask[0][None, None, :], float("-inf"))
+        g = torch.exp(g - g.amax(dim=-1, keepdim=True)).transpose(1, 2).contiguous()  # [H, S, B]
+        denom = torch.matmul(e, g)  # [H, S, B]
+        bad = (denom < _UNDERFLOW).any(dim=1).any(dim=0)
+        g, denom = g.unsqueeze(-1), denom.unsqueeze(-1)
+        return _SharedLayer1(
+            user_rows=F.pad(user_part[0], (0, d - d_u)).unsqueeze(1),
+            cand_rows=cand_rows.unsqueeze(0),
+            heads=[(e[i], g[i], v_fold[i].unsqueeze(1), denom[i]) for i in range(h)],
+            bad=bad if bool(bad.any()) else None,
+        )
+
+    def _shared_first_layer(
+        self, shared: _SharedLayer1, lo: int, hi: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layer 1 for candidates ``[lo, hi)`` of one user -> ``([S, b, d], redo)`` as
+        :meth:`_split_first_layer`: the residual ``[u_s ; c_b] + Wo v_c + bo``, then per
+        head ``(E @ (exp(G) * Vu')) / denominator`` as one ``[S, S] x [S, b d]`` GEMM."""
+        sa = torch.add(shared.user_rows, shared.cand_rows[:, lo:hi])  # [S, b, d]
+        s, n, d = sa.shape
+        for e, g, v_fold, denom in shared.heads:
+            weighted = torch.empty_like(sa)  # [S, b, d] whatever the inputs' strides
+            torch.mul(g[:, lo:hi], v_fold, out=weighted)
+            num = torch.mm(e, weighted.view(s, n * d)).view(s, n, d)
+            sa.addcdiv_(num, denom[:, lo:hi])
+        redo = None
+        if shared.bad is not None:
+            redo = shared.bad[lo:hi].nonzero().squeeze(1)
+            if redo.numel() == 0:
+                redo = None
+        return self._residual_ffn(0, sa), redo
+
     def _split_first_layer(
         self,
         prep: dict[str, torch.Tensor],
         user_part: torch.Tensor,
         candidates: torch.Tensor,
         key_mask: torch.Tensor,
-        idx: torch.Tensor | None,
+        idx: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Layer 1 from per-user and per-candidate parts -> ``([S, b, d], redo)``.
+        """Layer 1 for candidates of several users (``idx [b]``: each one's user) from
+        per-user and per-candidate parts -> ``([S, b, d], redo)``.
 
         ``redo`` lists the candidates (``[r]`` int64, or ``None``) whose split softmax
         denominator fell below ``_UNDERFLOW`` (it takes logit gaps of ~70 between the
         user-only and the candidate maxima): their columns of the result are garbage and
         the caller recomputes them with the plain layer.
         """
-        n_cand = candidates.shape[0]
-        s, d_u = user_part.shape[1], user_part.shape[2]
-        d, h = self.d_model, self.n_heads
-        dh = d // h
-        in_w = self._w(0, "in_w")
-        qkv_c = F.linear(candidates, in_w[:, d_u:])  # [b, 3d], bias already in the user part
-        q_c = qkv_c[:, :d].view(n_cand, h, dh)
-        c_out = F.linear(qkv_c[:, 2 * d :], self._w(0, "out_w"), self._w(0, "out_b"))  # [b, d]
+        d_u = user_part.shape[2]
+        q_c, c_out = self._candidate_projections(candidates, d_u)
         e, k_u, v_fold = prep["e"], prep["k_u"], prep["v_fold"]
-        if idx is None:  # one user: A is shared, the value mixing is ONE GEMM over all b
-            g = torch.einsum("bhe,hte->hbt", q_c, k_u[0]) / math.sqrt(dh)  # [H, b, S]
-            g = g.masked_fill(key_mask[0][None, None, :], float("-inf"))
-            g = torch.exp(g - g.amax(dim=-1, keepdim=True))
-            # built in [S, b, d], the GEMM's layout: first the residual and the constant
-            # part, token [u_s ; c_b] + Wo v_c + bo, then each head's softmax-weighted values
-            sa = torch.cat(
-                [
-                    user_part[0].unsqueeze(1) + c_out[:, :d_u].unsqueeze(0),
-                    (candidates + c_out[:, d_u:]).unsqueeze(0).expand(s, -1, -1),
-                ],
-                dim=-1,
-            )
-            bad = torch.zeros(n_cand, dtype=torch.bool, device=sa.device)
-            for head in range(h):
-                denom = torch.matmul(e[0, head], g[head].t())  # [S, b]
-                bad |= (denom < _UNDERFLOW).any(dim=0)
-                weighted = sa.new_empty(s, n_cand, d)  # [S, b, d] whatever the inputs' strides
-                torch.mul(g[head].t().unsqueeze(-1), v_fold[0, head].unsqueeze(1), out=weighted)
-                num = torch.matmul(e[0, head], weighted.view(s, n_cand * d)).view(s, n_cand, d)
-                sa.addcdiv_(num, denom.unsqueeze(-1))
-        else:
-            g = torch.einsum("bhe,bhte->bht", q_c, k_u[idx]) / math.sqrt(dh)  # [b, H, S]
-            g = g.masked_fill(key_mask[:, None, :], float("-inf"))
-            g = torch.exp(g - g.amax(dim=-1, keepdim=True))
-            e_b = e[idx]  # [b, H, S, S]
-            denom = torch.matmul(e_b, g.unsqueeze(-1))  # [b, H, S, 1]
-            bad = (denom < _UNDERFLOW).flatten(1).any(dim=1)
-            num = torch.matmul(e_b, g.unsqueeze(-1) * v_fold[idx])  # [b, H, S, d]
-            sa = num.div_(denom).sum(dim=1)  # [b, S, d]
-            sa.add_(c_out.unsqueeze(1))
-            sa[..., :d_u].add_(user_part[idx])
-            sa[..., d_u:].add_(candidates.unsqueeze(1))
-            sa = sa.transpose(0, 1)  # LayerNorm below writes it out as [S, b, d]
+        g = torch.einsum("bhe,bhte->bht", q_c, k_u[idx]) / math.sqrt(q_c.shape[2])  # [b, H, S]
+        g = g.masked_fill(key_mask[:, None, :], float("-inf"))
+        g = torch.exp(g - g.amax(dim=-1, keepdim=True))
+        e_b = e[idx]  # [b, H, S, S]
+        denom = torch.matmul(e_b, g.unsqueeze(-1))  # [b, H, S, 1]
+        bad = (denom < _UNDERFLOW).flatten(1).any(dim=1)
+        num = torch.matmul(e_b, g.unsqueeze(-1) * v_fold[idx])  # [b, H, S, d]
+        sa = num.div_(denom).sum(dim=1)  # [b, S, d]
+        sa.add_(c_out.unsqueeze(1))
+        sa[..., :d_u].add_(user_part[idx])
+        sa[..., d_u:].add_(candidates.unsqueeze(1))
+        sa = sa.transpose(0, 1)  # LayerNorm below writes it out as [S, b, d]
         redo = bad.nonzero().squeeze(1) if bool(bad.any()) else None
         return self._residual_ffn(0, sa), redo

@@ -38,7 +38,7 @@ from transact.data.schema import RankerInputs
 from transact.models.layers import CrossNetV2
 from transact.models.pinnability import check_ranker_inputs
 from transact.serving.cuda_graphs import GraphedForward
-from transact.serving.fast_transact import FastTransAct, FastTransActOptions
+from transact.serving.fast_transact import CPU_CHUNK_SIZE, FastTransAct, FastTransActOptions
 from transact.serving.transfer import to_device_packed, to_device_plain
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -75,7 +75,7 @@ class InferenceOptions:
     single_transfer: bool = True
     dedup: bool = True
     split_first_layer: bool = True
-    chunk_size: int = 32
+    chunk_size: int = CPU_CHUNK_SIZE
     compact_visible: bool = True
     precision: str = "fp32"
     compile: bool = False
