@@ -352,6 +352,24 @@ def test_parallel_chunks_equal_inline_chunks(two_threads: None, n_cand: int, spl
     assert max(hi - lo for lo, hi in lo_hi) - min(hi - lo for lo, hi in lo_hi) <= 1
 
 
+def test_parallel_chunks_concurrent_callers_share_the_pool(two_threads: None) -> None:
+    """Several callers at 2 threads queue leader and follower tasks on the same 2 workers:
+    a follower only waits on a leader queued before it, so none deadlocks; rows are equal."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast = FastTransAct.from_reference(_ref(), FastTransActOptions(chunk_size=8))
+    users = [_user(20, 12 + i, 25_000, seed=10 + i) for i in range(4)]
+    cands = [torch.randn(48 + 16 * i, 8) for i in range(4)]
+    args = [[*(_expand(t, c.shape[0]) for t in u), c] for u, c in zip(users, cands, strict=True)]
+    want = [fast(*a) for a in args]
+    with ThreadPoolExecutor(4) as callers:
+        assert callers.submit(fast._chunk_workers, cands[0]).result() == 2  # the worker path
+        for _ in range(3):
+            got = [f.result(timeout=60) for f in [callers.submit(fast, *a) for a in args]]
+            for g, w in zip(got, want, strict=True):
+                assert torch.equal(g, w)
+
+
 def test_parallel_chunks_keep_thread_counts(two_threads: None) -> None:
     """Workers run one intra-op thread each; the caller and threads started later keep 2."""
     import threading
