@@ -11,7 +11,7 @@ split). Timestamps are seconds in MovieLens and become milliseconds.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,43 @@ def _read_colon_table(path: Path, names: Sequence[str]) -> pa.Table:
     return pa.table({n: raw.column(c) for n, c in zip(names, cols, strict=False)})
 
 
+GENDERS = {"M": "male", "F": "female"}
+"""MovieLens gender codes -> the user table's ``gender`` values (others: "unspecified")."""
+
+
+def _genre_list(text: str) -> list[str]:
+    """``"A|B"`` -> ``["A", "B"]``; MovieLens' "(no genres listed)" and "" -> ``[]``."""
+    return [] if text in ("", "(no genres listed)") else text.split("|")
+
+
+def _read_movie_lines(
+    path: Path,
+    sep: str,
+    layout: str,
+    genres_of: Callable[[list[str]], list[str]],
+    min_fields: int = 3,
+) -> tuple[list[int], list[str], list[list[str]]]:
+    """A ``sep``-separated movie file (id, title, ...) -> ``(ids, titles, genres)``; a line
+    with fewer than ``min_fields`` fields or a non-numeric id raises naming its row."""
+    ids, titles, genres = [], [], []
+    for row, line in enumerate(_read_text_lines(path)):
+        parts = line.split(sep)
+        if len(parts) < min_fields or not parts[0].isdigit():
+            raise DataError(f"{where(path, layout, row)}: bad line {line!r}")
+        ids.append(int(parts[0]))
+        titles.append(parts[1])
+        genres.append(genres_of(parts))
+    return ids, titles, genres
+
+
+def _read_genders(path: Path, sep: str, field: int) -> dict[int, str]:
+    """``{user id: gender}`` from a ``sep``-separated user file, gender code in ``field``."""
+    return {
+        int(p[0]): GENDERS.get(p[field], "unspecified")
+        for p in (line.split(sep) for line in _read_text_lines(path))
+    }
+
+
 def _read_grouplens_classic(src: Path) -> tuple[Any, ...]:
     """ml-1m / ml-10m (``*.dat``) or the original ml-100k (``u.*``) files."""
     user_attrs: dict[str, dict[int, str]] = {}
@@ -101,23 +138,11 @@ def _read_grouplens_classic(src: Path) -> tuple[Any, ...]:
     if (src / "ratings.dat").exists():
         rpath = src / "ratings.dat"
         ratings = _read_colon_table(rpath, ["user_id", "item_id", "rating", "timestamp"])
-        mpath = src / "movies.dat"
-        m_ids_l, titles, genres = [], [], []
-        for row, line in enumerate(_read_text_lines(mpath)):
-            parts = line.split("::")
-            if len(parts) < 3 or not parts[0].isdigit():
-                raise DataError(f"{where(mpath, 'MovieID::Title::Genres', row)}: bad line {line!r}")
-            m_ids_l.append(int(parts[0]))
-            titles.append(parts[1])
-            g = parts[2]
-            genres.append([] if g in ("", "(no genres listed)") else g.split("|"))
-        users_path = src / "users.dat"
-        if users_path.exists():
-            gmap = {"M": "male", "F": "female"}
-            user_attrs["gender"] = {
-                int(p[0]): gmap.get(p[1], "unspecified")
-                for p in (line.split("::") for line in _read_text_lines(users_path))
-            }
+        m_ids_l, titles, genres = _read_movie_lines(
+            src / "movies.dat", "::", "MovieID::Title::Genres", lambda p: _genre_list(p[2])
+        )
+        if (src / "users.dat").exists():
+            user_attrs["gender"] = _read_genders(src / "users.dat", "::", 1)
         tags_path = src / "tags.dat"
         if tags_path.exists():
             rows = [line.split("::") for line in _read_text_lines(tags_path, "utf-8")]
@@ -139,24 +164,17 @@ def _read_grouplens_classic(src: Path) -> tuple[Any, ...]:
         if (src / "u.genre").exists():
             pairs = [line.split("|") for line in _read_text_lines(src / "u.genre")]
             genre_names = [name for name, _ in sorted(pairs, key=lambda p: int(p[1]))]
-        mpath = src / "u.item"
-        m_ids_l, titles, genres = [], [], []
-        for row, line in enumerate(_read_text_lines(mpath)):
-            parts = line.split("|")
-            if len(parts) < 5 or not parts[0].isdigit():
-                raise DataError(f"{where(mpath, 'movie id|title|...', row)}: bad line {line!r}")
-            m_ids_l.append(int(parts[0]))
-            titles.append(parts[1])
+
+        def flagged_genres(parts: list[str]) -> list[str]:
             flags = parts[5:]
             names = genre_names or [f"genre{k}" for k in range(len(flags))]
-            genres.append([names[k] for k, f in enumerate(flags) if f == "1" and k < len(names)])
-        users_path = src / "u.user"
-        if users_path.exists():
-            gmap = {"M": "male", "F": "female"}
-            user_attrs["gender"] = {
-                int(p[0]): gmap.get(p[2], "unspecified")
-                for p in (line.split("|") for line in _read_text_lines(users_path))
-            }
+            return [names[k] for k, f in enumerate(flags) if f == "1" and k < len(names)]
+
+        m_ids_l, titles, genres = _read_movie_lines(
+            src / "u.item", "|", "movie id|title|...", flagged_genres, min_fields=5
+        )
+        if (src / "u.user").exists():
+            user_attrs["gender"] = _read_genders(src / "u.user", "|", 2)
     r_user = checked_column(ratings, "user_id", rpath, "int").astype(np.int64)
     r_item = checked_column(ratings, "item_id", rpath, "int")
     r_value = checked_column(ratings, "rating", rpath, "num").astype(np.float64)
@@ -200,10 +218,7 @@ def import_movielens(
         r_time = checked_column(ratings, "timestamp", rpath, "int").astype(np.int64) * 1000
         m_ids = checked_column(movies, "movieId", mpath, "int")
         titles = movies.column("title").to_pylist()
-        genres = [
-            [] if g == "(no genres listed)" else g.split("|")
-            for g in movies.column("genres").to_pylist()
-        ]
+        genres = [_genre_list(g) for g in movies.column("genres").to_pylist()]
         tags_path = src / "tags.csv"
         tag = None
         if tags_path.exists():
@@ -263,9 +278,8 @@ def import_movielens(
             users = read_csv(user_files[0], parse_options=opts)
             users = users.rename_columns([c.split(":")[0] for c in users.column_names])
             if "gender" in users.column_names:
-                g = {"M": "male", "F": "female"}
                 user_attrs["gender"] = {
-                    int(u): g.get(str(x), "unspecified")
+                    int(u): GENDERS.get(str(x), "unspecified")
                     for u, x in zip(
                         users.column("user_id").to_pylist(),
                         users.column("gender").to_pylist(),
