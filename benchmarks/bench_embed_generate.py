@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transact.data.io import day_end_ms
 from transact.data.schema import padded_embedding_table
 from transact.embeddings.generate import encode_users, encode_users_reference, generate_embeddings
 from transact.embeddings.histories import build_histories, last_actions
+from transact.embeddings.store import read_date
 from transact.embeddings.train import LoadedPinnerFormer, preset
-from transact.features.batch_embeddings import day_end_ms, read_date
 from transact.models.pinnerformer import ItemTower, PinnerFormerEncoder
 
 DATE = "2026-01-20"
@@ -40,9 +41,7 @@ def synth_histories(n_users: int, n_items: int, median_len: float, seed: int):
     n = len(users)
     end = day_end_ms(DATE)
     times = end - 1 - rng.integers(0, 28 * 86_400_000, n)
-    return build_histories(
-        users, rng.integers(0, n_items, n), rng.integers(2, 6, n), times, n_items=n_items
-    )
+    return build_histories(users, rng.integers(0, n_items, n), rng.integers(2, 6, n), times)
 
 
 def peak_rss_mb() -> float:

@@ -1,4 +1,4 @@
-"""A small world in the data stage's on-disk layout, written here until its readers land."""
+"""A small world dir with known long-term interests, in the data stage's layout."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transact.data.schema import MS_PER_DAY, events_schema, items_schema
+from transact.data.io import WorldManifest, save_manifest
+from transact.data.schema import MS_PER_DAY, FeatureSpec, events_schema, items_schema
 
 START = dt.date(2026, 1, 1)
+EVAL_DAYS = 3
 
 
 def make_toy_world(
@@ -20,7 +22,8 @@ def make_toy_world(
 ) -> dict:
     """Users with 1-2 of 8 interest clusters engage mostly with items of those clusters.
 
-    Returns the ground truth: ``{"user_interests": {user_id: [cluster, ...]},
+    The manifest holds the last ``EVAL_DAYS`` days out for evaluation (training ends on
+    day ``n_days - EVAL_DAYS``: 2026-01-07 for 10 days). Returns the ground truth: ``{"user_interests": {user_id: [cluster, ...]},
     "item_cluster": [n_items]}``.
     """
     rng = np.random.default_rng(seed)
@@ -74,7 +77,20 @@ def make_toy_world(
         date = (START + dt.timedelta(days=day)).isoformat()
         out = root / "events" / f"day={date}"
         out.mkdir(parents=True)
-        pq.write_table(pa.table(rows, schema=events_schema()), out / "part-0.parquet")
+        pq.write_table(pa.table(rows, schema=events_schema()), out / "part-00000.parquet")
+    start_ms = start_day * MS_PER_DAY
+    eval_start_ms = (start_day + n_days - EVAL_DAYS) * MS_PER_DAY
+    end_ms = (start_day + n_days) * MS_PER_DAY
+    spec = FeatureSpec(categorical=(), numerical=(), d_item=d, d_user=0, user_weight_features=())
+    save_manifest(
+        root,
+        WorldManifest(
+            dataset="toy-interests", seed=seed, preset="", feature_spec=spec,
+            start_ms=start_ms, end_ms=end_ms, train_start_ms=start_ms,
+            train_end_ms=eval_start_ms, eval_start_ms=eval_start_ms, eval_end_ms=end_ms,
+            n_users=n_users, n_items=n_items,
+        ),
+    )  # fmt: skip
     return {"user_interests": interests, "item_cluster": item_cluster}
 
 
@@ -92,4 +108,4 @@ def tiny_model(toy_world, tmp_path_factory) -> Path:
 
     root, _ = toy_world
     out = tmp_path_factory.mktemp("model")
-    return train_pinnerformer(root, out, preset("tiny", eval_days=3), progress=False)
+    return train_pinnerformer(root, out, preset("tiny"), progress=False)

@@ -3,14 +3,10 @@ import json
 import numpy as np
 
 from transact.cli import main
+from transact.data.io import date_to_day
 from transact.data.schema import MS_PER_DAY, UserEmbeddingSource
 from transact.embeddings import ensure_user_embeddings
-from transact.features.batch_embeddings import (
-    RocksDictUserEmbeddings,
-    complete_dates,
-    date_to_day,
-    read_date,
-)
+from transact.embeddings.store import RocksDictUserEmbeddings, complete_dates, read_date
 
 
 def test_embed_commands_end_to_end(toy_world, tmp_path, capsys):
@@ -72,7 +68,7 @@ def test_embed_commands_end_to_end(toy_world, tmp_path, capsys):
         == 0
     )
     result = json.loads(report.read_text())
-    assert result["date"] == "2026-01-03"  # the model's last training day (10 days - 7 held out)
+    assert result["date"] == "2026-01-07"  # the model's last training day (manifest: 3 held out)
     assert "recall@5=" in capsys.readouterr().out
     assert (
         main(

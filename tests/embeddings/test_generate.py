@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import transact.embeddings.generate as gen
+from transact.data.io import ItemTable, day_end_ms
 from transact.data.schema import events_schema, padded_embedding_table
-from transact.embeddings.histories import last_actions, load_histories, read_item_embeddings
+from transact.embeddings.histories import last_actions, load_histories
+from transact.embeddings.store import complete_dates, read_date
 from transact.embeddings.train import load_pinnerformer
-from transact.features.batch_embeddings import complete_dates, day_end_ms, read_date
 
 DATE = "2026-01-07"
 
@@ -21,7 +22,7 @@ DATE = "2026-01-07"
 def test_length_bucketed_fast_path_matches_reference(toy_world, tiny_model):
     root, _ = toy_world
     model = load_pinnerformer(tiny_model)
-    content = padded_embedding_table(read_item_embeddings(root))
+    content = padded_embedding_table(ItemTable.load(root).embeddings_np)
     h = load_histories(root)
     # varied lengths: per-user cutoffs spread over the days
     cutoffs = day_end_ms("2026-01-01") + (np.arange(h.n_users) % 9) * 86_400_000
@@ -79,14 +80,14 @@ def test_generation_for_a_date_reads_nothing_after_that_day(toy_world, tiny_mode
         "timestamp_ms": [day_end_ms(DATE), day_end_ms(DATE) + 5],
         "surface": ["homefeed", "homefeed"],
     }
-    pq.write_table(pa.table(rows, schema=events_schema()), day / "late.parquet")
+    pq.write_table(pa.table(rows, schema=events_schema()), day / "part-00099.parquet")
     gen.generate_embeddings(world, tiny_model, DATE, tmp_path / "after", n_shards=2, progress=False)
     np.testing.assert_array_equal(
         read_date(tmp_path / "before", DATE)[1], read_date(tmp_path / "after", DATE)[1]
     )
     rows["timestamp_ms"] = [day_end_ms(DATE) - 10, day_end_ms(DATE) - 5]
     inside = world / "events" / f"day={DATE}"
-    pq.write_table(pa.table(rows, schema=events_schema()), inside / "late.parquet")
+    pq.write_table(pa.table(rows, schema=events_schema()), inside / "part-00099.parquet")
     gen.generate_embeddings(
         world, tiny_model, DATE, tmp_path / "inside", n_shards=2, progress=False
     )

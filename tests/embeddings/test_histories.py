@@ -1,16 +1,13 @@
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from transact.data.io import DataError
 from transact.data.schema import PAD_ACTION, PAD_ITEM, ActionVocabulary, events_schema
-from transact.embeddings.histories import (
-    build_histories,
-    event_days,
-    last_actions,
-    load_histories,
-    read_item_embeddings,
-)
+from transact.embeddings.histories import build_histories, last_actions, load_histories
 
 
 def test_last_actions_newest_first_strictly_before_cutoff():
@@ -36,8 +33,6 @@ def test_last_actions_newest_first_strictly_before_cutoff():
 
 def test_load_histories_filters_impressions_time_and_shard(toy_world):
     root, _ = toy_world
-    days = event_days(root)
-    assert len(days) == 10 and days[0] == "2026-01-01"
     all_h = load_histories(root)
     vocab = ActionVocabulary()
     assert vocab.id("impression") not in set(all_h.action_types.tolist())
@@ -49,24 +44,25 @@ def test_load_histories_filters_impressions_time_and_shard(toy_world):
     assert shard.n_events == int(
         np.isin(all_h.event_user_index(), np.flatnonzero(all_h.user_ids % 3 == 1)).sum()
     )
-    assert read_item_embeddings(root).shape == (200, 32)
 
 
-def test_unknown_action_and_bad_item_raise_with_location(tmp_path):
-    day = tmp_path / "events" / "day=2026-01-01"
-    day.mkdir(parents=True)
+def test_unknown_action_and_bad_item_raise_with_location(toy_world, tmp_path):
+    root, _ = toy_world
+    world = tmp_path / "w"
+    shutil.copytree(root, world)
     rows = {
         "event_id": ["a", "b"],
         "user_id": [1, 1],
-        "item_id": [0, 50],
+        "item_id": [0, 500],
         "action_type": ["click", "like"],
-        "timestamp_ms": [1, 2],
+        "timestamp_ms": [1_767_225_600_000, 1_767_225_600_001],  # 2026-01-01
         "surface": ["h", "h"],
     }
-    pq.write_table(pa.table(rows, schema=events_schema()), day / "p.parquet")
-    with pytest.raises(ValueError, match="p.parquet.*'action_type' row 1 .*'like'"):
-        load_histories(tmp_path)
+    part = world / "events" / "day=2026-01-01" / "part-00099.parquet"
+    pq.write_table(pa.table(rows, schema=events_schema()), part)
+    with pytest.raises(DataError, match=r"events, column 'action_type'.*'like' \(batch row \d+\)"):
+        load_histories(world)
     rows["action_type"] = ["click", "repin"]
-    pq.write_table(pa.table(rows, schema=events_schema()), day / "p.parquet")
-    with pytest.raises(ValueError, match="row 1: item_id 50 outside"):
-        load_histories(tmp_path, n_items=10)
+    pq.write_table(pa.table(rows, schema=events_schema()), part)
+    with pytest.raises(DataError, match=r"column 'item_id'.*item 500 .*not in the item table"):
+        load_histories(world)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from transact.data.io import DataError, day_end_ms
 from transact.data.schema import MS_PER_DAY, ActionVocabulary
 from transact.embeddings.histories import load_histories
 from transact.embeddings.train import (
@@ -15,7 +16,6 @@ from transact.embeddings.train import (
     preset,
     train_pinnerformer,
 )
-from transact.features.batch_embeddings import day_end_ms
 
 
 def test_sampler_pairs_anchors_with_future_positives_in_window(toy_world):
@@ -58,7 +58,7 @@ def test_item_log_q_is_smoothed_log_popularity():
 
 def test_training_is_deterministic_and_learns(toy_world, tiny_model, tmp_path):
     root, _ = toy_world
-    again = train_pinnerformer(root, tmp_path / "a", preset("tiny", eval_days=3), progress=False)
+    again = train_pinnerformer(root, tmp_path / "a", preset("tiny"), progress=False)
     first, second = load_pinnerformer(tiny_model), load_pinnerformer(again)
     assert first.model_version == second.model_version
     for a, b in zip(
@@ -66,11 +66,11 @@ def test_training_is_deterministic_and_learns(toy_world, tiny_model, tmp_path):
     ):
         assert torch.equal(a, b)
     other = train_pinnerformer(
-        root, tmp_path / "b", preset("tiny", eval_days=3, seed=1, steps=5), progress=False
+        root, tmp_path / "b", preset("tiny", seed=1, steps=5), progress=False
     )
     assert load_pinnerformer(other).model_version != first.model_version
     log = json.loads((tiny_model.parent / "train_log.json").read_text())
-    assert log["train_end_date"] == "2026-01-07"  # 10 days, 3 held out
+    assert log["train_end_date"] == "2026-01-07"  # 10 days, the manifest holds 3 out
     assert log["loss_last20"] < log["loss_first20"] - 0.2
 
 
@@ -83,17 +83,18 @@ def test_config_validation_and_presets(toy_world):
     cfg = preset("demo", seed=3)
     assert EmbedTrainConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.future_window_days == 14 and cfg.model.d_user == 64
-    with pytest.raises(ValueError, match="eval_days=10"):
-        default_train_end_date(root, 10)
+    assert default_train_end_date(root) == "2026-01-07"  # the day before the eval range
+    with pytest.raises(DataError, match="no manifest"):
+        default_train_end_date(root / "events")
+    with pytest.raises(ValueError, match=r"unknown fields \['eval_days'\]"):
+        EmbedTrainConfig.from_dict({**cfg.to_dict(), "eval_days": 7})
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_cuda_learns_and_saves_a_cpu_checkpoint(toy_world, tmp_path):
     root, _ = toy_world
-    path = train_pinnerformer(
-        root, tmp_path, preset("tiny", eval_days=3), progress=False, device="cuda"
-    )
+    path = train_pinnerformer(root, tmp_path, preset("tiny"), progress=False, device="cuda")
     log = json.loads((tmp_path / "train_log.json").read_text())
     assert log["loss_last20"] < log["loss_first20"] - 0.2
     model = load_pinnerformer(path)

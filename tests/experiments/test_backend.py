@@ -123,11 +123,10 @@ def test_every_variant_of_every_experiment_builds_a_ranker(tmp_path):
 
 def test_embedding_readers_are_the_users_with_a_request_on_the_next_day(tmp_path):
     """Each table a request reads (the day before its own), with exactly its readers."""
-    from transact.data.io import read_impressions
+    from transact.data.io import date_to_day, read_impressions
     from transact.data.schema import MS_PER_DAY
     from transact.data.world import PRESETS, generate_world
     from transact.experiments.backend import embedding_readers
-    from transact.features.batch_embeddings import date_to_day
 
     data_dir = tmp_path / "w"
     generate_world(data_dir, PRESETS["tiny"], seed=0, preset="tiny", progress=False)

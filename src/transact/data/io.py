@@ -52,11 +52,6 @@ def where(file: Path | str, column: str, row: int | None = None) -> str:
     return loc if row is None else f"{loc}, row {row}"
 
 
-def day_string(time_ms: int) -> str:
-    """The UTC day ``YYYY-MM-DD`` of a millisecond timestamp (the partition key)."""
-    return dt.datetime.fromtimestamp(time_ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d")
-
-
 def check_milliseconds(times: np.ndarray, file: Path | str, column: str) -> None:
     """Raise if any timestamp looks like seconds (or is negative) rather than milliseconds."""
     bad = np.flatnonzero(np.asarray(times) < MIN_PLAUSIBLE_MS)
@@ -82,6 +77,36 @@ def check_columns(table: pa.Table | pa.Schema, schema: pa.Schema, file: Path | s
             same = have.equals(f.type)
         if not same:
             raise DataError(f"{where(file, f.name)}: type {got.field(idx).type}, expected {f.type}")
+
+
+# --------------------------------------------------------------------------------------
+# Calendar days (UTC): partition keys, dated tables, training cutoffs
+# --------------------------------------------------------------------------------------
+
+
+def date_to_day(date: str | dt.date) -> int:
+    """``YYYY-MM-DD`` -> days since the Unix epoch (UTC)."""
+    if isinstance(date, str):
+        try:
+            date = dt.date.fromisoformat(date)
+        except ValueError:
+            raise ValueError(f"date {date!r} is not YYYY-MM-DD") from None
+    return (date - dt.date(1970, 1, 1)).days
+
+
+def day_to_date(day: int) -> str:
+    """Days since the Unix epoch -> ``YYYY-MM-DD``."""
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
+
+
+def day_end_ms(date: str) -> int:
+    """The first millisecond after day ``date`` (UTC): everything of that day is before it."""
+    return (date_to_day(date) + 1) * MS_PER_DAY
+
+
+def day_string(time_ms: int) -> str:
+    """The UTC day ``YYYY-MM-DD`` of a millisecond timestamp (the partition key)."""
+    return day_to_date(int(time_ms) // MS_PER_DAY)
 
 
 # --------------------------------------------------------------------------------------
@@ -285,6 +310,11 @@ def partition_files(data_dir: Path | str, table: str) -> list[tuple[str, Path]]:
     return out
 
 
+def partition_days(data_dir: Path | str, table: str) -> list[str]:
+    """Sorted ``YYYY-MM-DD`` days that hold part files of a day-partitioned table."""
+    return sorted({day for day, _ in partition_files(data_dir, table)})
+
+
 def _read_partitioned(
     data_dir: Path | str,
     table: str,
@@ -401,19 +431,30 @@ def load_event_arrays(
     actions: Sequence[str] | None = None,
     vocab: ActionVocabulary | None = None,
     n_items: int | None = None,
+    user_shard: tuple[int, int] | None = None,
 ) -> EventArrays:
     """Read events into numpy columns, validating action names, item indices and times.
 
-    Raises :class:`DataError` naming the file and first row of an unknown action name, an
-    item index outside ``[0, n_items)`` or a timestamp that looks like seconds.
+    Args:
+        start_ms / end_ms: keep events with ``start_ms <= timestamp_ms < end_ms``.
+        actions: keep only these action names (default all); each must be in ``vocab``.
+        vocab: the action vocabulary (default: the manifest's).
+        n_items: item table size (default: the manifest's).
+        user_shard: ``(index, count)``: keep users with ``user_id % count == index`` only,
+            so a worker holds one slice of the users in memory.
+
+    Every event in the time range is validated, kept or not: raises :class:`DataError`
+    naming the first row of an unknown action name, an item index outside
+    ``[0, n_items)`` or a timestamp that looks like seconds.
     """
     manifest = load_manifest(data_dir)
     vocab = vocab or manifest.actions
     n_items = manifest.n_items if n_items is None else n_items
     lookup = pa.array(list(vocab.names), pa.string())
+    keep_ids = None if actions is None else np.array([vocab.id(a) for a in actions], np.int64)
     parts: dict[str, list[np.ndarray]] = {"u": [], "i": [], "a": [], "t": []}
     cols = ["user_id", "item_id", "action_type", "timestamp_ms"]
-    for batch in read_events(data_dir, start_ms, end_ms, columns=cols, actions=actions):
+    for batch in read_events(data_dir, start_ms, end_ms, columns=cols):
         idx = np.asarray(pc.index_in(batch.column("action_type"), value_set=lookup).fill_null(-1))
         if (idx < 0).any():
             row = int(np.flatnonzero(idx < 0)[0])
@@ -431,10 +472,16 @@ def load_event_arrays(
             )
         times = np.asarray(batch.column("timestamp_ms"))
         check_milliseconds(times, Path(data_dir) / "events", "timestamp_ms")
-        parts["u"].append(np.asarray(batch.column("user_id")))
-        parts["i"].append(items)
-        parts["a"].append((idx + 1).astype(np.int8))
-        parts["t"].append(times)
+        users = np.asarray(batch.column("user_id"))
+        action_ids = idx + 1
+        keep = np.ones(len(idx), bool) if keep_ids is None else np.isin(action_ids, keep_ids)
+        if user_shard is not None:
+            index, count = user_shard
+            keep &= users % count == index
+        parts["u"].append(users[keep])
+        parts["i"].append(items[keep])
+        parts["a"].append(action_ids[keep].astype(np.int8))
+        parts["t"].append(times[keep])
 
     def cat(key: str, dtype: Any) -> np.ndarray:
         return np.concatenate(parts[key]).astype(dtype) if parts[key] else np.zeros(0, dtype)

@@ -9,7 +9,7 @@ Public API::
 Lower level: :func:`transact.embeddings.train.train_pinnerformer`,
 :func:`transact.embeddings.generate.generate_embeddings`,
 :func:`transact.embeddings.evaluate.evaluate_embeddings`; the model is
-:mod:`transact.models.pinnerformer`, the dated store :mod:`transact.features.batch_embeddings`.
+:mod:`transact.models.pinnerformer`, the dated store :mod:`transact.embeddings.store`.
 """
 
 from __future__ import annotations

@@ -47,7 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train the encoder with the dense all-action loss",
-        description="Train PinnerFormer on a world's training days (all but the last eval_days).",
+        description=(
+            "Train PinnerFormer on a world's training days (up to the day before the "
+            "manifest's evaluation range)."
+        ),
         epilog=EPILOG_TRAIN,
         formatter_class=fmt,
     )
@@ -167,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from transact.features.batch_embeddings import complete_dates, export_to_rocksdict
+    from transact.embeddings.store import complete_dates, export_to_rocksdict
 
     dates = args.date or complete_dates(args.root)
     n = export_to_rocksdict(args.root, dates, args.db)

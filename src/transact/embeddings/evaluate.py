@@ -24,16 +24,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from transact.data.io import ItemTable, day_end_ms, load_manifest
 from transact.data.schema import MS_PER_DAY, ActionVocabulary, padded_embedding_table
 from transact.embeddings.generate import encode_users
-from transact.embeddings.histories import (
-    last_actions,
-    load_histories,
-    read_item_embeddings,
-    world_vocabulary,
-)
+from transact.embeddings.histories import last_actions, load_histories
 from transact.embeddings.train import LoadedPinnerFormer, load_pinnerformer
-from transact.features.batch_embeddings import day_end_ms
 
 
 def top_k_items(
@@ -131,9 +126,10 @@ def evaluate_embeddings(
     Returns ``{"date", "window_days", "n_users", "recall": {method: {k: value}},
     "interest_precision": {...} or None}``.
     """
-    vocab = vocab or world_vocabulary(data_dir)
+    vocab = vocab or load_manifest(data_dir).actions
     loaded = model if isinstance(model, LoadedPinnerFormer) else load_pinnerformer(model)
-    item_content = read_item_embeddings(data_dir)
+    item_table = ItemTable.load(data_dir)
+    item_content = item_table.embeddings_np
     n_items = len(item_content)
     cutoff = day_end_ms(date)
     horizon = cutoff + window_days * MS_PER_DAY
@@ -187,14 +183,8 @@ def evaluate_embeddings(
         "interest_precision": None,
     }
     interests = read_long_term_interests(data_dir)
-    items_path = Path(data_dir) / "items.parquet"
-    if interests is not None and "top_interest" in pq.read_schema(items_path).names:
-        item_interest = (
-            pq.read_table(items_path, columns=["item_id", "top_interest"])
-            .sort_by("item_id")
-            .column("top_interest")
-            .to_numpy()
-        )
+    if interests is not None:
+        item_interest = item_table.top_interest
         user_sets = [interests.get(int(hist.user_ids[r]), set()) for r in rows]
         known = [i for i, s in enumerate(user_sets) if s]
         n_interests = len(np.unique(item_interest))

@@ -32,22 +32,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from transact.data.io import ItemTable, day_end_ms
 from transact.data.schema import padded_embedding_table
-from transact.embeddings.histories import (
-    UserHistories,
-    last_actions,
-    load_histories,
-    read_item_embeddings,
-)
-from transact.embeddings.train import LoadedPinnerFormer, load_pinnerformer
-from transact.features.batch_embeddings import (
+from transact.embeddings.histories import UserHistories, last_actions, load_histories
+from transact.embeddings.store import (
     complete_dates,
-    day_end_ms,
     mark_complete,
     part_exists,
     partition_dir,
     write_part,
 )
+from transact.embeddings.train import LoadedPinnerFormer, load_pinnerformer
 from transact.models.pinnerformer import PinnerFormerEncoder
 
 DEFAULT_SHARDS = 16
@@ -168,7 +163,7 @@ def generate_embeddings(
     out_root = Path(out_root)
     wanted = None if users is None else np.unique(np.asarray(users, dtype=np.int64))
     if item_content is None:
-        item_content = read_item_embeddings(data_dir)
+        item_content = ItemTable.load(data_dir).embeddings_np
     content = padded_embedding_table(item_content)
     cutoff = day_end_ms(date)
     max_len = loaded.config.model.max_seq_len
@@ -236,7 +231,7 @@ def generate_many(
     todo = [d for d in dates if d not in done]
     if not todo:
         return []
-    item_content = read_item_embeddings(data_dir)
+    item_content = ItemTable.load(data_dir).embeddings_np
     histories = load_histories(
         data_dir, end_time_ms=max(day_end_ms(d) for d in todo), n_items=len(item_content)
     )

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from transact.data.io import date_to_day, day_to_date, partition_days
 from transact.embeddings.generate import generate_many
-from transact.embeddings.histories import event_days
+from transact.embeddings.store import DatedUserEmbeddings
 from transact.embeddings.train import (
     CHECKPOINT_NAME,
     default_train_end_date,
@@ -25,7 +26,6 @@ from transact.embeddings.train import (
 from transact.embeddings.train import (
     preset as make_preset,
 )
-from transact.features.batch_embeddings import DatedUserEmbeddings, date_to_day, day_to_date
 
 
 def ensure_user_embeddings(
@@ -47,8 +47,8 @@ def ensure_user_embeddings(
             and the tables in ``<that>/user_embeddings/date=*/``.
         preset: :data:`transact.embeddings.train.PRESETS` name ("tiny", "demo", "full").
         seed: training seed.
-        train_end_date: last training day (default: the day before the world's held-out
-            evaluation week, ``eval_days`` of the preset).
+        train_end_date: last training day (default: the day before the manifest's
+            evaluation range).
         dates: days to generate (default: every event day except the last, whose table
             no request in the world reads).
         progress: tqdm bars.
@@ -66,7 +66,7 @@ def ensure_user_embeddings(
         emb = source.lookup(user_ids, request_time_ms)
     """
     config = make_preset(preset, seed=seed)
-    train_end_date = train_end_date or default_train_end_date(data_dir, config.eval_days)
+    train_end_date = train_end_date or default_train_end_date(data_dir)
     model_dir = Path(out_dir) / f"model-{preset}-s{seed}-{train_end_date}"
     ckpt = model_dir / CHECKPOINT_NAME
     stamp = model_dir / "ensure.json"
@@ -76,7 +76,7 @@ def ensure_user_embeddings(
             data_dir, model_dir, config, train_end_date, progress=progress, device=device
         )
         stamp.write_text(json.dumps(key))
-    days = event_days(data_dir)
+    days = partition_days(data_dir, "events")
     if dates is None:
         first, last = date_to_day(days[0]), date_to_day(days[-1])
         dates = [day_to_date(d) for d in range(first, last)]

@@ -18,23 +18,15 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from transact.data.io import ItemTable, day_end_ms, day_to_date, load_manifest
 from transact.data.schema import MS_PER_DAY, ActionVocabulary, padded_embedding_table
-from transact.embeddings.histories import (
-    UserHistories,
-    event_days,
-    gather_windows,
-    load_histories,
-    read_item_embeddings,
-    read_manifest,
-    world_vocabulary,
-)
-from transact.features.batch_embeddings import day_end_ms, day_to_date
+from transact.embeddings.histories import UserHistories, gather_windows, load_histories
 from transact.models.pinnerformer import (
     ItemTower,
     PinnerFormerConfig,
@@ -58,8 +50,6 @@ class EmbedTrainConfig:
         future_window_days: the dense all-action target window (PinnerFormer: 14 days).
         temperature: sampled-softmax temperature.
         learning_rate / weight_decay / grad_clip: AdamW and gradient clipping.
-        eval_days: trailing days of the world held out from training (its evaluation week)
-            when the world has no manifest (with one, its evaluation range is held out).
         train_seq_len: longest training window (default: ``model.max_seq_len``). Shorter
             windows make a step cheaper; inference still reads ``max_seq_len`` actions
             (the encoder has no positional embedding, so it reads any length).
@@ -76,7 +66,6 @@ class EmbedTrainConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    eval_days: int = 7
     train_seq_len: int | None = None
     seed: int = 0
 
@@ -86,8 +75,6 @@ class EmbedTrainConfig:
                 raise ValueError(f"EmbedTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_random_negatives < 0:
             raise ValueError("EmbedTrainConfig.n_random_negatives must be >= 0")
-        if self.eval_days < 0:
-            raise ValueError("EmbedTrainConfig.eval_days must be >= 0")
         if self.train_seq_len is not None and not 1 <= self.train_seq_len <= self.model.max_seq_len:
             raise ValueError(
                 f"EmbedTrainConfig.train_seq_len must be in 1..model.max_seq_len "
@@ -104,6 +91,13 @@ class EmbedTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> EmbedTrainConfig:
+        """Inverse of :meth:`to_dict`; raises naming every field this version does not know."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"EmbedTrainConfig: unknown fields {unknown} (a checkpoint of another "
+                "version of transact; retrain it)"
+            )
         d = dict(d)
         d["model"] = PinnerFormerConfig.from_dict(d["model"])
         return cls(**d)
@@ -143,18 +137,11 @@ def preset(name: str, **overrides: object) -> EmbedTrainConfig:
     return replace(PRESETS[name], **overrides)  # type: ignore[arg-type]
 
 
-def default_train_end_date(data_dir: str | Path, eval_days: int) -> str:
-    """The last training day: the day before the manifest's evaluation range when the world
-    has a manifest, else the day before the world's last ``eval_days`` event days."""
-    manifest = read_manifest(data_dir)
-    if manifest is not None and "eval_range_ms" in manifest:
-        return day_to_date(int(manifest["eval_range_ms"][0]) // MS_PER_DAY - 1)
-    days = event_days(data_dir)
-    if len(days) <= eval_days:
-        raise ValueError(
-            f"{data_dir}: {len(days)} event days, need more than eval_days={eval_days} to train"
-        )
-    return days[len(days) - eval_days - 1]
+def default_train_end_date(data_dir: str | Path) -> str:
+    """The last training day: the day before the manifest's evaluation range begins, so
+    no day of the held-out evaluation requests is in training."""
+    eval_start_ms = load_manifest(data_dir).eval_start_ms
+    return day_to_date(eval_start_ms // MS_PER_DAY - 1)
 
 
 def item_log_q(positive_items: np.ndarray, n_items: int) -> np.ndarray:
@@ -271,12 +258,12 @@ def train_pinnerformer(
     from tqdm import tqdm
 
     config = config or EmbedTrainConfig()
-    vocab = vocab or world_vocabulary(data_dir)
+    vocab = vocab or load_manifest(data_dir).actions
     if config.model.n_action_types != vocab.size:
         config = replace(config, model=replace(config.model, n_action_types=vocab.size))
-    train_end_date = train_end_date or default_train_end_date(data_dir, config.eval_days)
+    train_end_date = train_end_date or default_train_end_date(data_dir)
     end_ms = day_end_ms(train_end_date)
-    item_content = read_item_embeddings(data_dir)
+    item_content = ItemTable.load(data_dir).embeddings_np
     if item_content.shape[1] != config.model.d_item:
         config = replace(config, model=replace(config.model, d_item=item_content.shape[1]))
     n_items = item_content.shape[0]

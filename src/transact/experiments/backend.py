@@ -151,12 +151,10 @@ def embedding_readers(data_dir: Path) -> dict[str, np.ndarray]:
     spanning years (MovieLens: 1996-2018) needs about 1,700 tables, each read by a handful
     of users; generating each for its readers only is what makes that affordable.
     """
-    from transact.data.io import read_impressions
+    from transact.data.io import date_to_day, day_to_date, partition_days, read_impressions
     from transact.data.schema import MS_PER_DAY
-    from transact.embeddings.histories import event_days
-    from transact.features.batch_embeddings import date_to_day, day_to_date
 
-    logged = event_days(data_dir)
+    logged = partition_days(data_dir, "events")
     first, last = date_to_day(logged[0]), date_to_day(logged[-1])
     pairs: list[np.ndarray] = []
     for batch in read_impressions(data_dir, columns=["user_id", "request_time_ms"]):

@@ -1,4 +1,4 @@
-"""Feature stage: realtime action sequences and batch user embeddings for the ranker.
+"""Feature stage: realtime action sequences for the ranker.
 
 Realtime path (paper 3.4.3, docs/realtime.md): ``events`` (validation, dead letters) ->
 ``processor`` (dedup, lateness, per-user sequence update) -> ``store`` (RocksDB or Redis,
@@ -6,5 +6,6 @@ offsets committed atomically with the values) -> ``reader`` (``SequenceReader``,
 ``SequenceSource`` serving and training-consistency tests read). ``sources``/``kafka``
 feed it, ``runner`` loops, ``cli`` is ``transact stream``.
 
-Batch path: ``batch_embeddings`` (dated PinnerFormer user embeddings).
+The batch user embeddings (PinnerFormer, daily) are their own stage:
+:mod:`transact.embeddings`.
 """

@@ -307,7 +307,7 @@ def _run(args: argparse.Namespace) -> int:
         sequences = SequenceReader(open_store(args.sequence_store, read_only=True))
     user_embeddings = None
     if args.user_embeddings:
-        from transact.features.batch_embeddings import DatedUserEmbeddings
+        from transact.embeddings.store import DatedUserEmbeddings
 
         user_embeddings = DatedUserEmbeddings(args.user_embeddings)
     parts = build_engine(

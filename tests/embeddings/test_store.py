@@ -3,12 +3,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transact.data.io import date_to_day
 from transact.data.schema import MS_PER_DAY, UserEmbeddingSource
-from transact.features.batch_embeddings import (
+from transact.embeddings.store import (
     DatedUserEmbeddings,
     RocksDictUserEmbeddings,
-    date_to_day,
-    day_to_date,
     export_to_rocksdict,
     mark_complete,
     read_date,
@@ -106,9 +105,6 @@ def test_an_empty_table_serves_zeros_and_other_tables_still_answer(tmp_path):
 def test_serving_dates_edge_cases():
     assert serving_dates(np.array([5 * MS_PER_DAY]), np.array([], np.int64), 7).tolist() == [-1]
     assert serving_dates(np.array([5 * MS_PER_DAY]), np.array([4, 5]), 7).tolist() == [4]
-    assert day_to_date(date_to_day("2026-02-28") + 1) == "2026-03-01"
-    with pytest.raises(ValueError, match="YYYY-MM-DD"):
-        date_to_day("26-1-1")
 
 
 def test_write_part_rejects_bad_rows_and_duplicates(tmp_path):

@@ -1,4 +1,4 @@
-"""Dated batch user-embedding tables: the writer, the day-before loader, the serving export.
+"""The dated user-embedding store: the writer, the day-before loader, the serving export.
 
 Layout on disk (one table per generation date, one part file per user shard)::
 
@@ -19,7 +19,6 @@ service, keyed by ``date/user_id``, with the same lookup rule.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transact.data.io import date_to_day, day_to_date
 from transact.data.schema import MS_PER_DAY
 
 SUCCESS_MARKER = "_SUCCESS"
@@ -47,27 +47,8 @@ def user_embeddings_schema(d_user: int) -> pa.Schema:
     )
 
 
-def date_to_day(date: str | dt.date) -> int:
-    """``YYYY-MM-DD`` -> days since the Unix epoch (UTC)."""
-    if isinstance(date, str):
-        try:
-            date = dt.date.fromisoformat(date)
-        except ValueError:
-            raise ValueError(f"date {date!r} is not YYYY-MM-DD") from None
-    return (date - dt.date(1970, 1, 1)).days
-
-
-def day_to_date(day: int) -> str:
-    """Days since the Unix epoch -> ``YYYY-MM-DD``."""
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
-
-
-def day_end_ms(date: str) -> int:
-    """The first millisecond after day ``date`` (UTC): the generation cutoff of that date."""
-    return (date_to_day(date) + 1) * MS_PER_DAY
-
-
 def partition_dir(root: str | Path, date: str) -> Path:
+    """``ROOT/date=YYYY-MM-DD``: the folder of one dated table."""
     return Path(root) / f"date={date}"
 
 
@@ -113,6 +94,7 @@ def write_part(
 
 
 def part_exists(root: str | Path, date: str, part: int) -> bool:
+    """Whether part file ``part`` of the table dated ``date`` is written (parts are atomic)."""
     return (partition_dir(root, date) / f"part-{part:05d}.parquet").exists()
 
 
