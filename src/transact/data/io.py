@@ -11,7 +11,9 @@ Layout (one directory per dataset, documented in ``docs/data.md``)::
 Writers stream: :class:`DayPartitionWriter` appends record batches to per-day Parquet
 files; readers stream record batches day by day and filter by time range, so neither side
 needs a whole table in memory. Every reader validates what it reads and raises
-:class:`DataError` naming the file, the column and the first offending row.
+:class:`DataError` naming the file, the column and the first offending row. UTC calendar
+days (:func:`date_to_day`, :func:`day_to_date`, :func:`day_end_ms`, :func:`day_string`)
+are the partition keys here and the dates of every other stage's dated tables.
 """
 
 from __future__ import annotations
