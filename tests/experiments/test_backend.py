@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fakes import FakeExampleSet, fake_backend
 from transact.experiments.backend import TruncatedSource, truncate_batch
 from transact.experiments.budget import BUDGETS
 from transact.experiments.runner import VariantUnavailable
 from transact.experiments.spec import Variant
-
-from .fake_data import FakeExampleSet, fake_backend
 
 
 def test_truncated_batch_is_the_most_recent_prefix():

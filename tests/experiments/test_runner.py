@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.fakes import FakeBackend
 from transact.experiments import table1, table2
 from transact.experiments.budget import BUDGETS, get_budget
 from transact.experiments.runner import RunCache, run_experiment
@@ -14,8 +15,8 @@ def _spec(*variants: Variant, baseline: Variant | None = None) -> ExperimentSpec
     return ExperimentSpec(name="t", title="test", baseline=base, variants=variants)
 
 
-def test_better_variant_gets_positive_significant_lift(tmp_path, fake_backend_factory):
-    backend = fake_backend_factory(quality={"baseline": 0.2, "good": 0.9, "same": 0.2})
+def test_better_variant_gets_positive_significant_lift(tmp_path):
+    backend = FakeBackend(quality={"baseline": 0.2, "good": 0.9, "same": 0.2})
     spec = _spec(
         Variant(key="good", label="good", encoder="transact", paper=(("repin/all", 9.4),)),
         Variant(key="same", label="same", encoder="cnn"),
@@ -41,8 +42,8 @@ def test_better_variant_gets_positive_significant_lift(tmp_path, fake_backend_fa
     assert "+9.40%" in md and "| good |" in md
 
 
-def test_seeds_give_mean_and_spread(tmp_path, fake_backend_factory):
-    backend = fake_backend_factory(quality={"baseline": 0.2, "good": 0.6})
+def test_seeds_give_mean_and_spread(tmp_path):
+    backend = FakeBackend(quality={"baseline": 0.2, "good": 0.6})
     budget = get_budget("smoke")
     from dataclasses import replace
 
@@ -57,8 +58,8 @@ def test_seeds_give_mean_and_spread(tmp_path, fake_backend_factory):
     assert cell["lift_std"] > 0
 
 
-def test_cache_trains_a_shared_variant_once_and_skips_unavailable(tmp_path, fake_backend_factory):
-    backend = fake_backend_factory(
+def test_cache_trains_a_shared_variant_once_and_skips_unavailable(tmp_path):
+    backend = FakeBackend(
         quality={
             "baseline": 0.2,
             "transact": 0.9,
@@ -145,13 +146,13 @@ def test_fingerprint_ignores_options_equal_to_transact_defaults():
 
 
 @pytest.mark.parametrize("name", ["fig4", "fig5"])
-def test_figures_write_a_png_and_every_grid_point(tmp_path, fake_backend_factory, name):
+def test_figures_write_a_png_and_every_grid_point(tmp_path, name):
     import importlib
 
     module = importlib.import_module(f"transact.experiments.{name}")
     budget = BUDGETS["smoke"]
     spec = module.build(budget)
-    backend = fake_backend_factory(quality={"baseline": 0.2}, n_users=60)
+    backend = FakeBackend(quality={"baseline": 0.2}, n_users=60)
     res = run_experiment(spec, backend, budget, tmp_path, plot=module.plot, progress=False)
     png = tmp_path / f"{name}.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"

@@ -4,12 +4,11 @@ import sys
 
 import pytest
 
+from tests.features.event_logs import T0, make_events, write_world
 from transact.cli import build_parser, main
 from transact.features.events import event_to_json
 from transact.features.reader import SequenceReader
 from transact.features.store import RocksDBSequenceStore
-
-from .conftest import T0, make_events, write_world
 
 
 @pytest.mark.parametrize("cmd", ["run", "produce", "bench", "broker"])

@@ -3,10 +3,9 @@ import json
 import numpy as np
 import pyarrow as pa
 
+from tests.features.event_logs import T0, make_events
 from transact.features import events as ev
 from transact.features.events import ValidationConfig, columns_from_arrow, columns_from_json
-
-from .conftest import T0, make_events
 
 NOW = T0 + 10_000_000
 

@@ -11,13 +11,12 @@ import uuid
 import numpy as np
 import pytest
 
+from tests.features.event_logs import T0, action_ids, make_events, write_world
 from transact.data.sequences import build_sequences
 from transact.features import events as ev
 from transact.features.events import event_to_json
 from transact.features.reader import SequenceReader
 from transact.features.store import RedisSequenceStore
-
-from .conftest import T0, action_ids, make_events, write_world
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

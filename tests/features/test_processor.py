@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.features.event_logs import T0
 from transact.features.codec import (
     decode_state,
     encode_state,
@@ -25,8 +26,6 @@ from transact.features.processor import (
     SequenceProcessor,
     apply_event_reference,
 )
-
-from .conftest import T0
 
 
 def cols_of(rows: list[tuple[str, int, int, int, int]]) -> EventColumns:

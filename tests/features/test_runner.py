@@ -12,14 +12,13 @@ import pyarrow as pa
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.features.event_logs import T0, make_events, write_world
 from transact.features import events as ev
 from transact.features.events import ValidationConfig, event_to_json
 from transact.features.processor import ProcessorConfig, SequenceProcessor
 from transact.features.runner import DeadLetterSink, run_stream
 from transact.features.sources import JsonLinesSource, ParquetReplaySource
 from transact.features.store import RocksDBSequenceStore
-
-from .conftest import T0, make_events, write_world
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

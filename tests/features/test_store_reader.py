@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.features.event_logs import T0, action_ids, make_events
 from transact.data.schema import PAD_ITEM, SequenceSource
 from transact.data.sequences import build_sequences
 from transact.features.codec import decode_state
@@ -17,8 +18,6 @@ from transact.features.store import (
     StoreUnavailableError,
     open_store,
 )
-
-from .conftest import T0, action_ids, make_events
 
 
 @pytest.fixture(params=["rocksdb", "redis"])

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.serving.model_files import publish_random
 from transact.data.schema import FeatureSpec
 from transact.models import example_feature_spec
 from transact.serving.ranker import InferenceOptions
-from transact.serving.registry import publish_model
 from transact.serving.service import ServiceParts, build_engine
-from transact.serving.synthetic import InMemorySequences, synthetic_items, write_model_file
+from transact.serving.synthetic import InMemorySequences, synthetic_items
 
 N_ITEMS = 300
 
@@ -18,11 +18,6 @@ N_ITEMS = 300
 @pytest.fixture(scope="session")
 def spec() -> FeatureSpec:
     return replace(example_feature_spec("small"), seq_len=20)
-
-
-def publish_random(tmp: Path, models: Path, spec: FeatureSpec, version: str, seed: int) -> Path:
-    raw = write_model_file(tmp / f"raw-{version}" / "model.pt", spec, "small", seed)
-    return publish_model(raw, models, version)
 
 
 @pytest.fixture()

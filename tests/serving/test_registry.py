@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.serving.conftest import publish_random
+from tests.serving.model_files import publish_random
 from transact.data.schema import FeatureSpec
 from transact.serving.registry import MODEL_FILE, load_verified, publish_model
 from transact.serving.service import ServiceParts

@@ -1,11 +1,42 @@
+import os
 import socket
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
-from fakes_training import FakeRanker, ddp_worker
 
-from transact.training.trainer import steps_per_epoch
+from tests.fakes import FakeExampleSet, FakeRanker, bce_loss, make_model
+from transact.training.config import TrainConfig
+from transact.training.distributed import init_distributed
+from transact.training.trainer import steps_per_epoch, train
+
+
+def ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """One rank of the 2-process CPU DDP test: train, then save params and served batches."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    ctx = init_distributed("cpu")
+    data = FakeExampleSet(n=256)
+    model = make_model(seed=rank)  # different init on purpose: DDP must broadcast rank 0's
+    cfg = TrainConfig(
+        batch_size=16,
+        epochs=2.0,
+        peak_lr=0.01,
+        warmup_steps=2,
+        checkpoint_every_steps=0,
+        progress=False,
+        device="cpu",
+    )
+    train(model, bce_loss, data, cfg, f"{out_dir}/run", dist_ctx=ctx)
+    torch.save({"params": model.state_dict(), "served": data.served}, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
 
 
 def _free_port() -> int:

@@ -6,15 +6,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from fakes_training import FakeExampleSet, bce_loss, make_model
 
+from tests.fakes import FakeExampleSet, bce_loss, make_model
 from transact.training.checkpoint import atomic_torch_save, latest_checkpoint, list_checkpoints
 from transact.training.config import TrainConfig
 from transact.training.trainer import train
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: `tests` imports from here
 
 
 def _cfg(**kw):
@@ -42,7 +43,7 @@ def _params(model):
 
 def test_training_lowers_the_loss_and_logs_every_step(tmp_path):
     data = FakeExampleSet(n=512)
-    everything = data.make_batch(torch.arange(512).numpy())
+    everything = data.batch(np.arange(512))
     model = make_model()
 
     def full_loss() -> float:
@@ -126,9 +127,7 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path):
 
 
 _SCRIPT = """
-import sys
-sys.path.insert(0, {here!r})
-from fakes_training import FakeExampleSet, bce_loss, make_model
+from tests.fakes import FakeExampleSet, bce_loss, make_model
 from transact.training.config import TrainConfig
 from transact.training.trainer import train
 cfg = TrainConfig(batch_size=16, epochs=3.0, peak_lr=0.01, warmup_steps=4,
@@ -153,12 +152,11 @@ def test_sigkill_at_random_moments_then_resume_matches_straight_run(tmp_path):
     train(straight, bce_loss, FakeExampleSet(n=256), cfg, tmp_path / "straight")
 
     run = tmp_path / "killed"
-    script = tmp_path / "run.py"
-    script.write_text(_SCRIPT.format(here=str(HERE), run=str(run)))
+    script = _SCRIPT.format(run=str(run))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kills = 0
     for delay_steps in (3, 17):  # kill while it writes checkpoints, at two different steps
-        proc = subprocess.Popen([sys.executable, str(script)], env=env)
+        proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT)
         deadline = time.time() + 60
         while time.time() < deadline and proc.poll() is None:
             found = list_checkpoints(run / "checkpoints")
