@@ -71,13 +71,9 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
         score_model,
         write_json,
     )
-    from transact.training.pipeline import (
-        build_examples,
-        load_trained_model,
-        model_file,
-        resolve_window,
-    )
-    from transact.training.run_config import run_config_from_dict
+    from transact.pipeline.run import build_examples, load_trained_model, model_file
+    from transact.pipeline.run_config import run_config_from_dict
+    from transact.pipeline.windows import resolve_window
 
     model, spec, md = load_trained_model(args.model)
     run_config = run_config_from_dict(md.get("run_config", {}), source=str(args.model))

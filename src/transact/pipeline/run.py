@@ -1,89 +1,24 @@
-"""From a world/log directory and a run config to a trained model on disk, and back.
+"""From a world/log directory and a run config to a trained model on disk.
 
-The glue every front end shares (``transact train``, ``transact demo``, the experiments):
-time-window parsing, example sets for a window, building the Pinnability model and its
-loss from a :class:`~transact.training.run_config.RunConfig`, training, and loading a
-trained ``model.pt`` again for evaluation or serving. It talks to the data and model
-stages only through their public names (``transact.data.examples.build_example_set``,
-``transact.models.Pinnability``, ``transact.training.loss.LossConfig``).
+The glue every front end shares (``transact train``, ``transact evaluate``, ``transact
+demo``, the experiments): example sets for a window, the Pinnability model and its loss
+built from a :class:`~transact.pipeline.run_config.RunConfig`, and training. It talks to
+the stages below only through their public names (``transact.data.examples``,
+``transact.models``, ``transact.training``), and loads a trained ``model.pt`` again.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from transact.data.schema import FeatureSpec, LabeledBatch
+from transact.pipeline.run_config import RunConfig
+from transact.pipeline.windows import Window
 from transact.training.config import TrainConfig
-from transact.training.run_config import RunConfig
 from transact.training.trainer import BatchSource, LossFn, TrainResult, seed_everything, train
-
-
-def parse_time_ms(value: str | int) -> int:
-    """``2026-01-15``, ``2026-01-15T06:00`` (UTC unless an offset is given) or epoch ms."""
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"time {value!r}: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM or epoch milliseconds"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1000)
-
-
-def format_time_ms(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open time window ``[start_ms, end_ms)`` of requests."""
-
-    start_ms: int
-    end_ms: int
-
-    def __post_init__(self) -> None:
-        if self.end_ms <= self.start_ms:
-            raise ValueError(
-                f"window end {format_time_ms(self.end_ms)} is not after start "
-                f"{format_time_ms(self.start_ms)}"
-            )
-
-    def __str__(self) -> str:
-        return f"[{format_time_ms(self.start_ms)}, {format_time_ms(self.end_ms)})"
-
-
-def resolve_window(
-    data_dir: str | Path, split: str, start: str | int | None = None, end: str | int | None = None
-) -> Window:
-    """The window to use: ``start``/``end`` when given, else the manifest's ``split``.
-
-    ``split`` is ``train`` or ``eval`` (the world's weeks 1-2 and week 3, paper 4.1.1).
-    Sliding-window retraining passes explicit ``start``/``end``.
-    """
-    from transact.data.io import load_manifest
-
-    manifest = load_manifest(data_dir)
-    if split == "train":
-        default = (manifest.train_start_ms, manifest.train_end_ms)
-    elif split == "eval":
-        default = (manifest.eval_start_ms, manifest.eval_end_ms)
-    else:
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    return Window(
-        parse_time_ms(start) if start is not None else default[0],
-        parse_time_ms(end) if end is not None else default[1],
-    )
 
 
 def build_examples(
