@@ -155,6 +155,7 @@ class _CrashAfter:
 def test_resume_on_real_examples_and_ranker_matches_straight_run(tiny_demo, tmp_path):
     import torch
 
+    from transact.models.artifact import read_model
     from transact.pipeline.run import train_run
     from transact.pipeline.run_config import RunConfig
     from transact.training.config import TrainConfig
@@ -172,8 +173,8 @@ def test_resume_on_real_examples_and_ranker_matches_straight_run(tiny_demo, tmp_
         train_run(config, _CrashAfter(train_set, 5), spec, tmp_path / "resumed")
     res = train_run(config, train_set, spec, tmp_path / "resumed", resume=True)
     assert res.resumed_from_step == 4
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["model"]
+    a = read_model(tmp_path / "straight").weights
+    b = read_model(tmp_path / "resumed").weights
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

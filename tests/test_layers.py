@@ -1,4 +1,4 @@
-"""The package's shape: stages import only stages below them."""
+"""The package's shape: stages import only stages below them; one module unpickles files."""
 
 from __future__ import annotations
 
@@ -51,3 +51,21 @@ def test_no_library_module_imports_a_higher_stage() -> None:
             if stage is not None and STAGES.index(stage) > level:
                 upward.append(f"{rel}:{line} imports {module}")
     assert not upward, "\n".join(upward)
+
+
+def test_torch_load_is_called_in_one_module() -> None:
+    """Every file is read by ``models/artifact.py`` (``weights_only=True``), nowhere else."""
+    calls = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
+                calls.append(str(path.relative_to(SRC)))
+    assert sorted(set(calls)) == ["models/artifact.py"], calls
+    text = (SRC / "models" / "artifact.py").read_text()
+    assert "weights_only=True" in text and "weights_only=False" not in text

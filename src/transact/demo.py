@@ -236,14 +236,14 @@ def _train_stage(name: str) -> Callable[[DemoContext], None]:
 def stage_evaluate(ctx: DemoContext) -> None:
     from transact.evaluation.pipeline import PREDICTIONS_FILE, score_model
     from transact.evaluation.report import compare
-    from transact.pipeline.run import load_trained_model
+    from transact.models.artifact import load_model
 
     eval_set = ctx.state["eval_set"]
     configs = ctx.state["run_configs"]
     baseline = next(iter(configs))
     preds = {}
     for name, config in configs.items():
-        model, spec, _ = load_trained_model(ctx.runs_dir / name)
+        model, spec, _ = load_model(ctx.runs_dir / name)
         preds[name] = score_model(
             model,
             eval_set,

@@ -4,7 +4,8 @@ The glue every front end shares (``transact train``, ``transact evaluate``, ``tr
 demo``, the experiments): example sets for a window, the Pinnability model and its loss
 built from a :class:`~transact.pipeline.run_config.RunConfig`, and training. It talks to
 the stages below only through their public names (``transact.data.examples``,
-``transact.models``, ``transact.training``), and loads a trained ``model.pt`` again.
+``transact.models``, ``transact.training``). A trained run is read back with
+:func:`transact.models.artifact.load_model`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def train_run(
     """Build model and loss from ``config`` and train on ``train_set`` into ``out_dir``.
 
     ``model.pt`` in ``out_dir`` then holds the weights with the run config, the model
-    config and the FeatureSpec, which :func:`load_trained_model` needs.
+    config and the FeatureSpec as JSON metadata, which
+    :func:`transact.models.artifact.load_model` needs.
     """
     from transact.models import PinnabilityConfig
 
@@ -96,33 +98,3 @@ def train_run(
         **(metadata or {}),
     }
     return train(model, loss_fn, train_set, tc, out_dir, resume=resume, metadata=md)
-
-
-def model_file(path: str | Path) -> Path:
-    """``RUN/model.pt`` for a run directory, or the file itself."""
-    path = Path(path)
-    return path / "model.pt" if path.is_dir() else path
-
-
-def load_trained_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, FeatureSpec, dict[str, Any]]:
-    """Rebuild a trained Pinnability from ``model.pt`` (or its run dir), in eval mode.
-
-    Returns ``(model, feature_spec, metadata)``.
-    """
-    from transact.models import Pinnability, PinnabilityConfig
-
-    file = model_file(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no trained model (run `transact train` first)")
-    saved = torch.load(file, map_location=device, weights_only=False)
-    md = saved.get("metadata", {})
-    for key in ("feature_spec", "model_config"):
-        if key not in md:
-            raise ValueError(f"{file}: metadata has no {key!r}; not written by transact train")
-    spec = FeatureSpec.from_dict(md["feature_spec"])
-    model = Pinnability(spec, PinnabilityConfig.from_dict(dict(md["model_config"])))
-    model.load_state_dict(saved["model"])
-    model.to(device).eval()
-    return model, spec, md
