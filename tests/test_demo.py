@@ -1,12 +1,27 @@
 """Smoke tests of the whole pipeline on the seconds-sized "tiny" world."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from transact.cli import main
-from transact.demo import STAGES, DemoConfig, Stage, acceptance_checks, add_stage, run_demo
+from transact.demo import (
+    DEMO_RUNS,
+    STAGES,
+    DemoConfig,
+    Stage,
+    acceptance_checks,
+    add_stage,
+    demo_run_config,
+    demo_run_configs,
+    run_demo,
+)
+from transact.pipeline.run_config import load_run_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +155,10 @@ class _CrashAfter:
 def test_resume_on_real_examples_and_ranker_matches_straight_run(tiny_demo, tmp_path):
     import torch
 
+    from transact.models.artifact import read_model
+    from transact.pipeline.run import train_run
+    from transact.pipeline.run_config import RunConfig
     from transact.training.config import TrainConfig
-    from transact.training.pipeline import train_run
-    from transact.training.run_config import RunConfig
 
     _, ctx = tiny_demo
     train_set = ctx.state["train_set"]
@@ -157,7 +173,40 @@ def test_resume_on_real_examples_and_ranker_matches_straight_run(tiny_demo, tmp_
         train_run(config, _CrashAfter(train_set, 5), spec, tmp_path / "resumed")
     res = train_run(config, train_set, spec, tmp_path / "resumed", resume=True)
     assert res.resumed_from_step == 4
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["model"]
+    a = read_model(tmp_path / "straight").weights
+    b = read_model(tmp_path / "resumed").weights
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_demo_trains_the_run_configs_of_configs_dir_as_written():
+    """Without flags the demo's models are exactly configs/baseline_small.toml and
+    configs/transact_small.toml (no copy of them in Python)."""
+    for name, file in DEMO_RUNS.items():
+        assert demo_run_config(DemoConfig(), name) == load_run_config(CONFIGS / file)
+    transact = demo_run_config(DemoConfig(), "transact")
+    assert transact.model["encoder"] == "transact"
+    assert transact.model["encoder_overrides"] == {"time_window_max_ms": 0}
+    assert demo_run_config(DemoConfig(), "baseline").model["encoder"] == "none"
+
+
+def test_demo_follows_an_edit_of_the_toml_and_overrides_only_its_flags(tmp_path):
+    edited = tmp_path / "configs"
+    shutil.copytree(CONFIGS, edited, ignore=shutil.ignore_patterns("world"))
+    text = (edited / "transact_small.toml").read_text()
+    text = text.replace("encoder_overrides = { time_window_max_ms = 0 }\n", "")
+    text = text.replace('encoder = "transact"', 'encoder = "transact"\nmlp_dims = [32]')
+    (edited / "transact_small.toml").write_text(text)
+    config = DemoConfig(configs_dir=edited, train_preset="tiny", seed=7, max_steps=3)
+    transact = demo_run_config(config, "transact")
+    assert "encoder_overrides" not in transact.model and transact.model["mlp_dims"] == [32]
+    assert transact.train.batch_size == 64 and transact.train.max_steps == 3  # tiny preset
+    assert transact.train.seed == 7 and transact.data.seed == 7
+    assert transact.data.negative_ratio == 1.0  # the file's, untouched
+    # both models must build the same examples
+    base = (edited / "baseline_small.toml").read_text()
+    (edited / "baseline_small.toml").write_text(
+        base.replace("negative_ratio = 1.0", "negative_ratio = 2.0")
+    )
+    with pytest.raises(ValueError, match=r"differ in \[data\]"):
+        demo_run_configs(config)

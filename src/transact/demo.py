@@ -5,11 +5,16 @@ The demo is a list of :class:`Stage` s run in order over one shared :class:`Demo
 1. ``world``     generate the simulated world (skipped when the same one exists)
 2. ``examples``  build the training examples (weeks 1-2) and the evaluation examples
                  (week 3, randomized requests only), realtime sequences included
-3. ``baseline``  train Pinnability without sequence features
-4. ``transact``  train Pinnability + TransAct
+3. ``baseline``  train Pinnability without sequence features (``configs/baseline_small.toml``)
+4. ``transact``  train Pinnability + TransAct (``configs/transact_small.toml``)
 5. ``evaluate``  score both on week 3, add the oracle (ground-truth probabilities)
 6. ``report``    write ``report.md`` (Table 1-style HIT@3 lifts + oracle share) and
                  ``metrics.json``
+
+The two models are the run configs ``baseline_small.toml`` and ``transact_small.toml``
+(shipped with the package, linked from the repository's ``configs/``; ``--configs DIR``
+reads them from another directory), so editing a TOML changes what the demo trains. The
+demo only overrides what its flags set (presets, seed, step cap, progress bars).
 
 Later stages of the system (realtime feature store, batch embeddings, serving) add
 themselves with :func:`add_stage` without touching the others.
@@ -35,19 +40,23 @@ class DemoConfig:
         out_dir: everything goes here (world, runs, report).
         world_preset: the simulated world's preset (``demo``; ``tiny`` for smoke tests).
         world_seed: the world's seed.
-        train_preset: the trainer preset for both models (``small``; ``tiny`` for tests).
-        model_preset: the Pinnability preset (``small``).
-        seed: training seed of both models.
-        max_steps: cap on optimizer steps per model (0 = the preset's epochs).
-        progress: show progress bars.
+        configs_dir: where the run configs (:data:`DEMO_RUNS`) are read from; None: the
+            ones shipped with the package (the repository's ``configs/``).
+        train_preset: replaces ``[train] preset`` of both run configs (None: as written;
+            ``tiny`` for tests).
+        model_preset: replaces ``[model] preset`` of both run configs (None: as written).
+        seed: training and sampling seed of both models (None: as written).
+        max_steps: cap on optimizer steps per model (0: as written).
+        progress: show progress bars (False turns them off in both run configs).
     """
 
     out_dir: Path = Path("runs/demo")
     world_preset: str = "demo"
     world_seed: int = 0
-    train_preset: str = "small"
-    model_preset: str = "small"
-    seed: int = 0
+    configs_dir: Path | None = None
+    train_preset: str | None = None
+    model_preset: str | None = None
+    seed: int | None = None
     max_steps: int = 0
     progress: bool = True
 
@@ -87,40 +96,57 @@ class Stage:
 # Stages
 # ---------------------------------------------------------------------------------------
 
-DEMO_NEGATIVE_RATIO = 1.0
-"""Training negatives kept per positive (paper 4.1.1 down-samples to a fixed ratio)."""
-
-DEMO_MODELS = {"baseline": "none", "transact": "transact"}
-"""The demo's models: name -> sequence encoder of Pinnability."""
-
-DEMO_ENCODER_OVERRIDES: dict[str, dict[str, Any]] = {"transact": {"time_window_max_ms": 0}}
-"""Deliberate deviation from 3.3.4, measured: the random time-window mask (uniform 0-24 h,
-training only) hides the current session's actions, which carry the within-request signal
-of the simulated world; with it the one-pass demo TransAct reached +2.1% HIT@3/repin and
--9.5% hide (both p > 0.25), without it +15.1% and -27.0% (p < 0.02) at the cost of
-diversity (-37% vs -2%): the paper's rabbit-hole effect. See README "Results"."""
+DEMO_RUNS = {"baseline": "baseline_small.toml", "transact": "transact_small.toml"}
+"""The demo's models: name -> run config file. The first one is the baseline of the
+comparison; both must build the same examples (equal ``[data]`` tables)."""
 
 
-def run_config_for(ctx: DemoContext, name: str, encoder: str) -> Any:
-    """The run config of one demo model (the same as configs/<name>_small.toml)."""
-    from transact.training.config import TrainConfig
-    from transact.training.run_config import DataConfig, RunConfig
+def demo_configs_dir(config: DemoConfig) -> Path:
+    """The directory the demo reads its run configs from."""
+    from transact.pipeline.run_config import shipped_configs_dir
 
-    c = ctx.config
-    overrides: dict[str, Any] = {"seed": c.seed, "progress": c.progress}
+    return config.configs_dir if config.configs_dir is not None else shipped_configs_dir()
+
+
+def demo_run_config(config: DemoConfig, name: str) -> Any:
+    """The run config of demo model ``name``: its TOML file with the demo's overrides.
+
+    Only what the demo's flags set is overridden (``[train] preset/seed/max_steps/
+    progress``, ``[model] preset``, ``[data] seed``); everything else is the file's.
+    """
+    from transact.pipeline.run_config import load_run_config
+
+    c = config
+    train: dict[str, Any] = {}
+    if c.train_preset is not None:
+        train["preset"] = c.train_preset
+    if c.seed is not None:
+        train["seed"] = c.seed
     if c.max_steps:
-        overrides["max_steps"] = c.max_steps
-    return RunConfig(
-        name=name,
-        data=DataConfig(seq_len=100, negative_ratio=DEMO_NEGATIVE_RATIO, seed=c.seed),
-        model={
-            "preset": c.model_preset,
-            "encoder": encoder,
-            "encoder_overrides": dict(DEMO_ENCODER_OVERRIDES.get(name, {})),
-        },
-        loss={"label_weights": "standard"},
-        train=TrainConfig.preset(c.train_preset, **overrides),
-    )
+        train["max_steps"] = c.max_steps
+    if not c.progress:
+        train["progress"] = False
+    overrides: dict[str, dict[str, Any]] = {"train": train}
+    if c.model_preset is not None:
+        overrides["model"] = {"preset": c.model_preset}
+    if c.seed is not None:
+        overrides["data"] = {"seed": c.seed}
+    return load_run_config(demo_configs_dir(c) / DEMO_RUNS[name], overrides)
+
+
+def demo_run_configs(config: DemoConfig) -> dict[str, Any]:
+    """Every demo model's run config; raises when their ``[data]`` or ``[eval]`` differ
+    (both models are trained and scored on the same examples and compared by one rule)."""
+    configs = {name: demo_run_config(config, name) for name in DEMO_RUNS}
+    first_name, first = next(iter(configs.items()))
+    for name, other in configs.items():
+        for table, attr in (("data", "data"), ("eval", "evaluation")):
+            if getattr(other, attr) != getattr(first, attr):
+                raise ValueError(
+                    f"demo run configs {DEMO_RUNS[first_name]} and {DEMO_RUNS[name]} differ in "
+                    f"[{table}]; the demo compares both models on the same examples"
+                )
+    return configs
 
 
 def stage_world(ctx: DemoContext) -> None:
@@ -146,9 +172,11 @@ def stage_world(ctx: DemoContext) -> None:
 
 
 def stage_examples(ctx: DemoContext) -> None:
-    from transact.training.pipeline import build_examples, resolve_window
+    from transact.pipeline.run import build_examples
+    from transact.pipeline.windows import resolve_window
 
-    config = run_config_for(ctx, "transact", "transact")
+    ctx.state["run_configs"] = demo_run_configs(ctx.config)
+    config = next(iter(ctx.state["run_configs"].values()))  # [data] is the same in all
     train_window = resolve_window(ctx.world_dir, "train")
     eval_window = resolve_window(ctx.world_dir, "eval")
     # A stage inserted before this one (batch user embeddings) may leave a
@@ -169,9 +197,9 @@ def stage_examples(ctx: DemoContext) -> None:
 
 def _train_stage(name: str) -> Callable[[DemoContext], None]:
     def run(ctx: DemoContext) -> None:
-        from transact.training.pipeline import train_run
+        from transact.pipeline.run import train_run
 
-        config = run_config_for(ctx, name, DEMO_MODELS[name])
+        config = ctx.state["run_configs"][name]
         train_set = ctx.state["train_set"]
         out = ctx.runs_dir / name
         window = ctx.state["windows"]["train"]
@@ -208,17 +236,26 @@ def _train_stage(name: str) -> Callable[[DemoContext], None]:
 def stage_evaluate(ctx: DemoContext) -> None:
     from transact.evaluation.pipeline import PREDICTIONS_FILE, score_model
     from transact.evaluation.report import compare
-    from transact.training.pipeline import load_trained_model
+    from transact.models.artifact import load_model
 
     eval_set = ctx.state["eval_set"]
+    configs = ctx.state["run_configs"]
+    baseline = next(iter(configs))
     preds = {}
-    for name in DEMO_MODELS:
-        model, spec, _ = load_trained_model(ctx.runs_dir / name)
-        preds[name] = score_model(model, eval_set, spec.heads, progress=ctx.config.progress)
+    for name, config in configs.items():
+        model, spec, _ = load_model(ctx.runs_dir / name)
+        preds[name] = score_model(
+            model,
+            eval_set,
+            spec.heads,
+            batch_size=config.data.eval_batch_size,
+            progress=ctx.config.progress,
+        )
         (ctx.runs_dir / name / "eval").mkdir(parents=True, exist_ok=True)
         preds[name].save(ctx.runs_dir / name / "eval" / PREDICTIONS_FILE)
-    preds["oracle"] = preds["baseline"].oracle()
-    ctx.state["comparison"] = compare(preds, "baseline", oracle="oracle")
+    preds["oracle"] = preds[baseline].oracle()
+    evaluation = configs[baseline].evaluation  # the same [eval] in all (demo_run_configs)
+    ctx.state["comparison"] = compare(preds, baseline, oracle="oracle", config=evaluation)
 
 
 def acceptance_checks(metrics: dict[str, Any], model: str = "transact") -> dict[str, Any]:
@@ -330,6 +367,8 @@ examples:
   transact demo                          # the full demo (~10 min on 2 cores)
   transact demo --out runs/demo2 --seed 1
   transact demo --world-preset tiny --train-preset tiny   # a smoke run, under a minute
+  cp -r configs my-configs && $EDITOR my-configs/transact_small.toml
+  transact demo --configs my-configs      # the demo with your edited run configs
 
 outputs: OUT/report.md (HIT@3 lift table like the paper's Table 1, oracle and share of
 its lift), OUT/metrics.json (models.<model>.<head>.<all|non_core>.{hit_at_3,
@@ -341,6 +380,7 @@ def _handle(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         world_preset=args.world_preset,
         world_seed=args.world_seed,
+        configs_dir=Path(args.configs) if args.configs else None,
         train_preset=args.train_preset,
         seed=args.seed,
         max_steps=args.max_steps,
@@ -370,8 +410,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--world-preset", default="demo", help="world preset (demo, tiny, large)")
     p.add_argument("--world-seed", type=int, default=0, help="world seed (default 0)")
-    p.add_argument("--train-preset", default="small", help="trainer preset (small, tiny, paper)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument(
+        "--configs",
+        metavar="DIR",
+        help="read baseline_small.toml and transact_small.toml from DIR "
+        "(default: the shipped configs/)",
+    )
+    p.add_argument(
+        "--train-preset", help="trainer preset for both models (default: the configs'; tiny)"
+    )
+    p.add_argument("--seed", type=int, help="training seed of both models (default: the configs')")
     p.add_argument("--max-steps", type=int, default=0, help="cap optimizer steps per model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(

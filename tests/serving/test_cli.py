@@ -22,9 +22,10 @@ def test_parsers_and_help_teach() -> None:
 
 
 def test_publish_writes_model_and_checksum(tmp_path: Path) -> None:
-    src = tmp_path / "run" / MODEL_FILE
-    src.parent.mkdir()
-    src.write_bytes(b"weights" * 100)
+    from transact.models import example_feature_spec
+    from transact.serving.synthetic import write_model_file
+
+    src = write_model_file(tmp_path / "run" / MODEL_FILE, example_feature_spec("small"))
     rc = main(
         ["serve", "publish", str(src.parent), "--models", str(tmp_path / "m"), "--version", "v7"]
     )

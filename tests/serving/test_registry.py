@@ -9,11 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tests.serving.model_files import publish_random
 from transact.data.schema import FeatureSpec
-from transact.serving.registry import MODEL_FILE, load_verified, publish_model
+from transact.models.artifact import read_model, save_model
+from transact.serving.registry import MODEL_FILE, ModelRefused, load_verified, publish_model
 from transact.serving.service import ServiceParts
 from transact.serving.synthetic import write_model_file
 
@@ -55,28 +57,28 @@ def test_wrong_spec_missing_checksum_and_bad_weights_are_refused(
     with caplog.at_level(logging.ERROR, logger="transact.serving"):
         service.registry.reload()
     assert "REFUSED model v3: FeatureSpec differs from the served one in ['d_item']" in caplog.text
-    # weights that do not fit the config
-    raw = write_model_file(tmp_path / "w" / "model.pt", spec)
-    saved = torch.load(raw, weights_only=False)
-    saved["model"].pop(next(iter(saved["model"])))
-    torch.save(saved, raw)
-    publish_model(raw, models, "v4")
+    # weights that do not fit the config (publish refuses them, so they are placed by hand)
+    vdir = publish_random(tmp_path, models, spec, "v4", seed=4)
+    artifact = read_model(vdir / MODEL_FILE)
+    artifact.weights.pop(next(iter(artifact.weights)))
+    save_model(tmp_path / "bad.pt", artifact.weights, artifact.metadata)
+    with pytest.raises(ValueError, match="cannot publish .*weights do not fit the config"):
+        publish_model(tmp_path / "bad.pt", models, "v4b")
+    _replace_published_file(vdir, (tmp_path / "bad.pt").read_bytes())
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="transact.serving"):
         service.registry.reload()
     assert "REFUSED model v4: weights do not fit the config" in caplog.text
     assert _rank(service)["model_version"] == "v1"
-    # a directory without a checksum file is not a published version at all
+    # a directory without a version record is not a published version at all
     (models / "v5").mkdir()
     (models / "v5" / MODEL_FILE).write_bytes(b"junk")
-    service.registry.reload()
+    with caplog.at_level(logging.WARNING, logger="transact.serving"):
+        service.registry.reload()
+    assert "ignoring v5" in caplog.text and "no version.json" in caplog.text
     assert _rank(service)["model_version"] == "v1"
-    try:
+    with pytest.raises(ModelRefused, match="model v5: not a published version"):
         load_verified(models / "v5", service.registry.options)
-    except Exception as exc:
-        assert "checksum file" in str(exc)
-    else:
-        raise AssertionError("unverified model loaded")
 
 
 def test_hot_reload_under_concurrent_requests(
@@ -170,3 +172,142 @@ def test_micro_batching_merges_concurrent_requests_with_equal_scores(
         for a, b in zip(got["items"], want["items"], strict=True):
             assert abs(a["score"] - b["score"]) < 1e-4
     batched.batcher.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 18: safe loading, version order, publish checks, signatures (regression tests)
+# ---------------------------------------------------------------------------------------
+
+
+class _RunsCode:
+    """A pickle that creates ``marker`` when unpickled (what a hostile model.pt does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def _replace_published_file(vdir: Path, data: bytes) -> None:
+    """Swap a published model.pt for ``data`` and fix every checksum that names it, as
+    someone who can write to the models directory can (the checksum proves no origin)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(data).hexdigest()
+    (vdir / MODEL_FILE).write_bytes(data)
+    (vdir / (MODEL_FILE + ".sha256")).write_text(digest + "\n")
+    record = vdir / "version.json"
+    if record.is_file():
+        meta = json.loads(record.read_text())
+        meta["sha256"] = digest
+        record.write_text(json.dumps(meta))
+
+
+def test_a_pickle_in_a_version_dir_runs_no_code_and_is_refused(
+    service: ServiceParts, spec: FeatureSpec, tmp_path: Path, caplog
+) -> None:
+    import io
+
+    vdir = publish_random(tmp_path, service.registry.models_dir, spec, "v2", seed=2)
+    marker = tmp_path / "pwned"
+    buf = io.BytesIO()
+    torch.save({"model": _RunsCode(marker), "metadata": {}}, buf)
+    _replace_published_file(vdir, buf.getvalue())
+    with caplog.at_level(logging.ERROR, logger="transact.serving"):
+        service.registry.reload()
+    assert not marker.exists(), "loading a published version ran code from the file"
+    assert "REFUSED model v2" in caplog.text
+    assert _rank(service)["model_version"] == "v1"
+
+
+def test_v10_is_served_after_v9_and_the_choice_is_logged(
+    service: ServiceParts, spec: FeatureSpec, tmp_path: Path, caplog
+) -> None:
+    models = service.registry.models_dir
+    publish_random(tmp_path, models, spec, "v9", seed=9)
+    assert service.registry.reload().version == "v9"
+    publish_random(tmp_path, models, spec, "v10", seed=10)
+    with caplog.at_level(logging.INFO, logger="transact.serving"):
+        handle = service.registry.reload()
+    assert handle is not None and handle.version == "v10"
+    assert _rank(service)["model_version"] == "v10"
+    assert "serving model v10" in caplog.text and "sequence 3" in caplog.text
+    assert "previous v9" in caplog.text
+
+
+def test_publish_order_wins_over_names_at_start(spec: FeatureSpec, tmp_path: Path) -> None:
+    from transact.serving.ranker import InferenceOptions
+    from transact.serving.registry import ModelRegistry
+
+    models = tmp_path / "models"
+    for version in ("b-latest", "a-newer", "2026-01-02"):  # published in this order
+        publish_random(tmp_path, models, spec, version, seed=len(version))
+    handle = ModelRegistry(models, InferenceOptions.plain()).reload()
+    assert handle is not None and handle.version == "2026-01-02"
+
+
+@pytest.mark.parametrize("version", ["v 1", "v1 ", "\tv1", "v1\n", "v\x001", "v\x7f", "..", ""])
+def test_publish_rejects_names_with_whitespace_or_control_characters(
+    spec: FeatureSpec, tmp_path: Path, version: str
+) -> None:
+    raw = write_model_file(tmp_path / "raw" / "model.pt", spec)
+    with pytest.raises(ValueError, match="version"):
+        publish_model(raw, tmp_path / "models", version)
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+@pytest.mark.parametrize("content", [b"", b"junk" * 100, b"PK\x03\x04truncated"])
+def test_publish_refuses_a_file_that_does_not_load(tmp_path: Path, content: bytes) -> None:
+    src = tmp_path / "run" / MODEL_FILE
+    src.parent.mkdir()
+    src.write_bytes(content)
+    with pytest.raises(ValueError, match="cannot publish"):
+        publish_model(src, tmp_path / "models", "v1")
+    assert not (tmp_path / "models" / "v1" / "version.json").exists()
+
+
+def test_publish_refuses_to_overwrite_a_published_version(spec: FeatureSpec, tmp_path: Path):
+    publish_random(tmp_path, tmp_path / "models", spec, "v1", seed=1)
+    before = (tmp_path / "models" / "v1" / MODEL_FILE).read_bytes()
+    with pytest.raises(ValueError, match="published already"):
+        publish_random(tmp_path, tmp_path / "models", spec, "v1", seed=2)
+    assert (tmp_path / "models" / "v1" / MODEL_FILE).read_bytes() == before
+
+
+def test_signed_versions_when_a_key_is_set(
+    spec: FeatureSpec, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from transact.serving.ranker import InferenceOptions
+    from transact.serving.registry import KEY_ENV, ModelRegistry
+
+    models = tmp_path / "models"
+    monkeypatch.setenv(KEY_ENV, "the key")
+    publish_random(tmp_path, models, spec, "signed", seed=1)
+    monkeypatch.delenv(KEY_ENV)
+    publish_random(tmp_path, models, spec, "unsigned", seed=2)
+    monkeypatch.setenv(KEY_ENV, "other key")
+    publish_random(tmp_path, models, spec, "wrong-key", seed=3)
+    monkeypatch.setenv(KEY_ENV, "the key")
+    registry = ModelRegistry(models, InferenceOptions.plain())
+    with caplog.at_level(logging.ERROR, logger="transact.serving"):
+        assert registry.reload().version == "signed"  # the two newer ones are refused
+    assert "REFUSED model wrong-key: signature does not match" in caplog.text
+    assert "REFUSED model unsigned: unsigned" in caplog.text
+    with pytest.raises(ModelRefused, match="unsigned"):  # a direct load reads the key too
+        load_verified(models / "unsigned", InferenceOptions.plain())
+    assert load_verified(models / "unsigned", InferenceOptions.plain(), key=None).version
+    # a signed version whose file is swapped afterwards fails the signature, not only the sum
+    publish_random(tmp_path, models, spec, "tampered", seed=4)
+    _replace_published_file(models / "tampered", (models / "unsigned" / MODEL_FILE).read_bytes())
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="transact.serving"):
+        assert registry.reload().version == "signed"
+    assert "REFUSED model tampered: signature does not match" in caplog.text
+    # without the key only the checksums are checked, and the edited version passes them:
+    # a checksum proves integrity, not origin
+    monkeypatch.delenv(KEY_ENV)
+    assert ModelRegistry(models, InferenceOptions.plain()).reload().version == "tampered"

@@ -1,4 +1,6 @@
 import csv
+import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -11,7 +13,8 @@ import pytest
 import torch
 
 from tests.fakes import FakeExampleSet, bce_loss, make_model
-from transact.training.checkpoint import atomic_torch_save, latest_checkpoint, list_checkpoints
+from transact.models.artifact import read_model, read_torch_file, write_torch_file
+from transact.training.checkpoint import latest_checkpoint, list_checkpoints
 from transact.training.config import TrainConfig
 from transact.training.trainer import train
 
@@ -60,8 +63,8 @@ def test_training_lowers_the_loss_and_logs_every_step(tmp_path):
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[3] == pytest.approx(0.01) and lrs[-1] < 0.001  # warm-up peak, cosine tail
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
-    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=False)
-    assert saved["metadata"] == {"k": 1} and saved["step"] == 64
+    saved = read_model(tmp_path / "run" / "model.pt").metadata
+    assert saved["k"] == 1 and saved["trained"]["step"] == 64
     assert len(list_checkpoints(tmp_path / "run" / "checkpoints")) == 2  # pruned to keep=2
 
 
@@ -120,10 +123,101 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
 
 def test_atomic_save_never_leaves_a_partial_file(tmp_path):
     target = tmp_path / "ck" / "step_000000001.pt"
-    atomic_torch_save({"x": torch.ones(3)}, target)
+    write_torch_file({"x": torch.ones(3)}, target)
     (tmp_path / "ck" / ".step_000000002.pt.tmp-999").write_bytes(b"torn")  # a killed writer
     assert latest_checkpoint(tmp_path / "ck") == target
-    assert torch.equal(torch.load(target)["x"], torch.ones(3))
+    assert torch.equal(read_torch_file(target)[0]["x"], torch.ones(3))
+
+
+# ---------------------------------------------------------------------------------------
+# Damaged checkpoints: verified on resume, fall back to the newest intact one (issue 18)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """Parameters of an uninterrupted run (32 steps)."""
+    model = make_model()
+    train(model, bce_loss, FakeExampleSet(), _cfg(), tmp_path_factory.mktemp("straight"))
+    return _params(model)
+
+
+def _crashed_run(run_dir):
+    """A run killed after 23 batches: intact checkpoints at steps 10, 15 and 20."""
+    crashing = FakeExampleSet(fail_after_batches=23)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_model(), bce_loss, crashing, _cfg(keep_checkpoints=3), run_dir)
+    found = list_checkpoints(run_dir / "checkpoints")
+    assert [step for step, _ in found] == [10, 15, 20]
+    return found[-1][1]
+
+
+def _rewrite(path, data: bytes) -> None:
+    """Put ``data`` in place of a checkpoint, and fix its checksum file when there is one
+    (someone who can write the run directory can do both)."""
+    path.write_bytes(data)
+    for sidecar in path.parent.glob(path.name + ".sha256"):
+        sidecar.write_text(hashlib.sha256(data).hexdigest() + "\n")
+
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    with open(path, "wb") as f:  # the checksum file is left as it was: torn by a disk fault
+        f.write(data[: len(data) // 2])
+
+
+def _empty(path) -> None:
+    path.write_bytes(b"")
+
+
+def _junk(path) -> None:
+    path.write_bytes(os.urandom(4096))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _empty, _junk], ids=lambda f: f.__name__[1:])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, straight, damage, capsys):
+    """Issue 18: a truncated, empty or junk newest checkpoint made --resume crash."""
+    newest = _crashed_run(tmp_path / "run")
+    damage(newest)
+    resumed = make_model(seed=123)
+    res = train(resumed, bce_loss, FakeExampleSet(), _cfg(), tmp_path / "run", resume=True)
+    assert res.resumed_from_step == 15 and res.steps == 32
+    out = capsys.readouterr().out
+    assert "step_000000020.pt" in out and "falling back to" in out
+    assert "step_000000015.pt" in out
+    b = _params(resumed)
+    assert all(torch.equal(straight[k], b[k]) for k in straight)  # same end as no crash
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_not_loaded(tmp_path, straight, capsys):
+    newest = _crashed_run(tmp_path / "run")
+    marker = tmp_path / "pwned"
+    buf = io.BytesIO()
+    torch.save({"format": 1, "step": 20, "model": _RunsCode(marker)}, buf)
+    _rewrite(newest, buf.getvalue())
+    resumed = make_model(seed=5)
+    res = train(resumed, bce_loss, FakeExampleSet(), _cfg(), tmp_path / "run", resume=True)
+    assert not marker.exists(), "resume ran code from a checkpoint file"
+    assert res.resumed_from_step == 15
+    assert "falling back to" in capsys.readouterr().out
+
+
+def test_resume_with_every_checkpoint_damaged_says_so(tmp_path):
+    _crashed_run(tmp_path / "run")
+    for _, path in list_checkpoints(tmp_path / "run" / "checkpoints"):
+        _junk(path)
+    with pytest.raises(ValueError, match="cannot resume") as err:
+        train(make_model(), bce_loss, FakeExampleSet(), _cfg(), tmp_path / "run", resume=True)
+    msg = str(err.value)
+    assert all(f"step_0000000{s}.pt" in msg for s in (10, 15, 20))
 
 
 _SCRIPT = """

@@ -394,7 +394,9 @@ class LoadedPinnerFormer:
 
 def load_pinnerformer(path: str | Path) -> LoadedPinnerFormer:
     """Load a checkpoint written by :func:`train_pinnerformer` (eval mode, CPU)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    from transact.models.artifact import read_torch_file
+
+    ckpt, _ = read_torch_file(path, require_checksum=False)  # weights_only: runs no code
     config = EmbedTrainConfig.from_dict(ckpt["train_config"])
     encoder = PinnerFormerEncoder(config.model)
     encoder.load_state_dict(ckpt["encoder"])

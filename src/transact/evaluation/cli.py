@@ -71,15 +71,12 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
         score_model,
         write_json,
     )
-    from transact.training.pipeline import (
-        build_examples,
-        load_trained_model,
-        model_file,
-        resolve_window,
-    )
-    from transact.training.run_config import run_config_from_dict
+    from transact.models.artifact import load_model, model_file
+    from transact.pipeline.run import build_examples
+    from transact.pipeline.run_config import run_config_from_dict
+    from transact.pipeline.windows import resolve_window
 
-    model, spec, md = load_trained_model(args.model)
+    model, spec, md = load_model(args.model)
     run_config = run_config_from_dict(md.get("run_config", {}), source=str(args.model))
     config = _eval_config(args, run_config.evaluation)
     window = resolve_window(args.data, "eval", args.start, args.end)

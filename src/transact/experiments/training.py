@@ -42,6 +42,6 @@ illustrative Table 7 matrix, not its production M; docs/results.md)."""
 
 def loss_for(spec: FeatureSpec) -> Callable[[torch.Tensor, LabeledBatch], torch.Tensor]:
     """The ranker's weighted multi-head loss (paper Eq. 1-2) for ``spec``'s heads."""
-    from transact.training.pipeline import build_loss
+    from transact.pipeline.run import build_loss
 
     return build_loss(spec, dict(LOSS_TABLE))

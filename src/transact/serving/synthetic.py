@@ -1,9 +1,9 @@
 """A self-contained serving environment for tests, benchmarks and ``transact serve --demo``.
 
 Random item features, an in-memory realtime sequence store that can be switched "down",
-and a randomly initialized Pinnability published like a trained ``model.pt`` (same file
-format as ``transact train``), so the service, its hot reload and its benchmarks run
-without generated data or a training run.
+and a randomly initialized Pinnability saved like a trained ``model.pt`` (with
+``transact.models.artifact.save_model``, as ``transact train``), so the service, its hot
+reload and its benchmarks run without generated data or a training run.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def write_model_file(
 ) -> Path:
     """Save a randomly initialized Pinnability as a ``transact train`` ``model.pt``."""
     from transact.models import Pinnability, PinnabilityConfig
+    from transact.models.artifact import save_model
 
     torch.manual_seed(seed)
     config = PinnabilityConfig.preset(preset)
@@ -91,14 +92,5 @@ def write_model_file(
         norm = model.numerical_norm
         if norm is not None and norm.running_mean is not None:
             norm.running_mean.normal_(0, 0.1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "metadata": {"feature_spec": spec.to_dict(), "model_config": config.to_dict()},
-            "step": 0,
-        },
-        path,
-    )
-    return path
+    save_model(path, model, {"feature_spec": spec.to_dict(), "model_config": config.to_dict()})
+    return Path(path)

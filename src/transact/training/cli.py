@@ -54,7 +54,7 @@ def load_config_with_overrides(path: str | None, overrides: list[tuple[str, str,
     """A validated RunConfig from ``path`` (or defaults) with ``--set`` overrides applied."""
     from pathlib import Path
 
-    from transact.training.run_config import run_config_from_dict
+    from transact.pipeline.run_config import run_config_from_dict
 
     raw: dict[str, Any] = {}
     source = "<defaults>"
@@ -70,7 +70,8 @@ def load_config_with_overrides(path: str | None, overrides: list[tuple[str, str,
 def _handle_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from transact.training.pipeline import build_examples, resolve_window, train_run
+    from transact.pipeline.run import build_examples, train_run
+    from transact.pipeline.windows import resolve_window
 
     config = load_config_with_overrides(args.config, args.set or [])
     window = resolve_window(args.data, "train", args.start, args.end)

@@ -5,13 +5,15 @@ model, a loss, a batch source and a :class:`~transact.training.config.TrainConfi
 writes everything into one run directory::
 
     RUN/checkpoints/step_000000200.pt   # model+optimizer+scheduler+RNG+data position
+    RUN/checkpoints/step_000000200.pt.sha256   # written last: the checkpoint is complete
     RUN/metrics.csv, RUN/tensorboard/   # per-step loss, lr, grad norm, examples/s
-    RUN/model.pt                        # final weights + metadata, for evaluation/serving
+    RUN/model.pt (+ .sha256)            # final weights + JSON metadata (models/artifact.py)
     RUN/train_summary.json
 
 Resume (``resume=True``) restores every piece of state, including every rank's RNG
 state and the position in the seeded data order, so an interrupted run ends with the same
-parameters as an uninterrupted one.
+parameters as an uninterrupted one. It takes the newest checkpoint that verifies and
+says which damaged ones it skipped (``training/checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -31,11 +33,10 @@ import numpy as np
 import torch
 
 from transact.data.schema import LabeledBatch
+from transact.models.artifact import MODEL_FILE, save_model, write_torch_file
 from transact.training.checkpoint import (
-    atomic_torch_save,
     checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
+    load_latest_checkpoint,
     prune_checkpoints,
 )
 from transact.training.config import TrainConfig
@@ -49,7 +50,8 @@ from transact.training.distributed import (
 from transact.training.metrics_log import MetricsLogger
 from transact.training.schedule import warmup_cosine_scheduler
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+"""2: RNG state as tensors and metadata/config as JSON, so ``weights_only=True`` loads it."""
 
 LossFn = Callable[[torch.Tensor, LabeledBatch], torch.Tensor]
 """``(logits [B, H], batch on device) -> scalar loss``."""
@@ -91,9 +93,18 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values (what ``weights_only=True`` loads)."""
+    version, mt_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": version, "state": torch.tensor(mt_state), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -102,11 +113,18 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _quiet(message: str) -> None:
+    """The report of ranks other than 0: rank 0 prints the same line."""
 
 
 def batch_to(batch: LabeledBatch, device: torch.device) -> LabeledBatch:
@@ -209,9 +227,11 @@ def train(
     step = 0
     examples = 0
     resumed_from = 0
-    ckpt_file = latest_checkpoint(ckpt_dir) if resume else None
-    if ckpt_file is not None:
-        state = load_checkpoint(ckpt_file, map_location=ctx.device)
+    report = print if ctx.is_main else _quiet  # every rank loads; rank 0 says what it took
+    found = load_latest_checkpoint(ckpt_dir, ctx.device, report=report) if resume else None
+    ckpt_file: Path | None = None
+    if found is not None:
+        state, ckpt_file = found
         _check_resumable(state, config, ctx, total_steps, ckpt_file)
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -256,7 +276,7 @@ def train(
         last_saved[0] = step
         rng_states = all_gather_objects(_rng_state(), ctx)
         if ctx.is_main:
-            atomic_torch_save(
+            write_torch_file(
                 {
                     "format": CHECKPOINT_FORMAT,
                     "step": step,
@@ -274,8 +294,8 @@ def train(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "rng": rng_states,
-                    "train_config": config.to_dict(),
-                    "metadata": metadata,
+                    "train_config_json": json.dumps(config.to_dict()),
+                    "metadata_json": json.dumps(metadata),
                 },
                 checkpoint_path(ckpt_dir, step),
             )
@@ -353,14 +373,10 @@ def train(
 
     wall = time.perf_counter() - t_start
     if ctx.is_main:
-        atomic_torch_save(
-            {
-                "model": _unwrap(model).state_dict(),
-                "metadata": metadata,
-                "train_config": config.to_dict(),
-                "step": step,
-            },
-            run_dir / "model.pt",
+        save_model(
+            run_dir / MODEL_FILE,
+            _unwrap(model),
+            {**metadata, "trained": {"step": step, "train_config": config.to_dict()}},
         )
         summary = {
             "steps": step,
@@ -401,7 +417,7 @@ def _check_resumable(
         problems.append(f"world_size {state['world_size']} -> {ctx.world_size}")
     if state["total_steps"] != total_steps:
         problems.append(f"total_steps {state['total_steps']} -> {total_steps}")
-    old = state["train_config"]
+    old = json.loads(state["train_config_json"])
     for key in ("batch_size", "seed", "peak_lr", "warmup_steps", "precision"):
         if old[key] != getattr(config, key):
             problems.append(f"{key} {old[key]!r} -> {getattr(config, key)!r}")

@@ -1,6 +1,6 @@
 import pytest
 
-from transact.training.pipeline import Window, parse_time_ms
+from transact.pipeline.windows import Window, parse_time_ms
 
 
 def test_parse_time_accepts_dates_datetimes_and_epoch_ms():

@@ -1,10 +1,15 @@
-"""Run configs: one TOML file under ``configs/`` describes one model's training run.
+"""Run configs: one TOML file describes one model's run (training and evaluation).
 
 A run file has a top-level ``name`` and the tables ``[data]``, ``[model]``, ``[loss]``,
 ``[train]`` and ``[eval]``; every table is optional and defaults to the paper's values
 (model/train tables may start from a ``preset``). :func:`load_run_config` checks every
 table and raises ONE error that lists each bad field as ``FILE: [table].field: why``,
-so a config is fixed in one pass. Example (``configs/transact_small.toml``)::
+so a config is fixed in one pass.
+
+The configs the project ships (``baseline_small``, ``transact_small``, ``transact_paper``)
+are package data in ``src/transact/configs/`` (:func:`shipped_config_path`), so an
+installed package finds them; the repository's ``configs/*.toml`` are links to those
+files. Example (``configs/transact_small.toml``)::
 
     name = "transact"
     [model]
@@ -12,18 +17,25 @@ so a config is fixed in one pass. Example (``configs/transact_small.toml``)::
     encoder = "transact"
     [train]
     preset = "small"
+
+This module is above ``training/`` and ``evaluation/``: it holds their configs
+(``TrainConfig``, ``EvaluationConfig``), and neither of them imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transact.evaluation.report import EvaluationConfig
+from transact.models import PinnabilityConfig
 from transact.training.config import TrainConfig
+from transact.training.loss import LossConfig
 
 TABLES = ("data", "model", "loss", "train", "eval")
 
@@ -61,8 +73,9 @@ class DataConfig:
 class RunConfig:
     """One training run: data, model, loss, optimizer/schedule and evaluation settings.
 
-    ``model`` and ``loss`` stay plain dicts here (validated on load against
-    ``PinnabilityConfig`` / ``LossConfig``), so this module does not import the model.
+    ``model`` and ``loss`` stay the tables as written (validated on load against
+    ``PinnabilityConfig`` / ``LossConfig``), so a ``preset`` stays a name in the run
+    config that ``model.pt`` records.
     """
 
     name: str = "model"
@@ -105,23 +118,13 @@ def _build_plain(cls: type, d: dict[str, Any], table: str) -> Any:
 
 
 def validate_model_table(d: dict[str, Any]) -> None:
-    """Raise if ``[model]`` is not a valid ``PinnabilityConfig`` (imports the model lazily)."""
-    from transact.models import PinnabilityConfig
-
+    """Raise if ``[model]`` is not a valid ``PinnabilityConfig``."""
     PinnabilityConfig.from_dict(dict(d))
 
 
 def validate_loss_table(d: dict[str, Any]) -> None:
-    """Raise if ``[loss]`` is not a valid ``LossConfig`` (when the loss module exists)."""
-    try:
-        from transact.training.loss import LossConfig
-    except ModuleNotFoundError:
-        return
-    from_dict = getattr(LossConfig, "from_dict", None)
-    if from_dict is not None:
-        from_dict(dict(d))
-    else:
-        LossConfig(**d)
+    """Raise if ``[loss]`` is not a valid ``LossConfig``."""
+    LossConfig.from_dict(dict(d))
 
 
 def run_config_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> RunConfig:
@@ -164,13 +167,50 @@ def run_config_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> RunC
     return RunConfig(name=name, **parts)
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run TOML file (see the module docstring for its layout)."""
+def read_run_table(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML document of a run config file (not validated yet)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"run config {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return run_config_from_dict(raw, source=str(path))
+
+
+def with_overrides(
+    raw: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``raw`` with ``overrides[table][field]`` set (tables are copied, not mutated)."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    for table, fields in overrides.items():
+        base = out.get(table, {})
+        out[table] = {**(base if isinstance(base, dict) else {}), **fields}
+    return out
+
+
+def load_run_config(
+    path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> RunConfig:
+    """Read and validate a run TOML file (see the module docstring for its layout).
+
+    ``overrides`` (``{"train": {"max_steps": 3}}``) replace single fields before the
+    validation, as ``transact train --set`` does.
+    """
+    raw = read_run_table(path)
+    return run_config_from_dict(with_overrides(raw, overrides or {}), source=str(path))
+
+
+def shipped_configs_dir() -> Path:
+    """The directory of the run configs shipped with the package (package data)."""
+    return Path(str(importlib.resources.files("transact") / "configs"))
+
+
+def shipped_config_path(name: str) -> Path:
+    """The shipped run config ``name`` (``transact_small`` or ``transact_small.toml``)."""
+    file = name if name.endswith(".toml") else f"{name}.toml"
+    path = shipped_configs_dir() / file
+    if not path.is_file():
+        known = sorted(p.stem for p in shipped_configs_dir().glob("*.toml"))
+        raise FileNotFoundError(f"no shipped run config {name!r}; shipped: {known}")
+    return path
