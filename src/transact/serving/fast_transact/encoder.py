@@ -211,9 +211,8 @@ class FastTransAct(SequenceEncoder):
         """The model's signature: row ``b`` of every input is candidate ``b`` and its own
         user (``U == B``). A request's candidates share one user: use :meth:`forward_users`."""
         return self.forward_users(
-            action_types, action_embeddings, action_times_ms, request_time_ms.reshape(-1),
-            candidate_embedding,
-        )  # fmt: skip
+            action_types, action_embeddings, action_times_ms, request_time_ms, candidate_embedding
+        )
 
     @torch.inference_mode()
     def forward_users(
@@ -253,9 +252,9 @@ class FastTransAct(SequenceEncoder):
         if n_users == 1:
             user_index = None  # one user: every index is 0, no per-candidate gathers
         if not self.options.dedup and (n_users != n_cand or user_index is not None):
-            index = candidate_embedding.new_zeros(n_cand, dtype=torch.int64)
-            users = [gather_user_rows(t, index if user_index is None else user_index)
-                     for t in users]  # fmt: skip
+            if user_index is None:  # one user
+                user_index = candidate_embedding.new_zeros(n_cand, dtype=torch.int64)
+            users = [gather_user_rows(t, user_index) for t in users]
             user_index, n_users = None, n_cand  # a copy of its user's rows per candidate
         if user_index is None and n_users > 1:
             user_index = torch.arange(n_cand, device=candidate_embedding.device)
