@@ -98,3 +98,21 @@ def test_underflow_is_reported_per_candidate() -> None:
     want = _plain(attn, user_tokens, key_mask, candidates, index).detach()
     ok = ~split.underflow
     torch.testing.assert_close(split.residual[ok], want[ok], rtol=0, atol=1e-9)
+
+
+def test_a_candidate_mask_may_hide_more_than_its_users() -> None:
+    """Per-example training windows hide more keys for some candidates than the user's
+    mask given to user_part: the split still equals the plain block under that mask."""
+    attn, user_tokens, key_mask = _setup(2, n_users=2, seed=3)
+    candidates = torch.randn(5, D_C, dtype=torch.float64)
+    user_index = torch.tensor([0, 1, 1, 0, 1])
+    per_candidate = key_mask[user_index].clone()
+    per_candidate[1, 2:5] = True  # a window over three more of user 1's actions
+    per_candidate[3, 0] = True
+    weights = layer1.AttentionWeights.of(attn)
+    user = layer1.user_part(user_tokens, key_mask, weights)
+    got = layer1.split_attention(user, user_tokens, per_candidate, candidates, user_index, weights)
+    tokens = torch.cat([user_tokens[user_index], candidates[:, None].expand(-1, S, -1)], dim=-1)
+    want = tokens + attn(tokens, per_candidate)
+    assert not got.underflow.any()
+    torch.testing.assert_close(got.residual, want, rtol=0, atol=1e-12)

@@ -150,7 +150,10 @@ def split_attention(
     Args:
         user: :func:`user_part` of the ``U`` users.
         user_tokens: ``[U, S, d_u]`` the users' token parts (hidden positions zeroed).
-        key_mask: ``[B, S]`` bool, each candidate's row of its user's key mask.
+        key_mask: ``[B, S]`` bool, each candidate's key mask: its user's row of the mask
+            given to :func:`user_part`, or one that hides more (a per-example training
+            time window): the hidden keys' weights are 0 either way, and the user-only max
+            stays a valid softmax shift.
         candidates: ``[B, d_c]``.
         user_index: ``[B]`` int64, the row of each candidate's user in ``user``.
         weights: the layer's :class:`AttentionWeights`.
