@@ -159,3 +159,24 @@ def test_registry_errors_name_the_problem():
     assert from_toml.config.attend_action_types == (2, 3)
     with pytest.raises(TypeError, match="override.num_layers: expected an integer, got '2'"):
         build_sequence_encoder("transact", SPEC, num_layers="2")
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_forward_users_equals_forward_on_each_candidates_user_rows(name):
+    """The reference ``forward_users``: U users' rows once, ``user_index [B]`` per candidate."""
+    enc = build_sequence_encoder(name, SPEC).eval()
+    inputs = make_inputs(SPEC, batch_size=3, seed=4)
+    types, emb, times, request, _ = sequence_args(inputs)
+    cand = torch.randn(7, SPEC.d_item, generator=torch.Generator().manual_seed(1))
+    user_index = torch.tensor([2, 0, 1, 1, 2, 2, 0])
+    with torch.no_grad():
+        want = enc(types[user_index], emb[user_index], times[user_index], request[user_index], cand)
+        got = enc.forward_users(types, emb, times, request, cand, user_index)
+        one = enc.forward_users(
+            types[1:2], emb[1:2], times[1:2], request[1:2], cand, user_index * 0
+        )
+        want_one = enc(
+            *(t[1:2].expand(7, *t.shape[1:]) for t in (types, emb, times, request)), cand
+        )
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(one, want_one, rtol=0, atol=0)

@@ -13,7 +13,9 @@ from transact.models.pinnerformer import (
     time_features,
 )
 
-SMALL = PinnerFormerConfig(d_item=8, d_user=16, d_model=16, n_heads=2, d_ff=32, dropout=0.0)
+SMALL = PinnerFormerConfig(
+    d_item=8, d_user=16, d_model=16, num_heads=2, dim_feedforward=32, dropout=0.0
+)
 
 
 def _batch(b: int = 3, s: int = 6, seed: int = 0):
@@ -147,7 +149,7 @@ def test_time_features_and_mask():
     assert f[0, 1, 0].item() == 0.0  # oldest action: no older neighbour
     assert torch.all(f[0, 2] == 0)  # padding
     assert f[0, 0, 1].item() == pytest.approx(math.sin(2 * math.pi * 6 / 24), abs=1e-6)
-    mask = causal_attention_mask(types, n_heads=2)
+    mask = causal_attention_mask(types, num_heads=2)
     assert mask.shape == (2, 3, 3)
     allowed = mask[0] == 0
     assert allowed.tolist() == [[True, True, False], [False, True, False], [False, False, True]]
@@ -157,11 +159,15 @@ def test_item_tower_and_config_validation():
     tower = ItemTower(SMALL)
     out = tower(torch.randn(4, 8))
     assert torch.allclose(out.norm(dim=-1), torch.ones(4), atol=1e-5)
-    with pytest.raises(ValueError, match="divisible by n_heads"):
-        PinnerFormerConfig(d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        PinnerFormerConfig(d_model=10, num_heads=3)
     with pytest.raises(ValueError, match="dropout"):
         PinnerFormerConfig(dropout=1.5)
     assert PinnerFormerConfig.from_dict(SMALL.to_dict()) == SMALL
+    legacy = {"n_layers": 1, "n_heads": 4, "d_ff": 8, "n_action_types": 9}  # older checkpoints
+    assert PinnerFormerConfig.from_dict(legacy) == PinnerFormerConfig(
+        num_layers=1, num_heads=4, dim_feedforward=8, num_action_types=9
+    )
     enc = PinnerFormerEncoder(SMALL)
     with pytest.raises(ValueError, match="action_embeddings"):
         enc(

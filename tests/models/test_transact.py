@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 
 from tests.models.model_testing import HOUR, REQUEST_MS, full_history
 from transact.models import TransAct, TransActConfig
-from transact.models.transact import COMPRESSIONS, FUSIONS, POSITIONAL_ENCODINGS
+from transact.models.transact import (
+    COMPRESSIONS,
+    FUSIONS,
+    POSITIONAL_ENCODINGS,
+    require_serving_fast_path,
+    serving_fast_path_blockers,
+)
 
 S = 20
 
@@ -276,3 +282,17 @@ def test_config_validation_and_from_dict():
     with pytest.raises(TypeError, match="TransActConfig.num_layers: expected an integer"):
         TransActConfig.from_dict({"num_layers": "3"})
     assert TransActConfig(positional_encoding="linear_time").positional_encoding == "linear_age"
+
+
+def test_serving_fast_path_rule_names_every_unsupported_field():
+    assert serving_fast_path_blockers(TransActConfig()) == []
+    # fields that do not change inference do not block
+    assert serving_fast_path_blockers(TransActConfig(dropout=0.3, time_window_max_ms=0)) == []
+    cfg = TransActConfig(fusion="append", compression="max_pool", positional_encoding="learned")
+    assert serving_fast_path_blockers(cfg) == [
+        "TransActConfig.fusion='append': need 'concat'",
+        "TransActConfig.positional_encoding='learned': need 'none'",
+        "TransActConfig.compression='max_pool': need 'first_k_max_pool'",
+    ]
+    with pytest.raises(ValueError, match=r"who: unsupported TransAct config: .*fusion.*; "):
+        require_serving_fast_path(cfg, "who")

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transact.serving.fast_transact import FastTransAct, FastTransActOptions
+from transact.serving.fast_transact.workers import chunk_groups, chunk_pool, chunk_workers
 from transact.serving.reference import ReferenceTransAct, ReferenceTransActConfig
 
 ALL_OPTIONS = [
@@ -38,7 +39,7 @@ def _user(seq_len: int, n_valid: int, request_time: int, seed: int) -> tuple[tor
 def _ref(heads: int = 1, layers: int = 2, seed: int = 0) -> ReferenceTransAct:
     torch.manual_seed(seed)
     cfg = ReferenceTransActConfig(
-        d_action=8, d_item=8, n_heads=heads, n_layers=layers, d_feedforward=16, latest_k=3
+        d_action=8, d_item=8, num_heads=heads, num_layers=layers, dim_feedforward=16, k=3
     )
     return ReferenceTransAct(cfg).eval()
 
@@ -56,7 +57,7 @@ def test_one_request_matches_reference(options: FastTransActOptions, heads: int)
     cands = torch.randn(23, 8)
     with torch.no_grad():
         want = ref(*(_expand(t, 23) for t in (types, embs, times, req)), cands)
-    got = fast(*(_expand(t, 23) for t in (types, embs, times, req)), cands)
+    got = fast.forward_users(types, embs, times, req, cands)  # the user once
     assert got.shape == want.shape == (23, 4 * 24)
     assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
     assert fast.fallbacks == 0
@@ -97,7 +98,7 @@ def test_split_layer_property(
     args = [_expand(t, n_cand) for t in (types, embs, times, req)]
     with torch.no_grad():
         want = ref(*args, cands)
-    got = fast(*args, cands)
+    got = fast.forward_users(types, embs, times, req, cands)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
@@ -111,7 +112,7 @@ def test_underflow_falls_back_to_plain_layer() -> None:
     args = [_expand(t, 4) for t in (types, embs, times, req)]
     with torch.no_grad():
         want = ref(*args, cands)
-    got = fast(*args, cands)
+    got = fast.forward_users(types, embs, times, req, cands)
     assert fast.fallbacks > 0
     assert torch.isfinite(got).all()
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
@@ -137,10 +138,10 @@ def test_matches_project_transact_model() -> None:
         plain = ref(types, embs, times, req, cands)
     assert torch.allclose(plain, want, atol=1e-5, rtol=0)
     assert torch.allclose(fast(types, embs, times, req, cands), want, atol=1e-5, rtol=0)
-    one = [t[:1].expand(b, *t.shape[1:]) for t in (types[1:], embs[1:], times[1:], req[1:])]
+    user = [t[1:2] for t in (types, embs, times, req)]
     with torch.no_grad():
-        want_one = model(*one, cands)
-    assert torch.allclose(fast(*one, cands), want_one, atol=1e-5, rtol=0)
+        want_one = model(*(_expand(t, b) for t in user), cands)
+    assert torch.allclose(fast.forward_users(*user, cands), want_one, atol=1e-5, rtol=0)
 
 
 def test_unsupported_model_config_names_the_field() -> None:
@@ -189,7 +190,7 @@ def _one_request(
     args = [_expand(t, cands.shape[0]) for t in user]
     with torch.no_grad():
         want = ref(*args, cands)
-    return fast(*args, cands), want
+    return fast.forward_users(*user, cands), want
 
 
 @pytest.mark.parametrize("compact", [False, True])
@@ -222,8 +223,8 @@ def test_fold_is_exact_against_unfolded_layers() -> None:
     assert folded.folded and not plain.folded
     user = _user(16, 11, 20_000, seed=8)
     cands = torch.randn(5, 8)
-    args = [_expand(t, 5) for t in user]
-    assert torch.allclose(folded(*args, cands), plain(*args, cands), atol=1e-5, rtol=0)
+    got = folded.forward_users(*user, cands)
+    assert torch.allclose(got, plain.forward_users(*user, cands), atol=1e-5, rtol=0)
 
 
 def _assert_as_accurate_as_fp32(
@@ -320,7 +321,9 @@ def test_one_head_project_model_matches() -> None:
     one = [_expand(t, 7) for t in (types, embs, times, req)]
     with torch.no_grad():
         want = model(*one, cands)
-    assert torch.allclose(fast(*one, cands), want, atol=1e-5, rtol=0)
+    assert torch.allclose(
+        fast.forward_users(types, embs, times, req, cands), want, atol=1e-5, rtol=0
+    )
 
 
 @pytest.fixture
@@ -339,17 +342,16 @@ def test_parallel_chunks_equal_inline_chunks(two_threads: None, n_cand: int, spl
     opts = FastTransActOptions(chunk_size=16, split_first_layer=split)
     par = FastTransAct.from_reference(ref, opts)
     inline = FastTransAct.from_reference(ref, replace(opts, parallel_chunks=False))
-    types, embs, times, req = _user(20, 17, 25_000, seed=3)
+    user = _user(20, 17, 25_000, seed=3)
     cands = torch.randn(n_cand, 8)
-    assert par._chunk_workers(cands) == 2  # the path under test is the parallel one
-    args = [*(_expand(t, n_cand) for t in (types, embs, times, req)), cands]
-    got = par(*args)
+    assert chunk_workers(n_cand, cands.device, True) == 2  # the path under test: parallel
+    got = par.forward_users(*user, cands)
     with torch.no_grad():
-        want = ref(*args)
+        want = ref(*(_expand(t, n_cand) for t in user), cands)
     assert torch.allclose(got, want, atol=1e-5, rtol=0)
     # chunk bounds differ (rounded to a multiple of 2 workers), rows are the same computation
-    assert torch.allclose(got, inline(*args), atol=1e-6, rtol=0)
-    groups = par._chunk_groups(n_cand, 2)  # one group of consecutive chunks per worker
+    assert torch.allclose(got, inline.forward_users(*user, cands), atol=1e-6, rtol=0)
+    groups = chunk_groups(n_cand, 2, 16)  # one group of consecutive chunks per worker
     assert len(groups) == 2 and len(groups[0]) == len(groups[1])
     lo_hi = [bounds for group in groups for bounds in group]
     assert lo_hi[0][0] == 0 and lo_hi[-1][1] == n_cand
@@ -365,12 +367,14 @@ def test_parallel_chunks_concurrent_callers_share_the_pool(two_threads: None) ->
     fast = FastTransAct.from_reference(_ref(), FastTransActOptions(chunk_size=8))
     users = [_user(20, 12 + i, 25_000, seed=10 + i) for i in range(4)]
     cands = [torch.randn(48 + 16 * i, 8) for i in range(4)]
-    args = [[*(_expand(t, c.shape[0]) for t in u), c] for u, c in zip(users, cands, strict=True)]
-    want = [fast(*a) for a in args]
+    args = [[*u, c] for u, c in zip(users, cands, strict=True)]
+    want = [fast.forward_users(*a) for a in args]
     with ThreadPoolExecutor(4) as callers:
-        assert callers.submit(fast._chunk_workers, cands[0]).result() == 2  # the worker path
+        workers = callers.submit(chunk_workers, 48, cands[0].device, True).result()
+        assert workers == 2  # the worker path
         for _ in range(3):
-            got = [f.result(timeout=60) for f in [callers.submit(fast, *a) for a in args]]
+            calls = [callers.submit(fast.forward_users, *a) for a in args]
+            got = [f.result(timeout=60) for f in calls]
             for g, w in zip(got, want, strict=True):
                 assert torch.equal(g, w)
 
@@ -379,12 +383,9 @@ def test_parallel_chunks_keep_thread_counts(two_threads: None) -> None:
     """Workers run one intra-op thread each; the caller and threads started later keep 2."""
     import threading
 
-    from transact.serving.fast_transact import _chunk_pool
-
     fast = FastTransAct.from_reference(_ref(), FastTransActOptions(chunk_size=8))
-    types, embs, times, req = _user(20, 20, 25_000, seed=4)
-    fast(*(_expand(t, 64) for t in (types, embs, times, req)), torch.randn(64, 8))
-    in_workers = {f.result() for f in [_chunk_pool(2).submit(torch.get_num_threads)] * 4}
+    fast.forward_users(*_user(20, 20, 25_000, seed=4), torch.randn(64, 8))
+    in_workers = {f.result() for f in [chunk_pool(2).submit(torch.get_num_threads)] * 4}
     seen: list[int] = []
     later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
     later.start()
@@ -397,12 +398,11 @@ def test_parallel_chunks_inline_at_one_thread_and_under_autocast(two_threads: No
     """One intra-op thread (the service's concurrent forwards) runs inline; an outer
     autocast does not reach the workers (the buffers' dtype decides the precision)."""
     fast = FastTransAct.from_reference(_ref(), FastTransActOptions(chunk_size=8))
-    types, embs, times, req = _user(20, 20, 25_000, seed=5)
-    args = [*(_expand(t, 64) for t in (types, embs, times, req)), torch.randn(64, 8)]
-    want = fast(*args)
+    args = [*_user(20, 20, 25_000, seed=5), torch.randn(64, 8)]
+    want = fast.forward_users(*args)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert torch.equal(fast(*args), want)
-    assert fast._chunk_workers(args[-1][:31]) == 1  # under 16 candidates per worker
+        assert torch.equal(fast.forward_users(*args), want)
+    assert chunk_workers(31, args[-1].device, True) == 1  # under 16 candidates per worker
     torch.set_num_threads(1)
-    assert fast._chunk_workers(args[-1]) == 1
-    assert torch.allclose(fast(*args), want, atol=1e-6, rtol=0)
+    assert chunk_workers(64, args[-1].device, True) == 1
+    assert torch.allclose(fast.forward_users(*args), want, atol=1e-6, rtol=0)

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from transact.data.schema import FeatureSpec
+from transact.data.schema import FeatureSpec, RankerInputs
 from transact.models import Pinnability, PinnabilityConfig, example_ranker_inputs
 from transact.serving.cuda_graphs import GraphedForward, bucket_size, graph_buckets
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
@@ -84,15 +84,72 @@ def test_each_switch_matches_the_model(spec: FeatureSpec, options: InferenceOpti
     assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
 
 
-def test_dedup_never_copies_user_rows(spec: FeatureSpec) -> None:
+def test_dedup_sends_the_user_once_with_an_explicit_index(spec: FeatureSpec) -> None:
     ranker = ServingRanker(_model(spec), InferenceOptions())
-    inputs = ranker.to_inputs(_request(spec, b=50))
+    batch = ranker.to_inputs(_request(spec, b=50))
     for name in ("action_types", "action_embeddings", "action_times_ms", "user_embedding"):
-        t = getattr(inputs, name)
-        assert t.shape[0] == 50 and t.stride(0) == 0, name
-    assert ranker.fast_encoder
+        assert getattr(batch.inputs, name).shape[0] == 1, name
+    assert batch.inputs.candidate_embedding.shape[0] == 50
+    assert batch.user_index is not None and torch.equal(batch.user_index, torch.zeros(50).long())
+    assert ranker.fast_encoder and ranker.reference_reason is None
     plain = ServingRanker(_model(spec), InferenceOptions.plain()).to_inputs(_request(spec, b=50))
-    assert plain.action_embeddings.stride(0) != 0
+    assert plain.user_index is None
+    assert plain.inputs.action_embeddings.shape[0] == 50
+    assert plain.inputs.action_embeddings.stride(0) != 0  # a copy per candidate
+
+
+@pytest.mark.parametrize(
+    ("encoder", "overrides", "reason"),
+    [
+        ("lstm", {}, "sequence encoder RecurrentEncoder is not TransAct"),
+        ("transact", {"fusion": "append"}, "TransActConfig.fusion='append': need 'concat'"),
+    ],
+)
+def test_model_off_the_fast_path_is_served_by_its_own_encoder_logged_and_counted(
+    spec: FeatureSpec,
+    encoder: str,
+    overrides: dict,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    torch.manual_seed(0)
+    cfg = PinnabilityConfig.preset("small", encoder=encoder, encoder_overrides=overrides)
+    model = Pinnability(spec, cfg).eval()
+    with caplog.at_level("WARNING", logger="transact.serving"):
+        ranker = ServingRanker(model, InferenceOptions())
+    assert ranker.reference_reason == reason
+    assert not ranker.fast_encoder
+    assert type(ranker.model.sequence_encoder) is type(model.sequence_encoder)
+    assert [r.getMessage() for r in caplog.records if reason in r.getMessage()]
+    requests = [_request(spec, b=b, user_row=u) for b, u in ((9, 1), (4, 3))]
+    assert torch.allclose(ranker.score(requests[0]), _model_probs(model, requests[0]), atol=1e-5)
+    for req, got in zip(requests, ranker.score_many(requests), strict=True):
+        assert torch.allclose(got, _model_probs(model, req), atol=1e-5)
+    assert ranker.reference_requests == 3
+    plain = ServingRanker(model, InferenceOptions.plain())  # plain by choice: no fallback
+    assert plain.reference_reason is None
+    plain.score(requests[0])
+    assert plain.reference_requests == 0
+
+
+def test_model_forward_takes_users_once_with_a_checked_index(spec: FeatureSpec) -> None:
+    """``Pinnability.forward(inputs, user_index)``: U user rows, B candidate rows."""
+    model = _model(spec)
+    x = example_ranker_inputs(spec, 6, seed=3)
+    user_fields = RankerInputs._fields[3:]  # user_embedding, action_*, request_time_ms
+    users = x._replace(**{k: getattr(x, k)[1:3] for k in user_fields})  # two distinct users
+    index = torch.tensor([0, 1, 1, 0, 1, 0])
+    per_candidate = x._replace(**{k: getattr(users, k)[index] for k in user_fields})
+    with torch.no_grad():
+        want = model(per_candidate)
+        assert torch.allclose(model(users, index), want, atol=1e-6)
+        assert not torch.allclose(model(users, torch.zeros_like(index)), want, atol=1e-3)
+        with pytest.raises(ValueError, match=r"user_index\[2\] = 2 is outside 0..1"):
+            model(users, torch.tensor([0, 1, 2, 0, 1, 0]))
+        with pytest.raises(ValueError, match=r"user_index must have shape \(6,\)"):
+            model(users, index[:5])
+        with pytest.raises(ValueError, match="RankerInputs.action_types has 6 rows"):
+            model(users._replace(action_types=x.action_types), index)
 
 
 def test_reduced_precision_scores_stay_close(spec: FeatureSpec) -> None:
@@ -278,3 +335,29 @@ def test_graphed_ranker_checks_inputs_on_the_host(spec: FeatureSpec) -> None:
     with pytest.raises(ValueError, match=r"categorical\[5, 0\]"):
         ranker.score_many([req, req._replace(categorical=bad)])
     assert ranker.graphed.buckets == []  # nothing reached the graph
+
+
+def test_service_metrics_count_the_reference_path_by_reason(spec: FeatureSpec) -> None:
+    """``/metrics`` reads the served ranker's counts at scrape time."""
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from transact.serving.engine import ServiceMetrics
+
+    torch.manual_seed(0)
+    cfg = PinnabilityConfig.preset("small", encoder="cnn")
+    ranker = ServingRanker(Pinnability(spec, cfg).eval(), InferenceOptions())
+    for _ in range(2):
+        ranker.score(_request(spec, b=5))
+    stats = SimpleNamespace(lookups=0, memory_hits=0, disk_hits=0, misses=0)
+    engine = SimpleNamespace(
+        assembler=SimpleNamespace(items=SimpleNamespace(cache=SimpleNamespace(stats=stats))),
+        registry=SimpleNamespace(
+            reloads=1, refusals=0, current=lambda: SimpleNamespace(ranker=ranker)
+        ),
+    )
+    text = generate_latest(ServiceMetrics(engine).registry).decode()  # type: ignore[arg-type]
+    reason = "sequence encoder CNNEncoder is not TransAct"
+    assert f'transact_reference_path_requests_total{{reason="{reason}"}} 2.0' in text
+    assert "transact_split_layer_fallbacks_total 0.0" in text

@@ -324,6 +324,10 @@ class RankerInputs(NamedTuple):
         action_embeddings: ``[B, S, d_item]`` float32 (zeros at padding).
         action_times_ms: ``[B, S]`` int64.
         request_time_ms: ``[B]`` int64.
+
+    Serving sends a request's user once: with a ``user_index [B]`` passed beside the inputs
+    (``Pinnability.forward(inputs, user_index)``), the user-level fields (``user_embedding``,
+    ``action_*``, ``request_time_ms``) hold one row per user, ``[U, ...]``, instead of B.
     """
 
     categorical: torch.Tensor

@@ -106,7 +106,9 @@ class EmbedTrainConfig:
 PRESETS: dict[str, EmbedTrainConfig] = {
     # tests: seconds on one core
     "tiny": EmbedTrainConfig(
-        model=PinnerFormerConfig(d_model=32, n_heads=2, n_layers=1, d_ff=64, max_seq_len=64),
+        model=PinnerFormerConfig(
+            d_model=32, num_heads=2, num_layers=1, dim_feedforward=64, max_seq_len=64
+        ),
         steps=30,
         batch_users=16,
         anchors_per_user=8,
@@ -259,8 +261,8 @@ def train_pinnerformer(
 
     config = config or EmbedTrainConfig()
     vocab = vocab or load_manifest(data_dir).actions
-    if config.model.n_action_types != vocab.size:
-        config = replace(config, model=replace(config.model, n_action_types=vocab.size))
+    if config.model.num_action_types != vocab.size:
+        config = replace(config, model=replace(config.model, num_action_types=vocab.size))
     train_end_date = train_end_date or default_train_end_date(data_dir)
     end_ms = day_end_ms(train_end_date)
     item_content = ItemTable.load(data_dir).embeddings_np

@@ -237,7 +237,7 @@ class ModelArtifact:
         except Exception as exc:  # any malformed table is the same refusal
             raise ArtifactError(f"{self.path}: bad {key} in metadata: {exc}") from exc
 
-    def build(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+    def build(self, device: str | torch.device = "cpu") -> Pinnability:
         """The Pinnability of the metadata with these weights (strict), in eval mode."""
         spec = self.feature_spec()
         config = self.model_config()

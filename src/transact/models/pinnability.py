@@ -20,7 +20,7 @@ from transact.models.baselines import BaselineConfig
 from transact.models.config_utils import dataclass_from_dict
 from transact.models.encoders import SEQUENCE_ENCODERS, build_sequence_encoder
 from transact.models.layers import MLP, ConsolidatedEmbedding, CrossNetV2
-from transact.models.sequence import is_tracing
+from transact.models.sequence import gather_user_rows, is_tracing
 from transact.models.transact import TransActConfig
 
 CROSS_MODES = ("stacked", "parallel")
@@ -189,10 +189,19 @@ class Pinnability(nn.Module):
             head_in += width
         self.heads = nn.Linear(head_in, len(spec.heads))
 
-    def forward(self, inputs: RankerInputs) -> torch.Tensor:
-        """``RankerInputs`` with batch B -> ``[B, H]`` logits (apply sigmoid for probabilities)."""
+    def forward(self, inputs: RankerInputs, user_index: torch.Tensor | None = None) -> torch.Tensor:
+        """``RankerInputs`` with batch B -> ``[B, H]`` logits (apply sigmoid for probabilities).
+
+        ``user_index`` (``[B]`` int64, optional) says that the user-level fields of
+        ``inputs`` (``user_embedding``, ``action_*``, ``request_time_ms``) hold one row per
+        user, ``[U, ...]``, and that candidate ``b`` belongs to user ``user_index[b]``: a
+        request's user travels once, and the sequence encoder gets the users as they are
+        (:meth:`SequenceEncoder.forward_users`). ``None``: every field has B rows. An
+        argument beside ``RankerInputs`` rather than a field of it, so that the data stage,
+        training and every other caller keep their B-row inputs unchanged.
+        """
         if self.config.validate_inputs and not is_tracing():
-            check_ranker_inputs(self.spec, inputs)
+            check_ranker_inputs(self.spec, inputs, user_index)
         features = []
         if self.embedding is not None:
             features.append(
@@ -203,16 +212,23 @@ class Pinnability(nn.Module):
             features.append(self.numerical_norm(numerical.float()))
         features.append(inputs.candidate_embedding.float())
         if self.use_user_embedding:
-            features.append(inputs.user_embedding.float())
+            user_embedding = inputs.user_embedding.float()
+            if user_index is not None:
+                user_embedding = gather_user_rows(user_embedding, user_index)
+            features.append(user_embedding)
         wide_logits = None
         if self.sequence_encoder is not None:
-            sequence = self.sequence_encoder(
+            sequence_inputs = (
                 inputs.action_types,
                 inputs.action_embeddings.float(),
                 inputs.action_times_ms,
                 inputs.request_time_ms,
                 inputs.candidate_embedding.float(),
             )
+            if user_index is None:
+                sequence = self.sequence_encoder(*sequence_inputs)
+            else:
+                sequence = self.sequence_encoder.forward_users(*sequence_inputs, user_index)
             if self.wide is not None:
                 wide_logits = self.wide(sequence)
             else:
@@ -226,9 +242,11 @@ class Pinnability(nn.Module):
         logits = self.heads(hidden)
         return logits + wide_logits if wide_logits is not None else logits
 
-    def predict_proba(self, inputs: RankerInputs) -> torch.Tensor:
+    def predict_proba(
+        self, inputs: RankerInputs, user_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[B, H]`` probabilities f(x) (sigmoid of the logits)."""
-        return torch.sigmoid(self.forward(inputs))
+        return torch.sigmoid(self.forward(inputs, user_index))
 
 
 def _shared_embedding_dim(features: list[CategoricalFeature]) -> int:
@@ -243,25 +261,32 @@ def _shared_embedding_dim(features: list[CategoricalFeature]) -> int:
     return dims.pop()
 
 
-def check_ranker_inputs(spec: FeatureSpec, inputs: RankerInputs) -> None:
+def check_ranker_inputs(
+    spec: FeatureSpec, inputs: RankerInputs, user_index: torch.Tensor | None = None
+) -> None:
     """Raise ``ValueError`` naming the field, feature and row of the first bad input value.
 
     Checks shapes against ``spec``, categorical indices in ``0..cardinality-1`` (an index
     out of range would silently read another feature's rows of the consolidated table),
-    and finite numerical/embedding values.
+    finite numerical/embedding values, and with ``user_index`` (see
+    :meth:`Pinnability.forward`) that the user-level fields hold U rows and every index
+    names one of them.
     """
     cat = inputs.categorical
     b = cat.shape[0]
+    users = b if user_index is None else inputs.user_embedding.shape[0]
     expected = {
         "categorical": (b, len(spec.categorical)),
         "numerical": (b, len(spec.numerical)),
         "candidate_embedding": (b, spec.d_item),
-        "user_embedding": (b, spec.d_user),
+        "user_embedding": (users, spec.d_user),
     }
     for name, shape in expected.items():
         got = tuple(getattr(inputs, name).shape)
         if got != shape:
             raise ValueError(f"RankerInputs.{name} must have shape {shape}, got {got}")
+    if user_index is not None:
+        _check_user_index(inputs, user_index, b, users)
     if cat.dtype.is_floating_point:
         raise TypeError(f"RankerInputs.categorical must be integer indices, got {cat.dtype}")
     cards = torch.tensor([c.cardinality for c in spec.categorical], device=cat.device)
@@ -281,3 +306,24 @@ def check_ranker_inputs(spec: FeatureSpec, inputs: RankerInputs) -> None:
             if name == "numerical":
                 label = f" (feature {spec.numerical[idx[1]].name!r})"
             raise ValueError(f"RankerInputs.{name}{idx}{label} is not finite: {t[tuple(idx)]}")
+
+
+def _check_user_index(inputs: RankerInputs, user_index: torch.Tensor, b: int, users: int) -> None:
+    """``user_index [B]`` integer, in ``0..U-1``, and U rows in every user-level field."""
+    if tuple(user_index.shape) != (b,):
+        raise ValueError(f"user_index must have shape ({b},), got {tuple(user_index.shape)}")
+    if user_index.dtype.is_floating_point or user_index.dtype == torch.bool:
+        raise TypeError(f"user_index must be integer row indices, got {user_index.dtype}")
+    for name in ("action_types", "action_embeddings", "action_times_ms", "request_time_ms"):
+        rows = getattr(inputs, name).shape[0]
+        if rows != users:
+            raise ValueError(
+                f"RankerInputs.{name} has {rows} rows; with user_index it needs one per "
+                f"user, U={users} (the rows of user_embedding)"
+            )
+    bad = (user_index < 0) | (user_index >= users)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"user_index[{row}] = {int(user_index[row])} is outside 0..{users - 1} (U={users})"
+        )

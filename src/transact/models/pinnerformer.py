@@ -45,8 +45,9 @@ class PinnerFormerConfig:
         d_user: output embedding size; ``FeatureSpec.d_user`` (64) by default. PinnerFormer
             used 256; 64 fits the ranker's default and the simulated world.
         d_model: transformer width.
-        n_layers / n_heads / d_ff / dropout: transformer encoder shape (pre-LayerNorm).
-        n_action_types: size of the action-type table (``ActionVocabulary.size``, with 0 =
+        num_layers / num_heads / dim_feedforward / dropout: transformer encoder shape
+            (pre-LayerNorm).
+        num_action_types: size of the action-type table (``ActionVocabulary.size``, with 0 =
             padding).
         max_seq_len: longest history the encoder reads (PinnerFormer: 255 actions + 1).
         d_item_tower_hidden: hidden width of the item tower's projection MLP.
@@ -55,29 +56,30 @@ class PinnerFormerConfig:
     d_item: int = DEFAULT_D_ITEM
     d_user: int = 64
     d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    d_ff: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    dim_feedforward: int = 128
     dropout: float = 0.1
-    n_action_types: int = 6
+    num_action_types: int = 6
     max_seq_len: int = 256
     d_item_tower_hidden: int = 128
 
     def __post_init__(self) -> None:
-        for name in ("d_item", "d_user", "d_model", "n_layers", "n_heads", "d_ff"):
+        for name in ("d_item", "d_user", "d_model", "num_layers", "num_heads", "dim_feedforward"):
             if getattr(self, name) < 1:
                 raise ValueError(
                     f"PinnerFormerConfig.{name} must be >= 1, got {getattr(self, name)}"
                 )
-        if self.d_model % self.n_heads:
+        if self.d_model % self.num_heads:
             raise ValueError(
-                f"PinnerFormerConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+                f"PinnerFormerConfig.d_model ({self.d_model}) must be divisible by "
+                f"num_heads ({self.num_heads})"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"PinnerFormerConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.n_action_types < 2:
+        if self.num_action_types < 2:
             raise ValueError(
-                "PinnerFormerConfig.n_action_types must count padding plus >= 1 action"
+                "PinnerFormerConfig.num_action_types must count padding plus >= 1 action"
             )
 
     def to_dict(self) -> dict:
@@ -85,7 +87,18 @@ class PinnerFormerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PinnerFormerConfig:
-        return cls(**d)
+        """From :meth:`to_dict`. Checkpoints written before the fields took the names of
+        ``TransActConfig`` and PyTorch (``n_layers``, ``n_heads``, ``d_ff``,
+        ``n_action_types``) still load."""
+        return cls(**{_RENAMED_FIELDS.get(k, k): v for k, v in d.items()})
+
+
+_RENAMED_FIELDS = {
+    "n_layers": "num_layers",
+    "n_heads": "num_heads",
+    "d_ff": "dim_feedforward",
+    "n_action_types": "num_action_types",
+}
 
 
 def time_features(action_times_ms: torch.Tensor, action_types: torch.Tensor) -> torch.Tensor:
@@ -109,8 +122,8 @@ def time_features(action_times_ms: torch.Tensor, action_types: torch.Tensor) -> 
     return torch.where(valid.unsqueeze(-1), feats, 0.0).to(torch.float32)
 
 
-def causal_attention_mask(action_types: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """``[B, S]`` action types -> ``[B * n_heads, S, S]`` additive float mask (0 or -inf).
+def causal_attention_mask(action_types: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``[B, S]`` action types -> ``[B * num_heads, S, S]`` additive float mask (0 or -inf).
 
     Query ``i`` may attend to key ``j`` when ``j >= i`` (older or same action, newest-first
     order) and ``j`` is not padding; the diagonal is always allowed so padded queries do
@@ -125,7 +138,7 @@ def causal_attention_mask(action_types: torch.Tensor, n_heads: int) -> torch.Ten
     ).unsqueeze(0)
     mask = torch.zeros(b, s, s, device=action_types.device)
     mask = mask.masked_fill(~allowed, float("-inf"))
-    return mask.repeat_interleave(n_heads, dim=0)
+    return mask.repeat_interleave(num_heads, dim=0)
 
 
 def chronological_index(action_types: torch.Tensor) -> torch.Tensor:
@@ -155,28 +168,30 @@ class PinnerFormerBlock(nn.Module):
 
     def __init__(self, config: PinnerFormerConfig) -> None:
         super().__init__()
-        self.n_heads = config.n_heads
+        self.num_heads = config.num_heads
         self.dropout = config.dropout
         self.norm1 = nn.LayerNorm(config.d_model)
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.attn_out = nn.Linear(config.d_model, config.d_model)
         self.norm2 = nn.LayerNorm(config.d_model)
         self.mlp = nn.Sequential(
-            nn.Linear(config.d_model, config.d_ff),
+            nn.Linear(config.d_model, config.dim_feedforward),
             nn.GELU(),
-            nn.Linear(config.d_ff, config.d_model),
+            nn.Linear(config.dim_feedforward, config.d_model),
         )
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         b, s, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)
-        q, k, v = (t.view(b, s, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (
+            t.view(b, s, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v)
+        )
         p = self.dropout if self.training else 0.0
         if mask is None:
             attn = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         else:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads) + mask
+            scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.num_heads) + mask
             attn = F.dropout(scores.softmax(dim=-1), p=p, training=self.training) @ v
         x = x + self.drop(self.attn_out(attn.transpose(1, 2).reshape(b, s, d)))
         return x + self.drop(self.mlp(self.norm2(x)))
@@ -208,10 +223,10 @@ class PinnerFormerEncoder(nn.Module):
         self.config = config
         self.item_proj = nn.Linear(config.d_item, config.d_model)
         self.action_embedding = nn.Embedding(
-            config.n_action_types, config.d_model, padding_idx=PAD_ACTION
+            config.num_action_types, config.d_model, padding_idx=PAD_ACTION
         )
         self.time_proj = nn.Linear(N_TIME_FEATURES, config.d_model)
-        self.blocks = nn.ModuleList(PinnerFormerBlock(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(PinnerFormerBlock(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.d_model)
         self.out_proj = nn.Linear(config.d_model, config.d_user)
 
@@ -240,8 +255,8 @@ class PinnerFormerEncoder(nn.Module):
         )
         if reference:
             b, s = action_types.shape
-            mask = causal_attention_mask(action_types, self.config.n_heads).view(
-                b, self.config.n_heads, s, s
+            mask = causal_attention_mask(action_types, self.config.num_heads).view(
+                b, self.config.num_heads, s, s
             )
             for block in self.blocks:
                 x = block(x, mask)

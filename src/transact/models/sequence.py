@@ -4,6 +4,9 @@ A sequence encoder turns a user's realtime action sequence (newest first, padded
 end with action type 0) plus the candidate item into one vector per example. TransAct and
 every baseline of Tables 1 and 3 implement :class:`SequenceEncoder`, so the ranker swaps
 them by name (see :func:`transact.models.build_sequence_encoder`).
+
+:func:`history_mask` is THE rule of which actions a prediction may read (no padding, nothing
+at or after the request); training, the serving fast path and its reference all import it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,31 @@ class SequenceEncoder(nn.Module):
         candidate_embedding: torch.Tensor,
     ) -> torch.Tensor:
         raise NotImplementedError
+
+    def forward_users(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+        request_time_ms: torch.Tensor,
+        candidate_embedding: torch.Tensor,
+        user_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """Encode ``U`` users' sequences against ``B`` candidates -> ``[B, out_dim]``.
+
+        The sequence inputs hold one row per user (``[U, S]``, ``[U, S, d_item]``,
+        ``[U, S]``, ``[U]``), ``candidate_embedding`` is ``[B, d_item]`` and ``user_index
+        [B]`` int64 names each candidate's user. This is how a request (one user, many
+        candidates) reaches the encoder without copying the user's sequence per candidate.
+        The base class is the reference: it gathers each candidate's user rows
+        (:func:`gather_user_rows`) and runs :meth:`forward`; an encoder that shares per-user
+        work (the serving ``FastTransAct``) overrides it.
+        """
+        rows = [
+            gather_user_rows(t, user_index)
+            for t in (action_types, action_embeddings, action_times_ms, request_time_ms)
+        ]
+        return self(*rows, candidate_embedding)
 
 
 def is_tracing() -> bool:
@@ -129,3 +157,14 @@ def history_mask(
     future into the prediction, so it is hidden in training and in serving alike.
     """
     return (action_types == PAD_ACTION) | (action_times_ms >= request_time_ms.reshape(-1, 1))
+
+
+def gather_user_rows(x: torch.Tensor, user_index: torch.Tensor) -> torch.Tensor:
+    """Per-user rows ``[U, ...]`` -> per-candidate rows ``[B, ...]`` for ``user_index [B]``.
+
+    One user (``U == 1``) is expanded as a stride-0 view (never copied per candidate; the
+    index is then 0 everywhere by definition); several are gathered.
+    """
+    if x.shape[0] == 1:
+        return x.expand(user_index.shape[0], *x.shape[1:])
+    return x.index_select(0, user_index)

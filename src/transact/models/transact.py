@@ -169,6 +169,42 @@ class TransActConfig:
         return dataclass_from_dict(cls, d)
 
 
+SERVING_FAST_PATH_FIELDS: tuple[tuple[str, object], ...] = (
+    ("fusion", "concat"),
+    ("positional_encoding", "none"),
+    ("compression", "first_k_max_pool"),
+    ("use_action_types", True),
+    ("attend_action_types", ()),
+)
+"""The :class:`TransActConfig` values the serving fast path computes (the paper's TransAct):
+its exact split of layer 1 needs concat fusion and no positional term, and its output is
+first K + max pool. Other fields (dropout, the training time window, ``attention``) do not
+change inference."""
+
+
+def serving_fast_path_blockers(config: TransActConfig) -> list[str]:
+    """Why the serving fast path (``transact.serving.fast_transact``) and its plain
+    reference cannot compute ``config``: one ``"TransActConfig.<field>=<value>: need
+    <value>"`` per field off the supported values; empty when they can.
+
+    The one definition of that rule: the fast path, its reference and the serving ranker's
+    choice between the fast and the model's own encoder all read it, so a model trained
+    with a config serving does not speed up is served by its own encoder, never wrongly.
+    """
+    return [
+        f"TransActConfig.{name}={getattr(config, name)!r}: need {want!r}"
+        for name, want in SERVING_FAST_PATH_FIELDS
+        if getattr(config, name) != want
+    ]
+
+
+def require_serving_fast_path(config: TransActConfig, who: str) -> None:
+    """Raise ``ValueError`` naming every field of :func:`serving_fast_path_blockers`."""
+    blockers = serving_fast_path_blockers(config)
+    if blockers:
+        raise ValueError(f"{who}: unsupported TransAct config: {'; '.join(blockers)}")
+
+
 def sinusoidal_table(num_positions: int, d: int) -> torch.Tensor:
     """``[num_positions, d]`` sine/cosine position table of Vaswani et al. (odd d allowed)."""
     position = torch.arange(num_positions, dtype=torch.float32)[:, None]

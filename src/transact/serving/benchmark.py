@@ -146,11 +146,13 @@ def bench_transact(batch: int = 256, repeats: int = 20) -> dict[str, Any]:
     out: dict[str, Any] = {"config": {"seq_len": 100, "d_action": 32, "d_item": 32, "batch": batch}}
     for case, distinct in (("one_request", False), ("distinct_users", True)):
         args = _sequence_batch(batch, 100, 32, distinct)
+        # the fast module takes a request's user once ([1, ...] rows), as the ranker sends it
+        users = [*(args[:4] if distinct else [t[:1] for t in args[:4]]), args[4]]
         with torch.no_grad():
             want = ref(*args)
             own = model(*args)
-        got = fast(*args)
-        got_bf16 = fast_bf16(*args)
+        got = fast.forward_users(*users)
+        got_bf16 = fast_bf16.forward_users(*users)
 
         def run_ref(args: list[torch.Tensor] = args) -> None:
             with torch.no_grad():
@@ -164,11 +166,11 @@ def bench_transact(batch: int = 256, repeats: int = 20) -> dict[str, Any]:
             {
                 "plain_nn_transformer_encoder": run_ref,
                 "project_transact_eager": run_model,
-                "fast": lambda args=args: fast(*args),
-                "fast_without_split": lambda args=args: no_split(*args),
-                "fast_without_fold": lambda args=args: no_fold(*args),
-                "fast_without_parallel_chunks": lambda args=args: inline(*args),
-                "fast_bf16": lambda args=args: fast_bf16(*args),
+                "fast": lambda users=users: fast.forward_users(*users),
+                "fast_without_split": lambda users=users: no_split.forward_users(*users),
+                "fast_without_fold": lambda users=users: no_fold.forward_users(*users),
+                "fast_without_parallel_chunks": lambda users=users: inline.forward_users(*users),
+                "fast_bf16": lambda users=users: fast_bf16.forward_users(*users),
             },
             repeats,
         )
@@ -353,15 +355,16 @@ def _transact_module_on(device: str, batch: int, repeats: int) -> dict[str, Any]
     ref = ReferenceTransAct.from_transact(model).to(device)
     fast = FastTransAct.from_transact(model, FastTransActOptions(chunk_size=0)).to(device)
     args = [t.to(device) for t in _sequence_batch(batch, 100, 32, distinct=False)]
+    users = [*(t[:1] for t in args[:4]), args[4]]  # the request's user once
     with torch.no_grad():
         want = ref(*args)
-    got = fast(*args)
+    got = fast.forward_users(*users)
 
     def run_ref() -> None:
         with torch.no_grad():
             ref(*args)
 
-    t = interleaved({"plain_nn_transformer_encoder": run_ref, "fast": lambda: fast(*args)},
+    t = interleaved({"plain_nn_transformer_encoder": run_ref, "fast": lambda: fast.forward_users(*users)},
                     repeats, warmup=5, sync=device == "cuda")  # fmt: skip
     return {
         "timings": t,

@@ -148,6 +148,23 @@ class _EngineCollector:
         yield CounterMetricFamily(
             "transact_model_refusals", "Model versions refused by verification", value=reg.refusals
         )
+        handle = reg.current()
+        if handle is not None:  # the served version's own counts (they restart on a reload)
+            ranker = handle.ranker
+            reference = CounterMetricFamily(
+                "transact_reference_path_requests",
+                "Requests whose sequence encoder ran the model's own path: the fast path "
+                "cannot take the served model (reason)",
+                labels=["reason"],
+            )
+            if ranker.reference_reason is not None:
+                reference.add_metric([ranker.reference_reason], ranker.reference_requests)
+            yield reference
+            yield CounterMetricFamily(
+                "transact_split_layer_fallbacks",
+                "Candidates whose split TransAct layer-1 softmax underflowed and ran plainly",
+                value=ranker.split_fallbacks,
+            )
 
 
 @dataclass

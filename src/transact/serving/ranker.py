@@ -7,9 +7,10 @@ larger batches in the original requests directly". Switches (:class:`InferenceOp
 * ``consolidated_lookup``: the model's one-gather categorical lookup (paper 3.4.2); off
   runs its per-feature reference lookups.
 * ``single_transfer``: every input packed into one buffer, one host-to-device copy.
-* ``dedup``: the user's sequence and user embedding travel once (``[1, ...]``) and are
-  expanded on the device (stride-0 views, never copied per candidate); TransAct then
-  encodes the sequence once (:class:`transact.serving.fast_transact.FastTransAct`).
+* ``dedup``: the user's sequence and user embedding travel once (``[1, ...]``, or
+  ``[U, ...]`` for a micro-batch) with ``user_index [B]`` naming each candidate's user
+  (:class:`ModelInputs`, ``Pinnability.forward(inputs, user_index)``); TransAct then
+  encodes each user's sequence once (:class:`transact.serving.fast_transact.FastTransAct`).
 * ``split_first_layer``: the exact per-user / per-candidate algebra of TransAct layer 1.
 * ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast (score differences measured by
   ``benchmarks/bench_inference.py``).
@@ -20,12 +21,19 @@ larger batches in the original requests directly". Switches (:class:`InferenceOp
   buffer and moved with one copy (:class:`transact.serving.cuda_graphs.GraphedForward`).
 
 All off is the plain path: the model's own eager forward on per-candidate copies.
+
+A model whose sequence encoder the fast path cannot compute (a baseline encoder, or a
+TransAct config off ``transact.models.transact.serving_fast_path_blockers``) keeps its own
+encoder: the ranker logs a warning naming the reason once, and counts the requests it
+serves so (:attr:`ServingRanker.reference_requests`, the service's
+``transact_reference_path_requests_total{reason}``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
@@ -36,12 +44,16 @@ from torch import nn
 
 from transact.data.schema import RankerInputs
 from transact.models.layers import CrossNetV2
-from transact.models.pinnability import check_ranker_inputs
+from transact.models.pinnability import Pinnability, check_ranker_inputs
+from transact.models.sequence import SequenceEncoder
+from transact.models.transact import TransAct, serving_fast_path_blockers
 from transact.serving.cuda_graphs import GraphedForward
 from transact.serving.fast_transact import CPU_CHUNK_SIZE, FastTransAct, FastTransActOptions
 from transact.serving.transfer import to_device_packed, to_device_plain
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+log = logging.getLogger("transact.serving")
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,20 @@ class RequestTensors(NamedTuple):
     request_time_ms: torch.Tensor
 
 
+class ModelInputs(NamedTuple):
+    """One forward's inputs on the device: ``model(inputs, user_index)``.
+
+    Fields:
+        inputs: ``RankerInputs`` with B candidate rows; with ``user_index`` its user-level
+            fields hold one row per user, ``[U, ...]``.
+        user_index: ``[B]`` int64 row of each candidate's user, or ``None`` when every
+            field has B rows (the plain path's per-candidate copies).
+    """
+
+    inputs: RankerInputs
+    user_index: torch.Tensor | None
+
+
 class _PerFeatureLookup(nn.Module):
     """The consolidated table read with one lookup per feature (the plain path)."""
 
@@ -202,6 +228,14 @@ def _align_cross(model: Any, multiple: int) -> None:
         model.mlp.net[0] = _zero_padded(reader, d + model.cross.pad, reader.out_features)
 
 
+def _fast_path_blocker(encoder: SequenceEncoder) -> str | None:
+    """Why :class:`FastTransAct` cannot compute ``encoder`` (``None``: it can)."""
+    if not isinstance(encoder, TransAct):
+        return f"sequence encoder {type(encoder).__name__} is not TransAct"
+    blockers = serving_fast_path_blockers(encoder.config)
+    return "; ".join(blockers) if blockers else None
+
+
 class ServingRanker:
     """A trained Pinnability prepared for serving; :meth:`score` ranks one request.
 
@@ -215,38 +249,37 @@ class ServingRanker:
         probs = ranker.score(request_tensors)       # [B, H] per-head probabilities
     """
 
-    def __init__(self, model: Any, options: InferenceOptions | None = None) -> None:
+    def __init__(self, model: Pinnability, options: InferenceOptions | None = None) -> None:
         self.options = opts = options or InferenceOptions()
         self.device = torch.device(opts.device)
-        model = cast(Any, copy.deepcopy(model).eval().to(self.device))
-        if hasattr(model, "config") and hasattr(model.config, "validate_inputs"):
-            # a graph cannot raise on values: with cuda_graphs the checks run on the host
-            model.config = replace(
-                model.config, validate_inputs=opts.validate_inputs and not opts.cuda_graphs
-            )
-        if not opts.consolidated_lookup and getattr(model, "embedding", None) is not None:
-            model.embedding = _PerFeatureLookup(model.embedding)
+        model = copy.deepcopy(model).eval().to(self.device)
+        # a graph cannot raise on values: with cuda_graphs the checks run on the host
+        model.config = replace(
+            model.config, validate_inputs=opts.validate_inputs and not opts.cuda_graphs
+        )
         self.fast_encoder = False
-        encoder = getattr(model, "sequence_encoder", None)
+        self.reference_reason: str | None = None  # why the model's own encoder serves
+        self.reference_requests = 0  # requests served so, counted for the metrics
+        self._count_lock = threading.Lock()
+        encoder = model.sequence_encoder
         if encoder is not None and (opts.dedup or opts.split_first_layer):
-            try:
-                model.sequence_encoder = FastTransAct.from_transact(
-                    encoder,
-                    FastTransActOptions(
-                        dedup=opts.dedup,
-                        # a CUDA graph cannot read values on the host
-                        split_first_layer=opts.split_first_layer and not opts.cuda_graphs,
-                        chunk_size=opts.chunk_size,
-                        compact_visible=opts.compact_visible and not opts.cuda_graphs,
-                    ),
-                ).to(self.device)
-                if opts.precision != "fp32":  # bf16 keeps fp32's exponent range (split softmax)
-                    model.sequence_encoder.to(torch.bfloat16)
+            self.reference_reason = _fast_path_blocker(encoder)
+            if isinstance(encoder, TransAct) and self.reference_reason is None:
+                model.sequence_encoder = self._fast(encoder)
                 self.fast_encoder = True
-            except (ValueError, AttributeError):
-                pass  # not a concat-fusion TransAct: keep the model's own encoder
+            else:
+                log.warning(
+                    "ServingRanker: the fast TransAct path cannot take this model (%s); its "
+                    "own sequence encoder serves, every request counted in "
+                    "transact_reference_path_requests_total",
+                    self.reference_reason,
+                )
+        # exact rewrites of the lookup and the cross network by modules of other classes
+        patched = cast(Any, model)
+        if not opts.consolidated_lookup and model.embedding is not None:
+            patched.embedding = _PerFeatureLookup(model.embedding)
         align = opts.align_width or (64 if self.device.type == "cuda" else 1)
-        if align > 1 and isinstance(getattr(model, "cross", None), CrossNetV2):
+        if align > 1 and isinstance(model.cross, CrossNetV2):
             _align_cross(model, align)
         if opts.precision != "fp32":  # cast the GEMM weights once, not at every autocast call
             for name in ("cross", "mlp", "heads", "wide"):
@@ -256,9 +289,9 @@ class ServingRanker:
                             m.to(PRECISIONS[opts.precision])
         for p in model.parameters():
             p.requires_grad_(False)
-        self.model: Any = model
-        self.heads: tuple[str, ...] = tuple(model.spec.heads) if hasattr(model, "spec") else ()
-        self._forward = model.forward
+        self.model = model
+        self.heads: tuple[str, ...] = tuple(model.spec.heads)
+        self._forward: Any = model.forward
         if opts.compile:
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self._forward = torch.compile(model, mode=mode, dynamic=True)
@@ -266,52 +299,73 @@ class ServingRanker:
         if opts.cuda_graphs:
             self.graphed = GraphedForward(self._graph_body, self.device, batch_fields=3)
 
+    def _fast(self, encoder: TransAct) -> FastTransAct:
+        """The fast copy of a TransAct the fast path supports."""
+        opts = self.options
+        fast = FastTransAct.from_transact(
+            encoder,
+            FastTransActOptions(
+                dedup=opts.dedup,
+                # a CUDA graph cannot read values on the host
+                split_first_layer=opts.split_first_layer and not opts.cuda_graphs,
+                chunk_size=opts.chunk_size,
+                compact_visible=opts.compact_visible and not opts.cuda_graphs,
+            ),
+        ).to(self.device)
+        if opts.precision != "fp32":  # bf16 keeps fp32's exponent range (split softmax)
+            fast.to(torch.bfloat16)
+        return fast
+
+    @property
+    def split_fallbacks(self) -> int:
+        """Candidates whose split layer-1 softmax underflowed and ran plainly (0 without
+        the fast encoder; ``FastTransAct.fallbacks``)."""
+        encoder = self.model.sequence_encoder
+        return encoder.fallbacks if isinstance(encoder, FastTransAct) else 0
+
+    def _count_reference(self, n: int) -> None:
+        if self.reference_reason is not None:
+            with self._count_lock:
+                self.reference_requests += n
+
     @torch.inference_mode()
     def _graph_body(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         return torch.sigmoid(self.logits(self.assemble(RequestTensors(*tensors))))
 
-    def to_inputs(self, request: RequestTensors) -> RankerInputs:
-        """Move a request to the device and build ``RankerInputs`` with batch B."""
+    def to_inputs(self, request: RequestTensors) -> ModelInputs:
+        """Move a request to the device and build its :class:`ModelInputs` (batch B)."""
         move = to_device_packed if self.options.single_transfer else to_device_plain
         return self.assemble(RequestTensors(*move(list(request), self.device)))
 
-    def assemble(self, t: RequestTensors) -> RankerInputs:
-        """``RankerInputs`` with batch B from a request already on the device: user-level
-        rows expanded (stride 0 with ``dedup``, copied per candidate without)."""
-        opts = self.options
+    def assemble(self, t: RequestTensors) -> ModelInputs:
+        """:class:`ModelInputs` with batch B from a request already on the device: with
+        ``dedup`` the user-level rows stay ``[1, ...]`` and ``user_index`` is 0 for every
+        candidate; without, they are copied per candidate."""
         b = t.categorical.shape[0]
-
-        def per_candidate(x: torch.Tensor) -> torch.Tensor:
-            expanded = x.expand(b, *x.shape[1:])
-            return expanded if opts.dedup else expanded.contiguous()
-
-        return RankerInputs(
-            categorical=t.categorical,
-            numerical=t.numerical,
-            candidate_embedding=t.candidate_embedding,
-            user_embedding=per_candidate(t.user_embedding),
-            action_types=per_candidate(t.action_types),
-            action_embeddings=per_candidate(t.action_embeddings),
-            action_times_ms=per_candidate(t.action_times_ms),
-            request_time_ms=per_candidate(t.request_time_ms),
-        )
+        if self.options.dedup:
+            user_index = torch.zeros(b, dtype=torch.int64, device=t.categorical.device)
+            return ModelInputs(RankerInputs(*t), user_index)
+        per_candidate = [x.expand(b, *x.shape[1:]).contiguous() for x in t[3:]]
+        return ModelInputs(RankerInputs(*t[:3], *per_candidate), None)
 
     @torch.inference_mode()
-    def logits(self, inputs: RankerInputs) -> torch.Tensor:
-        """``[B, H]`` float32 logits for ready ``RankerInputs``."""
+    def logits(self, batch: ModelInputs) -> torch.Tensor:
+        """``[B, H]`` float32 logits for ready :class:`ModelInputs`."""
         dtype = PRECISIONS[self.options.precision]
         if dtype is None:
-            return self._forward(inputs).float()
+            return self._forward(batch.inputs, batch.user_index).float()
         with torch.autocast(self.device.type, dtype=dtype):
-            return self._forward(inputs).float()
+            return self._forward(batch.inputs, batch.user_index).float()
 
     def _check_on_host(self, request: RequestTensors) -> None:
         """The model's input checks, run before a graph (which cannot raise on values)."""
-        if self.options.validate_inputs and hasattr(self.model, "spec"):
-            check_ranker_inputs(self.model.spec, self.assemble(request))
+        if self.options.validate_inputs:
+            batch = self.assemble(request)
+            check_ranker_inputs(self.model.spec, batch.inputs, batch.user_index)
 
     def score(self, request: RequestTensors) -> torch.Tensor:
         """``[B, H]`` per-head probabilities on the CPU for one request."""
+        self._count_reference(1)
         if self.graphed is not None:
             self._check_on_host(request)
             return self.graphed(list(request))
@@ -320,12 +374,13 @@ class ServingRanker:
     def score_many(self, requests: Sequence[RequestTensors]) -> list[torch.Tensor]:
         """Score several requests (users) in ONE forward; ``[B_i, H]`` probabilities each.
 
-        User-level tensors are stacked ``[U, ...]`` and travel once; with the fast encoder
-        and ``dedup`` each user's sequence is encoded once for all its candidates
-        (:meth:`FastTransAct.shared_users`), otherwise rows are gathered per candidate.
+        User-level tensors are stacked ``[U, ...]`` and travel once with ``user_index
+        [B]``; with ``dedup`` the model gets them so (the fast encoder encodes each user's
+        sequence once for all its candidates), otherwise rows are copied per candidate.
         """
         if len(requests) == 1:
             return [self.score(requests[0])]
+        self._count_reference(len(requests))
         if self.graphed is not None:  # several users stay eager; the checks stay on the host
             for r in requests:
                 self._check_on_host(r)
@@ -336,28 +391,9 @@ class ServingRanker:
         move = to_device_packed if opts.single_transfer else to_device_plain
         moved = move([*merged, user_index], self.device)
         t, user_index = RequestTensors(*moved[:-1]), moved[-1]
-        b = int(user_index.shape[0])
-        shared = self.fast_encoder and opts.dedup
-        if shared:  # placeholders: the encoder reads the users from shared_users()
-            seq = [t.action_types, t.action_embeddings, t.action_times_ms, t.request_time_ms]
-            rows = [x[:1].expand(b, *x.shape[1:]) for x in seq]
-            ctx: Any = self.model.sequence_encoder.shared_users(*seq, user_index)
+        if opts.dedup:
+            batch = ModelInputs(RankerInputs(*t), user_index)
         else:
-            rows = [
-                x[user_index]
-                for x in (t.action_types, t.action_embeddings, t.action_times_ms, t.request_time_ms)
-            ]
-            ctx = contextlib.nullcontext()
-        inputs = RankerInputs(
-            categorical=t.categorical,
-            numerical=t.numerical,
-            candidate_embedding=t.candidate_embedding,
-            user_embedding=t.user_embedding[user_index],
-            action_types=rows[0],
-            action_embeddings=rows[1],
-            action_times_ms=rows[2],
-            request_time_ms=rows[3],
-        )
-        with ctx:
-            probs = torch.sigmoid(self.logits(inputs)).cpu()
+            batch = ModelInputs(RankerInputs(*t[:3], *(x[user_index] for x in t[3:])), None)
+        probs = torch.sigmoid(self.logits(batch)).cpu()
         return list(torch.split(probs, sizes))

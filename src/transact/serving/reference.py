@@ -9,6 +9,9 @@ padding or actions at/after the request time; their tokens and output columns ar
 empty row returns 0), so the two agree and :meth:`ReferenceTransAct.from_transact` copies a
 trained model's weights in. Nothing here is optimized on purpose: the serving fast path
 (:mod:`transact.serving.fast_transact`) must reproduce these outputs within 1e-5 in fp32.
+The rules it shares with the model are imported, not restated: which positions are hidden
+(``transact.models.sequence.history_mask``) and which TransAct configs this computation
+covers (``transact.models.transact.serving_fast_path_blockers``).
 """
 
 from __future__ import annotations
@@ -20,29 +23,31 @@ import torch
 from torch import nn
 
 from transact.data.schema import PAD_ACTION
+from transact.models.sequence import history_mask
+from transact.models.transact import require_serving_fast_path
 
 
 @dataclass(frozen=True)
 class ReferenceTransActConfig:
     """Shape of the reference TransAct (defaults: the paper's serving configuration).
 
-    Args:
-        n_action_types: action-embedding table size, padding id 0 included.
+    Args (named as in :class:`transact.models.TransActConfig`):
+        num_action_types: action-embedding table size, padding id 0 included.
         d_action: action-type embedding size (32).
         d_item: item (PinSage) embedding size (32).
-        n_layers: transformer encoder layers (2).
-        n_heads: attention heads (1).
-        d_feedforward: feed-forward hidden size (32).
-        latest_k: output columns kept from the front (most recent) of the sequence (K=10).
+        num_layers: transformer encoder layers (2).
+        num_heads: attention heads (1).
+        dim_feedforward: feed-forward hidden size (32).
+        k: output columns K kept from the front (most recent) of the sequence (10).
     """
 
-    n_action_types: int = 6
+    num_action_types: int = 6
     d_action: int = 32
     d_item: int = 32
-    n_layers: int = 2
-    n_heads: int = 1
-    d_feedforward: int = 32
-    latest_k: int = 10
+    num_layers: int = 2
+    num_heads: int = 1
+    dim_feedforward: int = 32
+    k: int = 10
 
     @property
     def d_model(self) -> int:
@@ -51,18 +56,7 @@ class ReferenceTransActConfig:
 
     @property
     def out_dim(self) -> int:
-        return (self.latest_k + 1) * self.d_model
-
-
-def hidden_positions(
-    action_types: torch.Tensor, action_times_ms: torch.Tensor, request_time_ms: torch.Tensor
-) -> torch.Tensor:
-    """Positions nobody may read at inference, ``[B, S]`` bool (True = hidden).
-
-    Padding (action type 0) and actions at or after the request time (they would leak the
-    future), the rule of ``transact.models.sequence.history_mask``.
-    """
-    return (action_types == PAD_ACTION) | (action_times_ms >= request_time_ms.reshape(-1, 1))
+        return (self.k + 1) * self.d_model
 
 
 class ReferenceTransAct(nn.Module):
@@ -83,40 +77,33 @@ class ReferenceTransAct(nn.Module):
         super().__init__()
         self.config = config
         self.action_embedding = nn.Embedding(
-            config.n_action_types, config.d_action, padding_idx=PAD_ACTION
+            config.num_action_types, config.d_action, padding_idx=PAD_ACTION
         )
         layer = nn.TransformerEncoderLayer(
             d_model=config.d_model,
-            nhead=config.n_heads,
-            dim_feedforward=config.d_feedforward,
+            nhead=config.num_heads,
+            dim_feedforward=config.dim_feedforward,
             dropout=0.0,
             batch_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
 
     @classmethod
     def from_transact(cls, model: Any) -> ReferenceTransAct:
-        """Copy the weights of a ``transact.models.TransAct`` (concat fusion, no positions,
-        ``first_k_max_pool``) into a reference module; raises naming the unsupported field."""
+        """Copy the weights of a ``transact.models.TransAct`` into a reference module; raises
+        ``ValueError`` naming every config field it does not compute (concat fusion, no
+        positions, ``first_k_max_pool``: ``serving_fast_path_blockers``)."""
         cfg = model.config
-        for field, want in (
-            ("fusion", "concat"),
-            ("positional_encoding", "none"),
-            ("compression", "first_k_max_pool"),
-            ("use_action_types", True),
-            ("attend_action_types", ()),
-        ):
-            if getattr(cfg, field) != want:
-                raise ValueError(f"TransActConfig.{field}={getattr(cfg, field)!r}: need {want!r}")
+        require_serving_fast_path(cfg, "ReferenceTransAct")
         ref = cls(
             ReferenceTransActConfig(
-                n_action_types=cfg.num_action_types,
+                num_action_types=cfg.num_action_types,
                 d_action=cfg.d_action,
                 d_item=cfg.d_item,
-                n_layers=cfg.num_layers,
-                n_heads=cfg.num_heads,
-                d_feedforward=cfg.dim_feedforward,
-                latest_k=cfg.k,
+                num_layers=cfg.num_layers,
+                num_heads=cfg.num_heads,
+                dim_feedforward=cfg.dim_feedforward,
+                k=cfg.k,
             )
         )
         with torch.no_grad():
@@ -138,7 +125,7 @@ class ReferenceTransAct(nn.Module):
         candidate_embedding: torch.Tensor,
     ) -> torch.Tensor:
         seq_len = action_types.shape[1]
-        hidden = hidden_positions(action_types, action_times_ms, request_time_ms)
+        hidden = history_mask(action_types, action_times_ms, request_time_ms)
         tokens = torch.cat(
             [
                 self.action_embedding(action_types),
@@ -155,4 +142,4 @@ class ReferenceTransAct(nn.Module):
         out = out.masked_fill(hidden.unsqueeze(-1), 0.0)
         pooled = out.masked_fill(hidden.unsqueeze(-1), float("-inf")).max(dim=1).values
         pooled = pooled.masked_fill(empty, 0.0)
-        return torch.cat([out[:, : self.config.latest_k].flatten(1), pooled], dim=1)
+        return torch.cat([out[:, : self.config.k].flatten(1), pooled], dim=1)
