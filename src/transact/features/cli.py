@@ -116,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="runs/stream/dead_letters.jsonl",
         help="dead-letter JSON lines file ('' = count only)",
     )
+    run.add_argument(
+        "--crash-journal",
+        default=None,
+        help="file noting the batch in progress, so a record that kills the process is "
+        "dead-lettered after a few restarts instead of killing every restart (default: "
+        "DEAD_LETTERS.inflight; '' = off). One per processor",
+    )
     run.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     run.add_argument("--group", default="transact-stream", help="Kafka consumer group id")
     run.add_argument(
@@ -307,6 +314,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         setattr(src, "on_partitions", set_partitions)  # noqa: B010 - src is a KafkaSource here
     sink = DeadLetterSink(args.dead_letters or None)
+    journal = _crash_journal(args)
 
     def on_commit(batch, committed_ms):  # type: ignore[no-untyped-def]
         print(f"commit {json.dumps(batch.next_offsets, sort_keys=True)}", flush=True)
@@ -322,6 +330,7 @@ def _run(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             on_commit=on_commit if args.print_commits else None,
             max_batches=args.max_batches,
+            journal=journal,
         )
     finally:
         sink.close()
@@ -332,6 +341,25 @@ def _run(args: argparse.Namespace) -> int:
         out["partitions"] = sorted(src.ever_assigned)
     print(json.dumps(out, sort_keys=True), flush=True)
     return 0
+
+
+def _crash_journal(args: argparse.Namespace):  # -> CrashJournal | None
+    """``--crash-journal``, defaulting to ``<dead-letter file>.inflight`` when the dead
+    letters go to a regular file (not ``/dev/null`` or a pipe)."""
+    import os
+
+    from transact.features.crash_journal import CrashJournal
+
+    path = args.crash_journal
+    if path is None:
+        dlq = args.dead_letters
+        if not dlq or (os.path.exists(dlq) and not os.path.isfile(dlq)):
+            return None
+        path = dlq + ".inflight"
+    if not path:
+        return None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return CrashJournal(path)
 
 
 def _produce(args: argparse.Namespace) -> int:
