@@ -26,18 +26,17 @@ No record can stop the stream (issue 18):
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
 
 import numpy as np
 
 from transact.features import metrics
 from transact.features.crash_journal import CrashJournal
+from transact.features.dead_letters import DeadLetterSink
 from transact.features.events import (
     PROCESSING_CRASHED,
     PROCESSING_ERROR,
@@ -56,32 +55,6 @@ DEFAULT_RECORD_ATTEMPTS = 3
 _MAX_DETAIL_EVENT_CHARS = 2048
 
 log = logging.getLogger("transact.features")
-
-
-class DeadLetterSink:
-    """Appends dead letters as JSON lines to a file (or discards them when ``path`` is None,
-    still counting them)."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self._f: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
-        self.count = 0
-        self._fsync = path is not None and os.path.isfile(path)  # not /dev/null or a pipe
-
-    def write(self, letters: list[DeadLetter]) -> None:
-        """Count, append and fsync ``letters`` (called before the batch's store commit)."""
-        for d in letters:
-            metrics.DEAD_LETTERS.labels(d.reason).inc()
-        self.count += len(letters)
-        if self._f is not None and letters:
-            self._f.write("".join(d.to_json() + "\n" for d in letters))
-            self._f.flush()
-            if self._fsync:
-                os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
 
 
 @dataclass
@@ -383,8 +356,10 @@ def run_stream(
     summary = RunSummary()
     start = time.perf_counter()
     bar = tqdm(total=progress_total, unit="ev", disable=not show_progress, file=sys.stderr)
+    stored = store.offsets()
+    dead_letters.resume(stored)
     if journal is not None:
-        journal.open(store.offsets())
+        journal.open(stored)
     try:
         for batch in source.batches(store.offsets):
             t0 = time.perf_counter()
