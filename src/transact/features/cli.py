@@ -129,6 +129,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--session-timeout-ms", type=int, default=6000, help="Kafka group session timeout"
     )
     run.add_argument(
+        "--fetch-wait-max-ms",
+        type=int,
+        default=2,
+        help="Kafka fetch.wait.max.ms (the local Tansu broker holds every fetch this long)",
+    )
+    run.add_argument(
         "--idle-exit-s",
         type=float,
         default=None,
@@ -197,6 +203,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rate", type=float, default=None, help="events per second (default: unthrottled)"
     )
     produce.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    produce.add_argument(
+        "--linger-ms", type=float, default=5.0, help="producer linger.ms (batching delay)"
+    )
     produce.set_defaults(handler=_produce)
 
     broker = sub.add_parser(
@@ -291,6 +300,7 @@ def _run(args: argparse.Namespace) -> int:
             batch_size=min(args.batch_size, 5000),
             idle_exit_s=args.idle_exit_s,
             session_timeout_ms=args.session_timeout_ms,
+            fetch_wait_max_ms=args.fetch_wait_max_ms,
             on_assignment=(lambda ps: print(f"assigned {json.dumps(ps)}", flush=True))
             if args.print_commits
             else None,
@@ -367,7 +377,12 @@ def _produce(args: argparse.Namespace) -> int:
 
     create_topic(args.bootstrap, args.topic, args.partitions)
     n = produce_events(
-        args.bootstrap, args.topic, args.events, rate_per_s=args.rate, limit=args.limit
+        args.bootstrap,
+        args.topic,
+        args.events,
+        rate_per_s=args.rate,
+        limit=args.limit,
+        linger_ms=args.linger_ms,
     )
     print(json.dumps({"produced": n, "topic": args.topic}))
     return 0
