@@ -92,3 +92,59 @@ def test_arrow_path_flags_nulls_and_bad_rows_and_keeps_offsets():
     assert cols.offsets.tolist() == [100, 101, 103, 105, 107, 108, 109]
     np.testing.assert_array_equal(cols.user_ids, np.array(d["user_id"])[[0, 1, 3, 5, 7, 8, 9]])
     assert set(cols.action_ids.tolist()) <= set(range(1, 6))
+
+
+# --- issue 18 item 1: poison events are dead letters, never exceptions ------------------
+
+
+def test_poison_messages_are_dead_lettered_with_their_reason_not_raised():
+    cfg = ValidationConfig(n_items=100, max_payload_bytes=8192)  # room for 5,000 digits
+    prefix = json.dumps(good(0))[:-1].encode()  # a valid event, still open
+    deep = prefix + b', "x": ' + b"[" * 1980 + b"]" * 1980 + b"}"
+    assert len(deep) <= 4096  # under the default size limit: the parser sees it
+    msgs = [
+        deep,
+        json.dumps(good(1, event_id="\ud800")).encode(),  # escaped lone surrogate
+        json.dumps(good(2, event_id="a\udfff"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        ),  # raw CESU-8 bytes: not UTF-8
+        json.dumps(good(3, action_type="click\ud83d")).encode(),
+        json.dumps(good(4, surface="\udc00")).encode(),  # an unused field: harmless, kept
+        prefix + b', "n": ' + b"9" * 5000 + b"}",  # past Python's int-parsing limit
+        json.dumps(good(6, user_id=2**63)).encode(),  # past int64: the id rule's range
+        json.dumps(good(7, item_id=-(2**70))).encode(),
+        prefix + b', "x": ' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}",
+        json.dumps(good(9, user_id="9")).encode(),  # numeric string: not an id
+        json.dumps(good(10, user_id=9.0)).encode(),  # float: not an id
+        json.dumps(good(11)).encode(),
+    ]
+    cols, letters = run_json(msgs, cfg)
+    reasons = {d.offset: d.reason for d in letters}
+    assert reasons == {
+        0: ev.TOO_DEEPLY_NESTED,
+        1: ev.INVALID_ID,
+        2: ev.MALFORMED_JSON,
+        3: ev.UNKNOWN_ACTION,
+        5: ev.MALFORMED_JSON,
+        6: ev.INVALID_ID,
+        7: ev.INVALID_ID,
+        8: ev.TOO_DEEPLY_NESTED,
+        9: ev.WRONG_TYPE,
+        10: ev.WRONG_TYPE,
+    }
+    assert cols.event_ids == ["x4", "x11"]
+    by = {d.offset: d for d in letters}
+    assert "event_id" in by[1].detail and "surrogate" in by[1].detail
+    assert "user_id" in by[6].detail and "item_id" in by[7].detail
+    for d in letters:  # every record can be written to the dead-letter file
+        line = d.to_json()
+        line.encode("utf-8")
+        assert json.loads(line)["reason"] == d.reason
+
+
+def test_nesting_limit_ignores_brackets_inside_strings():
+    cfg = ValidationConfig(n_items=100, max_json_depth=4)
+    ok = good(0, note="[" * 50 + "{" * 50, tags=[[1], [2]])
+    cols, letters = run_json([ok, good(1, x=[[[[[1]]]]])], cfg)
+    assert cols.event_ids == ["x0"]
+    assert [d.reason for d in letters] == [ev.TOO_DEEPLY_NESTED]

@@ -190,3 +190,48 @@ def test_user_partition_matches_the_producer_partitioner(kafka_bootstrap):
     users = np.arange(300)
     assert [got[u] for u in range(300)] == user_partition(users, 6).tolist()
     assert len(set(got.values())) == 6
+
+
+def test_a_batch_does_not_wait_for_company(kafka_bootstrap):
+    """The consumer hands over what has arrived instead of holding it until `batch_size`
+    messages or the poll timeout (issue 18 item 8: with consume(n, t) every message
+    waited up to t). Here the poll timeout is 60 s and the batch size 10,000: the 5
+    messages come back in their own batch, long before the timeout."""
+    from confluent_kafka import Producer
+
+    from transact.features.kafka import KafkaSource, create_topic
+
+    topic = f"g-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic, 2)
+    assigned = threading.Event()
+    src = KafkaSource(
+        kafka_bootstrap,
+        topic,
+        f"g-{topic}",
+        batch_size=10_000,
+        poll_timeout_s=60.0,
+        gather_s=0.0,
+        on_assignment=lambda ps: assigned.set() if ps else None,
+    )
+    got: list[int] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        for batch in src.batches(dict):
+            got.append(len(batch))
+            if sum(got) >= 5:
+                done.set()
+                return
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    assert assigned.wait(30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
+    for i in range(5):
+        producer.produce(topic, key=b"1", value=event_to_json(f"g{i}", 1, i, "click", T0))
+    assert producer.flush(10) == 0
+    assert done.wait(30), got  # before the fix: only after the 60 s poll timeout
+    assert sum(got) == 5
+    src.stop()
+    thread.join(5)
+    src.close()

@@ -184,3 +184,169 @@ def test_kill_9_at_random_points_then_restart_gives_the_clean_store_byte_for_byt
         return {(d["source"], d["offset"]) for d in read_jsonl(path)}
 
     assert key(dlq) == key(str(tmp_path / "clean.dlq")) and len(key(dlq)) > 0
+
+
+# --- issue 18 item 1: poison records never stop the stream --------------------------------
+
+
+def _stdin_events(n: int, poison: dict[int, bytes]) -> list[bytes]:
+    lines = [event_to_json(f"p{i}", i % 11, i, "click", T0 + 1000 * i) for i in range(n)]
+    for i, raw in poison.items():
+        lines[i] = raw
+    return lines
+
+
+POISON = {
+    5: b'{"event_id": "d", "user_id": 1, "item_id": 2, "action_type": "click", "timestamp_ms": '
+    + str(T0).encode()
+    + b', "x": '
+    + b"[" * 1950
+    + b"]" * 1950
+    + b"}",
+    17: b'{"event_id": "\\ud800", "user_id": 1, "item_id": 2, "action_type": "click", '
+    b'"timestamp_ms": ' + str(T0).encode() + b"}",
+    18: b'{"event_id": "\xed\xa0\x80", "user_id": 1}',  # a raw (CESU-8) surrogate
+}
+
+
+def test_poison_records_are_dead_lettered_and_the_cli_run_goes_on(tmp_path):
+    """Before the fix, `transact stream run` died on line 5 (RecursionError) before the
+    batch committed, and every restart died there again."""
+    data = b"\n".join(_stdin_events(120, POISON)) + b"\n"
+    store, dlq = str(tmp_path / "seq"), str(tmp_path / "dlq.jsonl")
+    cmd = [sys.executable, "-m", "transact.features.cli", "stream", "run", "--source", "stdin"]
+    cmd += ["--store", store, "--dead-letters", dlq, "--batch-size", "50", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.join(REPO, "src")}
+    out = subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    summary = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert summary["events"] == 120 and summary["outcomes"]["accepted"] == 117
+    assert {(d["offset"], d["reason"]) for d in read_jsonl(dlq)} == {
+        (5, ev.TOO_DEEPLY_NESTED),
+        (17, ev.INVALID_ID),
+        (18, ev.MALFORMED_JSON),
+    }
+    s = RocksDBSequenceStore(store)
+    assert s.offsets() == {"stdin": 120}
+    s.close()
+
+
+def _run_stdin(lines: list[bytes], store_path: str, dlq: str | None, batch: int, **kw):  # type: ignore[no-untyped-def]
+    store = RocksDBSequenceStore(store_path)
+    sink = DeadLetterSink(dlq)
+    try:
+        summary = run_stream(
+            JsonLinesSource(io.BytesIO(b"\n".join(lines) + b"\n"), batch_size=batch),
+            store,
+            SequenceProcessor(ProcessorConfig()),
+            ValidationConfig(),
+            sink,
+            show_progress=False,
+            **kw,
+        )
+    finally:
+        sink.close()
+    dump = list(store.dump())
+    store.close()
+    return summary, dump
+
+
+def test_a_record_the_processor_raises_on_is_retried_then_dead_lettered(tmp_path, monkeypatch):
+    """A bug that raises on one record (any exception, here from the per-user update) costs
+    that record only: it is tried alone `record_attempts` times, then dead-lettered with the
+    exception, and the store equals a clean run over the stream without it."""
+    from transact.features import processor as proc_mod
+
+    lines = _stdin_events(400, {})
+    poison_items = {37, 38, 250}  # 37 and 38: neighbours, in one batch
+    original = proc_mod._UserWork.apply
+    calls = {i: 0 for i in poison_items}
+
+    def buggy(self, id_key, content_key, item, action, t, cfg):  # type: ignore[no-untyped-def]
+        if item in poison_items:
+            calls[item] += 1
+            raise KeyError(f"bug on item {item}")
+        return original(self, id_key, content_key, item, action, t, cfg)
+
+    monkeypatch.setattr(proc_mod._UserWork, "apply", buggy)
+    dlq = str(tmp_path / "dlq.jsonl")
+    summary, dump = _run_stdin(lines, str(tmp_path / "a"), dlq, batch=64)
+    monkeypatch.setattr(proc_mod._UserWork, "apply", original)
+    clean_lines = [x for i, x in enumerate(lines) if i not in poison_items]
+    _, clean = _run_stdin(clean_lines, str(tmp_path / "b"), None, batch=64)
+    assert [kv for kv in dump if kv[0].startswith(b"u/")] == [
+        kv for kv in clean if kv[0].startswith(b"u/")
+    ]
+    letters = read_jsonl(dlq)
+    assert sorted((d["offset"], d["reason"]) for d in letters) == [
+        (i, ev.PROCESSING_ERROR) for i in sorted(poison_items)
+    ]
+    assert all("KeyError" in d["detail"] for d in letters)
+    # once per bisection level (64 -> 1: 7 pieces hold it), then 3 times alone
+    assert all(3 <= n <= 6 + 3 for n in calls.values()), calls
+    assert summary.events == 400 and summary.outcomes["invalid"] == 3
+    assert sum(summary.outcomes.values()) == 400
+
+
+def test_a_store_outage_is_not_blamed_on_records(tmp_path, monkeypatch):
+    """Failures of the store are not record faults: the run stops (a supervisor restarts
+    it; nothing is committed), instead of dead-lettering good records."""
+    from transact.features.store import StoreUnavailableError
+
+    def down(self, users):  # type: ignore[no-untyped-def]
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(RocksDBSequenceStore, "get_many", down)
+    dlq = str(tmp_path / "dlq.jsonl")
+    with pytest.raises(StoreUnavailableError, match="disk gone"):
+        _run_stdin(_stdin_events(50, {}), str(tmp_path / "a"), dlq, batch=10)
+    assert not os.path.exists(dlq) or read_jsonl(dlq) == []
+
+
+HOOK = """
+import os, sys
+from transact.features import processor
+original = processor._UserWork.apply
+def dying(self, id_key, content_key, item, action, t, cfg):
+    if item == int(os.environ["DIE_ON_ITEM"]):
+        os._exit(17)  # a hard crash: no exception, no cleanup (think segfault, OOM kill)
+    return original(self, id_key, content_key, item, action, t, cfg)
+processor._UserWork.apply = dying
+from transact.features.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_record_that_kills_the_process_is_dead_lettered_after_bounded_restarts(tmp_path):
+    """A record that kills the process (no exception to catch) would make every restart
+    die at the same offset. The crash journal notices repeated starts without progress,
+    processes that batch one record at a time, and the record that kills it then is
+    dead-lettered (`processing_crashed`) on the next start."""
+    lines = _stdin_events(300, {})
+    src = tmp_path / "events.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    hook = tmp_path / "hook.py"
+    hook.write_text(HOOK)
+    store, dlq = str(tmp_path / "seq"), str(tmp_path / "dlq.jsonl")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.join(REPO, "src")}
+    env["DIE_ON_ITEM"] = "123"
+    cmd = [sys.executable, str(hook), "stream", "run", "--source", "stdin", "--store", store]
+    cmd += ["--dead-letters", dlq, "--batch-size", "50", "--no-progress"]
+    codes = []
+    for _ in range(10):  # a supervisor restarting it
+        with open(src, "rb") as stdin:
+            out = subprocess.run(cmd, stdin=stdin, capture_output=True, env=env, timeout=120)
+        codes.append(out.returncode)
+        if out.returncode == 0:
+            break
+    assert codes[-1] == 0 and len(codes) <= 5, codes  # max_restarts (3) + 1 careful run
+    assert set(codes[:-1]) == {17}
+    assert [(d["offset"], d["reason"]) for d in read_jsonl(dlq)] == [(123, ev.PROCESSING_CRASHED)]
+    _, clean = _run_stdin(
+        [x for i, x in enumerate(lines) if i != 123], str(tmp_path / "c"), None, 50
+    )
+    check = RocksDBSequenceStore(store)
+    users = [kv for kv in check.dump() if kv[0].startswith(b"u/")]
+    assert check.offsets() == {"stdin": 300}
+    check.close()
+    assert users == [kv for kv in clean if kv[0].startswith(b"u/")]

@@ -6,8 +6,10 @@ Figures (each beside a plain reference measured in the same run, as a ratio):
   RocksDB, micro-batches from a Parquet replay; reference: the one-event-at-a-time path
   (:func:`apply_event_reference`, one get and one put per event).
 * ``throughput_redis``: the same into Redis (a local ``redis-server``).
-* ``freshness_kafka``: p50/p99 of (store commit time - Kafka message create time) while a
-  producer process publishes at a fixed rate (10k events/s) through the Tansu broker.
+* ``freshness_kafka``: p50/p99/max of (store commit time - Kafka message create time)
+  while a producer process publishes at a fixed rate (10k events/s) through the Tansu
+  broker, split by stage, with the consumer lag over time (JSON and a PNG beside the
+  JSON) and each process's CPU use (:mod:`transact.features.freshness`).
 * ``read_256``: p50/p99 latency of one ``SequenceReader.fetch`` of 256 users (S = 100);
   reference: ``fetch_reference``, the per-user decode loop.
 * ``embedding_join``: ids stored + join from the item table at read time, versus item
@@ -24,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from typing import cast
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transact.data.schema import ActionVocabulary, events_schema
+from transact.features.freshness import bench_freshness, plot_lag
 
 T0 = 1_700_000_000_000
 
@@ -182,116 +184,6 @@ def bench_redis(events_path: str, batch_size: int) -> dict:
         "events_per_s": s["events_per_s"],
         "processor_events_per_cpu_s": s["events_per_cpu_s"],
         "note": "CPU figure counts the processor only, not redis-server",
-    }
-
-
-def bench_freshness(workdir: str, events_path: str, rate: float, seconds: float) -> dict:
-    """Producer subprocess at ``rate`` -> Tansu -> processor (this process) -> RocksDB."""
-    from transact.features.events import ValidationConfig
-    from transact.features.kafka import (
-        KafkaSource,
-        KafkaUnavailableError,
-        TansuBroker,
-        create_topic,
-    )
-    from transact.features.processor import ProcessorConfig, SequenceProcessor
-    from transact.features.runner import DeadLetterSink, run_stream
-    from transact.features.store import RocksDBSequenceStore
-
-    try:
-        broker = TansuBroker().start()
-    except KafkaUnavailableError as exc:
-        return {"skipped": str(exc)}
-    n = int(rate * seconds)
-    lat_ms: list[float] = []
-    try:
-        topic = "events"
-        create_topic(broker.bootstrap, topic, 4)
-        assigned = threading.Event()
-        src = KafkaSource(
-            broker.bootstrap,
-            topic,
-            "bench",
-            batch_size=2000,
-            poll_timeout_s=0.005,
-            idle_exit_s=None,
-            on_assignment=lambda ps: assigned.set() if ps else None,
-        )
-        store = RocksDBSequenceStore(os.path.join(workdir, "kafka.rocksdb"))
-        done = threading.Event()
-
-        def on_commit(batch, committed_ms):  # type: ignore[no-untyped-def]
-            lat_ms.extend(committed_ms - t for t in batch.server_times_ms)
-            if len(lat_ms) >= n:
-                done.set()
-
-        class Stoppable:
-            def batches(self, stored_offsets):  # type: ignore[no-untyped-def]
-                for b in src.batches(stored_offsets):
-                    yield b
-                    if done.is_set():
-                        return
-
-            def on_committed(self, b):  # type: ignore[no-untyped-def]
-                src.on_committed(b)
-
-            def close(self) -> None:
-                src.close()
-
-        runner = threading.Thread(
-            target=run_stream,
-            args=(
-                Stoppable(),
-                store,
-                SequenceProcessor(ProcessorConfig()),
-                ValidationConfig(),
-                DeadLetterSink(None),
-            ),
-            kwargs={"show_progress": False, "on_commit": on_commit},
-            daemon=True,
-        )
-        runner.start()
-        if not assigned.wait(60):
-            return {"skipped": "consumer group never assigned partitions"}
-        cmd = [
-            sys.executable,
-            "-m",
-            "transact.features.cli",
-            "stream",
-            "produce",
-            "--events",
-            events_path,
-        ]
-        cmd += [
-            "--bootstrap",
-            broker.bootstrap,
-            "--topic",
-            topic,
-            "--rate",
-            str(rate),
-            "--limit",
-            str(n),
-        ]
-        prod = subprocess.run(
-            cmd,
-            capture_output=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-            timeout=seconds * 5 + 60,
-        )
-        if prod.returncode != 0:
-            return {"skipped": f"producer failed: {prod.stderr.decode()[-500:]}"}
-        done.wait(30)
-        runner.join(10)
-        store.close()
-    finally:
-        broker.stop()
-    return {
-        "rate_per_s": rate,
-        "events": len(lat_ms),
-        "p50_ms": round(_pct(lat_ms, 50), 2),
-        "p99_ms": round(_pct(lat_ms, 99), 2),
-        "max_ms": round(max(lat_ms), 2) if lat_ms else None,
-        "goal_p99_ms": 100,
     }
 
 
@@ -444,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             out["freshness_kafka"] = bench_freshness(
                 work, events_path, args.rate, 3.0 if args.quick else 10.0
             )
+            if "lag_over_time" in out["freshness_kafka"]:
+                plot = os.path.splitext(args.json)[0] + "_freshness.png"
+                plot_lag(out["freshness_kafka"], plot)
+                out["freshness_kafka"]["lag_plot"] = plot
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=2, sort_keys=True)

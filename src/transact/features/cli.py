@@ -116,10 +116,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="runs/stream/dead_letters.jsonl",
         help="dead-letter JSON lines file ('' = count only)",
     )
+    run.add_argument(
+        "--crash-journal",
+        default=None,
+        help="file noting the batch in progress, so a record that kills the process is "
+        "dead-lettered after a few restarts instead of killing every restart (default: "
+        "DEAD_LETTERS.inflight; '' = off). One per processor",
+    )
     run.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     run.add_argument("--group", default="transact-stream", help="Kafka consumer group id")
     run.add_argument(
         "--session-timeout-ms", type=int, default=6000, help="Kafka group session timeout"
+    )
+    run.add_argument(
+        "--fetch-wait-max-ms",
+        type=int,
+        default=2,
+        help="Kafka fetch.wait.max.ms (the local Tansu broker holds every fetch this long)",
     )
     run.add_argument(
         "--idle-exit-s",
@@ -190,6 +203,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rate", type=float, default=None, help="events per second (default: unthrottled)"
     )
     produce.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    produce.add_argument(
+        "--linger-ms", type=float, default=5.0, help="producer linger.ms (batching delay)"
+    )
     produce.set_defaults(handler=_produce)
 
     broker = sub.add_parser(
@@ -284,6 +300,7 @@ def _run(args: argparse.Namespace) -> int:
             batch_size=min(args.batch_size, 5000),
             idle_exit_s=args.idle_exit_s,
             session_timeout_ms=args.session_timeout_ms,
+            fetch_wait_max_ms=args.fetch_wait_max_ms,
             on_assignment=(lambda ps: print(f"assigned {json.dumps(ps)}", flush=True))
             if args.print_commits
             else None,
@@ -307,6 +324,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         setattr(src, "on_partitions", set_partitions)  # noqa: B010 - src is a KafkaSource here
     sink = DeadLetterSink(args.dead_letters or None)
+    journal = _crash_journal(args)
 
     def on_commit(batch, committed_ms):  # type: ignore[no-untyped-def]
         print(f"commit {json.dumps(batch.next_offsets, sort_keys=True)}", flush=True)
@@ -322,6 +340,7 @@ def _run(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             on_commit=on_commit if args.print_commits else None,
             max_batches=args.max_batches,
+            journal=journal,
         )
     finally:
         sink.close()
@@ -334,12 +353,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crash_journal(args: argparse.Namespace):  # -> CrashJournal | None
+    """``--crash-journal``, defaulting to ``<dead-letter file>.inflight`` when the dead
+    letters go to a regular file (not ``/dev/null`` or a pipe)."""
+    import os
+
+    from transact.features.crash_journal import CrashJournal
+
+    path = args.crash_journal
+    if path is None:
+        dlq = args.dead_letters
+        if not dlq or (os.path.exists(dlq) and not os.path.isfile(dlq)):
+            return None
+        path = dlq + ".inflight"
+    if not path:
+        return None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return CrashJournal(path)
+
+
 def _produce(args: argparse.Namespace) -> int:
     from transact.features.kafka import create_topic, produce_events
 
     create_topic(args.bootstrap, args.topic, args.partitions)
     n = produce_events(
-        args.bootstrap, args.topic, args.events, rate_per_s=args.rate, limit=args.limit
+        args.bootstrap,
+        args.topic,
+        args.events,
+        rate_per_s=args.rate,
+        limit=args.limit,
+        linger_ms=args.linger_ms,
     )
     print(json.dumps({"produced": n, "topic": args.topic}))
     return 0

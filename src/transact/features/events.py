@@ -17,6 +17,7 @@ depend on the user's stored state.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from json import loads
@@ -24,6 +25,7 @@ from json import loads
 import numpy as np
 import pyarrow as pa
 
+from transact.data.ids import MAX_ID, describe_int, id_problem
 from transact.data.schema import ActionVocabulary
 
 # Dead-letter reasons (stable strings: they are Prometheus label values).
@@ -37,8 +39,12 @@ INVALID_ID = "invalid_id"
 TIMESTAMP_TOO_OLD = "timestamp_too_old"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 WRONG_EMBEDDING_SIZE = "wrong_embedding_size"
+TOO_DEEPLY_NESTED = "too_deeply_nested"
 LATE_EVENT = "late_event"  # decided by the processor (allowed lateness)
 WRONG_PARTITION = "wrong_partition"  # user's shard not owned here (sharded RocksDB)
+# decided by the runner (transact.features.runner): a record the code failed on
+PROCESSING_ERROR = "processing_error"  # raised on it, alone, every retry
+PROCESSING_CRASHED = "processing_crashed"  # the process died on it (crash journal)
 
 REASONS = (
     MALFORMED_JSON,
@@ -51,8 +57,11 @@ REASONS = (
     TIMESTAMP_TOO_OLD,
     TIMESTAMP_IN_FUTURE,
     WRONG_EMBEDDING_SIZE,
+    TOO_DEEPLY_NESTED,
     LATE_EVENT,
     WRONG_PARTITION,
+    PROCESSING_ERROR,
+    PROCESSING_CRASHED,
 )
 
 _INT_FIELDS = ("user_id", "item_id", "timestamp_ms")
@@ -78,6 +87,9 @@ class ValidationConfig:
         max_event_id_bytes: longer event ids are ``invalid_id``.
         d_item: if an event carries an optional ``embedding`` field, it must have this
             many floats (``wrong_embedding_size``).
+        max_json_depth: messages whose arrays/objects nest deeper are
+            ``too_deeply_nested``, checked before parsing (an event nests 2 levels;
+            Python's parser would raise ``RecursionError`` at ~1,000).
     """
 
     actions: ActionVocabulary = field(default_factory=ActionVocabulary)
@@ -87,6 +99,7 @@ class ValidationConfig:
     max_payload_bytes: int = 4096
     max_event_id_bytes: int = 128
     d_item: int = 32
+    max_json_depth: int = 16
 
     def __post_init__(self) -> None:
         if self.n_items is not None and self.n_items < 1:
@@ -97,6 +110,10 @@ class ValidationConfig:
             )
         if self.max_payload_bytes < 64:
             raise ValueError("ValidationConfig.max_payload_bytes must be >= 64")
+        if not 2 <= self.max_json_depth <= 500:
+            raise ValueError(
+                f"ValidationConfig.max_json_depth must be in 2..500, got {self.max_json_depth}"
+            )
 
 
 @dataclass(frozen=True)
@@ -188,6 +205,35 @@ def _event_repr(obj: object) -> str:
     return text
 
 
+def _utf8_len(text: str) -> int:
+    """UTF-8 length of ``text``; -1 when it holds a lone surrogate (JSON's ``"\\ud800"``
+    parses to one, and it has no UTF-8 form: it could be neither hashed nor stored)."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        return -1
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_OPEN = np.zeros(256, np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+
+
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether the arrays/objects of the JSON text ``raw`` nest deeper than ``limit``.
+
+    Brackets inside strings do not count. Cheap for ordinary events: unless ``raw``
+    holds more than ``limit`` opening brackets in all, nothing is scanned."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    bare = _JSON_STRING.sub(b"", raw)
+    steps = _OPEN[np.frombuffer(bare, np.uint8)].astype(np.int32)
+    return bool(steps.size) and int(np.cumsum(steps).max()) > limit
+
+
 def _vectorized_checks(
     cols: EventColumns,
     raw_actions: np.ndarray,
@@ -206,7 +252,8 @@ def _vectorized_checks(
         reason[new] = why
         detail[new] = what
 
-    ids = np.asarray([len(e.encode()) for e in cols.event_ids], dtype=np.int64)
+    ids = np.asarray([_utf8_len(e) for e in cols.event_ids], dtype=np.int64)
+    flag(ids < 0, INVALID_ID, "event_id is not valid Unicode (a lone surrogate)")
     flag(ids == 0, INVALID_ID, "event_id is empty")
     flag(
         ids > config.max_event_id_bytes,
@@ -350,10 +397,25 @@ def columns_from_json(
                 )
             )
             continue
+        data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        if json_depth_exceeds(data, config.max_json_depth):
+            letters.append(
+                DeadLetter(
+                    TOO_DEEPLY_NESTED,
+                    f"arrays/objects nest deeper than {config.max_json_depth} levels "
+                    f"(offset {off})",
+                    src,
+                    off,
+                    _event_repr(text),
+                )
+            )
+            continue
         try:
-            obj = loads(raw.decode() if isinstance(raw, bytes) else raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            # ValueError: bad syntax, invalid UTF-8, integers over 4,300 digits;
+            # RecursionError cannot happen below the depth limit, but is a parse failure too
+            obj = loads(data.decode())
+        except (ValueError, RecursionError) as exc:
             letters.append(
                 DeadLetter(MALFORMED_JSON, f"{exc} (offset {off})", src, off, _event_repr(text))
             )
@@ -394,21 +456,24 @@ def columns_from_json(
 
 
 _I64_MIN, _I64_END = -(2**63), 2**63
+_ID_FIELDS = ("user_id", "item_id")
 
 
 def _plainly_valid(obj: dict) -> bool:
-    """The common case in one expression: every field present with its exact type, no
-    embedding. Anything else takes :func:`_field_problem`, which names the problem."""
+    """The common case in one expression: every field present with its exact type, ids
+    within the id rule, an ASCII event id, no embedding. Anything else takes
+    :func:`_field_problem`, which names the problem."""
     get = obj.get
-    u, i, t = get("user_id"), get("item_id"), get("timestamp_ms")
+    u, i, t, e = get("user_id"), get("item_id"), get("timestamp_ms"), get("event_id")
     return (
-        type(get("event_id")) is str
+        type(e) is str
+        and e.isascii()
         and type(get("action_type")) is str
         and type(u) is int
         and type(i) is int
         and type(t) is int
-        and _I64_MIN <= u < _I64_END
-        and _I64_MIN <= i < _I64_END
+        and 0 <= u <= MAX_ID
+        and 0 <= i <= MAX_ID
         and _I64_MIN <= t < _I64_END
         and "embedding" not in obj
     )
@@ -421,12 +486,19 @@ def _field_problem(obj: dict, config: ValidationConfig) -> tuple[str, str] | Non
     for name in _STR_FIELDS:
         if not isinstance(obj[name], str):
             return WRONG_TYPE, f"{name} must be a string, got {type(obj[name]).__name__}"
-    for name in _INT_FIELDS:
-        v = obj[name]
-        if isinstance(v, bool) or not isinstance(v, int):
-            return WRONG_TYPE, f"{name} must be an integer, got {type(v).__name__}"
-        if not -(2**63) <= v < 2**63:
-            return WRONG_TYPE, f"{name} does not fit int64"
+    if _utf8_len(obj["event_id"]) < 0:
+        return INVALID_ID, "event_id is not valid Unicode (a lone surrogate)"
+    for name in _ID_FIELDS:  # the rule the ranking API applies too (transact.data.ids)
+        problem = id_problem(obj[name])
+        if problem is not None:
+            return (
+                WRONG_TYPE if problem.kind == "type" else INVALID_ID
+            ), f"{name} {problem.message}"
+    v = obj["timestamp_ms"]
+    if type(v) is not int:
+        return WRONG_TYPE, f"timestamp_ms must be an integer, got {type(v).__name__}"
+    if not _I64_MIN <= v < _I64_END:
+        return WRONG_TYPE, f"timestamp_ms does not fit int64: {describe_int(v)}"
     emb = obj.get("embedding")
     if emb is not None:
         if not isinstance(emb, list) or not all(

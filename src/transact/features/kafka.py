@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,7 +42,9 @@ class KafkaSource:
         topic: the events topic (messages: JSON events, keyed by user id).
         group_id: consumer group; processors in one group split the partitions.
         batch_size: max messages per micro-batch.
-        poll_timeout_s: how long one poll waits to fill a batch.
+        poll_timeout_s: how long to wait for the FIRST message when none is waiting. A
+            batch never waits to fill up: it is whatever has arrived by then (at most
+            ``batch_size``), so a message waits for the batch in progress, not for company.
         idle_exit_s: stop after this long without messages, counted only while holding an
             assignment (possibly empty; not while joining or rebalancing). ``None``: run
             forever.
@@ -50,6 +53,13 @@ class KafkaSource:
         on_partitions: called with the partitions about to be consumed (``[]`` on revoke)
             BEFORE their stored offsets are read: a sharded store opens or closes the
             partitions' shards here.
+        fetch_wait_max_ms: ``fetch.wait.max.ms``, the longest the broker holds a fetch
+            open waiting for data. Default 2 ms: the Tansu broker holds EVERY fetch for
+            the full wait, data or not (``docs/realtime.md``, freshness), so this bound
+            adds to every message's latency; a Kafka broker answers as soon as data
+            arrives, where a larger value only saves idle fetches.
+        gather_s: once a batch has its first messages, how long it may wait for more
+            (up to ``batch_size``): a little latency for fewer, cheaper commits.
     """
 
     def __init__(
@@ -63,12 +73,16 @@ class KafkaSource:
         session_timeout_ms: int = 6000,
         on_assignment: Callable[[list[int]], None] | None = None,
         on_partitions: Callable[[list[int]], None] | None = None,
+        fetch_wait_max_ms: int = 2,
+        gather_s: float = 0.004,
     ) -> None:
         from confluent_kafka import Consumer
 
         self.topic = topic
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
+        self.gather_s = gather_s
+        self._stop = threading.Event()
         self.idle_exit_s = idle_exit_s
         self.assigned: list[int] = []
         self.ever_assigned: set[int] = set()
@@ -87,7 +101,7 @@ class KafkaSource:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": session_timeout_ms,
                 "heartbeat.interval.ms": max(100, session_timeout_ms // 6),
-                "fetch.wait.max.ms": 10,
+                "fetch.wait.max.ms": fetch_wait_max_ms,
             }
         )
 
@@ -120,8 +134,16 @@ class KafkaSource:
         self._stored_offsets = stored_offsets
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._last_activity = time.monotonic()
-        while True:
-            msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
+        while not self._stop.is_set():
+            # what has arrived already; if nothing, block for the first message only
+            # (consume(n, t) would hold the messages it has until n arrive or t passes)
+            msgs = self._consumer.consume(self.batch_size, 0)
+            if not msgs:
+                msgs = self._consumer.consume(1, self.poll_timeout_s)
+            if msgs and len(msgs) < self.batch_size:
+                # a short wait for company: each batch costs ~0.5 ms of fixed work
+                # (numpy set-up, one store read, one commit) on top of its events
+                msgs += self._consumer.consume(self.batch_size - len(msgs), self.gather_s)
             batch = RawBatch(next_offsets={})
             for m in msgs:
                 if m.error() is not None:
@@ -146,6 +168,11 @@ class KafkaSource:
                 and time.monotonic() - self._last_activity > self.idle_exit_s
             ):
                 return
+
+    def stop(self) -> None:
+        """Make :meth:`batches` return at its next poll (thread-safe; for benchmarks and
+        embedding the source in another loop)."""
+        self._stop.set()
 
     def on_committed(self, batch: RawBatch) -> None:
         """Report progress to Kafka, at most once a second: advisory only (lag
@@ -192,6 +219,7 @@ def produce_events(
     rate_per_s: float | None = None,
     limit: int | None = None,
     show_progress: bool = True,
+    linger_ms: float = 1.0,
 ) -> int:
     """Publish a world's events (Parquet logs) as JSON messages keyed by user id.
 
@@ -199,6 +227,10 @@ def produce_events(
         rate_per_s: target events per second (``None``: as fast as possible). Paced in
             1 ms slices, so the rate holds on average over any 100 ms.
         limit: stop after this many events.
+        linger_ms: librdkafka ``linger.ms``: how long a message may wait for others to
+            fill a batch. Default 5 ms: at 10k events/s over 4 partitions, 1 ms made
+            ~4,000 batches/s, which kept the Tansu broker's CPU the bottleneck of
+            freshness (``docs/realtime.md``); 5 ms makes ~800.
 
     Returns the number of events produced. Keying by user keeps each user's events in
     one partition, in order, which the processor's per-user rules rely on.
@@ -209,7 +241,11 @@ def produce_events(
     from tqdm import tqdm
 
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": linger_ms,
+            "queue.buffering.max.messages": 1_000_000,
+        }
     )
     sent = 0
     t0 = time.perf_counter()
@@ -263,6 +299,11 @@ class TansuBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        """The broker process's id (for CPU accounting); -1 when not running."""
+        return self._proc.pid if self._proc is not None else -1
 
     def start(self) -> TansuBroker:
         """Spawn the broker and wait until it accepts connections; raises

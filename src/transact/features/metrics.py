@@ -27,3 +27,8 @@ BATCH_SECONDS = Histogram(
     "Wall time of one micro-batch: validate + dedup + store commit.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+PROCESSING_FAULTS = Counter(
+    "transact_stream_processing_faults_total",
+    "Batches whose validation or processing raised; their records were isolated and "
+    "the ones that kept raising dead-lettered (reason processing_error).",
+)

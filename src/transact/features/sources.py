@@ -49,6 +49,71 @@ class RawBatch:
     def __len__(self) -> int:
         return self.table.num_rows if self.table is not None else len(self.messages)
 
+    def keys_and_offsets(self) -> list[tuple[str, int]]:
+        """``(source key, offset)`` of every record, in batch order."""
+        if self.table is not None:
+            n = self.table.num_rows
+            return [(self.source, self.first_offset + i) for i in range(n)]
+        return list(zip(self.sources, self.offsets, strict=True))
+
+    def slice(self, lo: int, hi: int) -> RawBatch:
+        """Records ``lo:hi`` as a batch of their own, whose ``next_offsets`` cover exactly
+        them (each source key's offset after its last record in the slice), so slices
+        committed one after the other in order advance the store as the whole batch does."""
+        if self.table is not None:
+            return RawBatch(
+                next_offsets={self.source: self.first_offset + hi},
+                table=self.table.slice(lo, hi - lo),
+                first_offset=self.first_offset + lo,
+                source=self.source,
+                server_time_ms=self.server_time_ms,
+            )
+        out = RawBatch(
+            next_offsets={},
+            messages=self.messages[lo:hi],
+            sources=self.sources[lo:hi],
+            offsets=self.offsets[lo:hi],
+            server_times_ms=self.server_times_ms[lo:hi],
+        )
+        for key, off in zip(out.sources, out.offsets, strict=True):
+            out.next_offsets[key] = off + 1  # offsets rise within a key
+        return out
+
+    def without(self, drop: set[int]) -> RawBatch:
+        """The batch less the records at positions ``drop``, with the SAME ``next_offsets``
+        (committing it moves past the dropped records too)."""
+        if not drop:
+            return self
+        keep = [i for i in range(len(self)) if i not in drop]
+        if self.table is not None:  # rows are no longer contiguous: carry them as JSON
+            rows = self.table.take(pa.array(keep, pa.int64())).to_pylist()
+            return RawBatch(
+                next_offsets=dict(self.next_offsets),
+                messages=[_row_json(r) for r in rows],
+                sources=[self.source] * len(keep),
+                offsets=[self.first_offset + i for i in keep],
+                server_times_ms=[self.server_time_ms] * len(keep),
+            )
+        return RawBatch(
+            next_offsets=dict(self.next_offsets),
+            messages=[self.messages[i] for i in keep],
+            sources=[self.sources[i] for i in keep],
+            offsets=[self.offsets[i] for i in keep],
+            server_times_ms=[self.server_times_ms[i] for i in keep],
+        )
+
+    def record_text(self, i: int) -> str:
+        """Record ``i`` as text, for a dead letter."""
+        if self.table is not None:
+            return _row_json(self.table.slice(i, 1).to_pylist()[0]).decode()
+        return self.messages[i].decode("utf-8", "replace")
+
+
+def _row_json(row: dict) -> bytes:
+    import json
+
+    return json.dumps(row, default=str, sort_keys=True).encode()
+
 
 class EventSource(Protocol):
     """Something the runner can pull micro-batches from, starting at stored offsets.

@@ -16,6 +16,8 @@ previous one keeps serving.
 endpoints:
   POST /v1/rank    {"user_id": 7, "candidates": [3, 9, 4], "request_time_ms": ..., "context": {}}
   GET  /healthz, /readyz, /metrics (Prometheus), /docs (OpenAPI)
+  POST /v1/admin/reload   only with an admin token (--admin-token-file or
+                          $TRANSACT_ADMIN_TOKEN), header 'Authorization: Bearer <token>'
 
 examples:
   transact serve demo --port 8080                       # random model + synthetic items
@@ -61,6 +63,11 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--item-cache-rows", type=int, default=100_000, help="in-memory LRU rows")
     p.add_argument("--item-cache-dir", default=None, help="on-disk RocksDB tier (default: off)")
     p.add_argument("--watch-interval", type=float, default=30.0, help="seconds; 0 = no reload")
+    p.add_argument(
+        "--admin-token-file", default=None,
+        help="file whose first line is the admin token (else $TRANSACT_ADMIN_TOKEN); "
+        "without one, POST /v1/admin/reload does not exist (docs/serving.md, threat model)",
+    )  # fmt: skip
     p.add_argument(
         "--concurrent-forwards", type=int, default=1,
         help="forward passes run at once (e.g. 2 with --threads 1 on a 2-core box)",
@@ -261,11 +268,14 @@ def _config(args: argparse.Namespace):  # -> ServiceConfig
 def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
     import uvicorn
 
-    from transact.serving.app import create_app
+    from transact.serving.app import create_app, load_admin_token
 
     if args.watch_interval > 0:
         parts.registry.watch(args.watch_interval)
-    app = create_app(parts.engine)
+    try:
+        app = create_app(parts.engine, admin_token=load_admin_token(args.admin_token_file))
+    except (OSError, ValueError) as exc:  # unreadable file, empty or short token
+        raise SystemExit(f"transact: {exc}") from None
     # the model, item tables and caches built so far are long-lived: move them out of the
     # collector's reach, or every full collection walks them all in the middle of a request
     gc.collect()
