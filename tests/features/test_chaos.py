@@ -36,14 +36,13 @@ import time
 import numpy as np
 import pytest
 
+from tests.features.event_logs import T0, make_events
 from transact.features import events as ev
 from transact.features.events import ValidationConfig, event_to_json
 from transact.features.processor import ProcessorConfig, SequenceProcessor
 from transact.features.runner import DeadLetterSink, run_stream
 from transact.features.sources import JsonLinesSource
 from transact.features.store import RocksDBSequenceStore
-
-from .conftest import T0, make_events
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RAISE_ITEMS = (1_000_001, 1_000_002, 1_000_003)

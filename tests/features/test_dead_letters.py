@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from tests.features.event_logs import T0
 from transact.features import events as ev
 from transact.features.dead_letters import DeadLetterSink
 from transact.features.events import DeadLetter, ValidationConfig, event_to_json
@@ -15,8 +16,6 @@ from transact.features.processor import ProcessorConfig, SequenceProcessor
 from transact.features.runner import run_stream
 from transact.features.sources import JsonLinesSource
 from transact.features.store import RocksDBSequenceStore
-
-from .conftest import T0
 
 
 def _letter(offset: int, source: str = "stdin") -> DeadLetter:

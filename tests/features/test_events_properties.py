@@ -13,11 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import hostile_json
+from tests.features.event_logs import T0
 from transact.data.ids import id_problem
 from transact.features import events as ev
 from transact.features.events import ValidationConfig, columns_from_json
-
-from .conftest import T0
 
 NOW = T0 + 10_000_000
 

@@ -295,7 +295,7 @@ TOKEN = "s3cret-admin-token-0123456789"
 
 
 def _publish_v2(service: ServiceParts, spec, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.serving.conftest import publish_random
+    from tests.serving.model_files import publish_random
 
     publish_random(tmp_path, service.registry.models_dir, spec, "v2", seed=2)
 
