@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from transact.evaluation.predictions import Predictions
-from transact.experiments.runner import VariantUnavailable
+from transact.experiments.runner import ScoredVariant, VariantUnavailable
 from transact.experiments.spec import Variant
 
 HEADS = ("click", "repin", "hide")
@@ -19,7 +19,8 @@ HEADS = ("click", "repin", "hide")
 class FakeBackend:
     """Scores = quality * ground truth + (1 - quality) * noise; quality per variant key.
 
-    ``unavailable`` keys raise :class:`VariantUnavailable`; ``calls`` counts trainings.
+    ``unavailable`` keys raise :class:`VariantUnavailable`; ``calls`` counts trainings;
+    ``ground_truth=False`` hides the probabilities (a real log: no expected HIT@3).
     """
 
     quality: dict[str, float]
@@ -32,6 +33,7 @@ class FakeBackend:
         default_factory=lambda: {"click": 1.0, "repin": 5.0, "hide": -20.0}
     )
     calls: list[tuple[str, int]] = field(default_factory=list)
+    ground_truth: bool = True
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(123)
@@ -52,7 +54,7 @@ class FakeBackend:
     def describe(self) -> dict[str, Any]:
         return {"name": "fake", "impressions": len(self.user_ids)}
 
-    def train_and_score(self, variant: Variant, seed: int) -> Predictions:
+    def train_and_score(self, variant: Variant, seed: int) -> ScoredVariant:
         self.calls.append((variant.key, seed))
         if variant.key in self.unavailable:
             raise VariantUnavailable(f"{variant.key} needs something the fake lacks")
@@ -60,7 +62,7 @@ class FakeBackend:
         noise = np.random.default_rng(seed).random(self.gt.shape) * self.gt.mean(axis=0)
         scores = q * self.gt + (1 - q) * noise
         n = len(self.user_ids)
-        return Predictions(
+        preds = Predictions(
             heads=self.heads,
             scores=scores,
             labels=self.labels,
@@ -69,8 +71,9 @@ class FakeBackend:
             item_ids=np.arange(n),
             is_core=self.is_core,
             top_interest=np.zeros(n, dtype=np.int64),
-            gt_probs=self.gt,
+            gt_probs=self.gt if self.ground_truth else np.full_like(self.gt, np.nan),
         )
+        return ScoredVariant(preds, None)
 
     def forward_latency_ms(self, variant: Variant, batch_size: int) -> float:
         return 1.0 + self.quality.get(variant.key, 0.5)

@@ -94,6 +94,9 @@ def fake_backend(budget, tmp_path, with_embeddings: bool = False):
 
     backend = PaperBackend("fake", budget, work_dir=tmp_path, progress=False)
     backend._data = FakePrepared()
+    # the calibration slice: impressions of the same distribution, not down-sampled
+    calib = FakeExampleSet(1500, backend.max_seq_len, seed=3)
+    backend._calibration = (calib, None, {"examples": len(calib), "days": 1.0})
     if with_embeddings:
         backend._user_embeddings = object()  # example sets carry their own user embeddings
     else:
