@@ -158,15 +158,15 @@ def calibration_table(results: dict[str, Any]) -> list[str]:
         for h in heads:
             parts = []
             for what in ("ratio", "log_loss"):
-                raw = _mean(
-                    [c["eval"][h]["raw"][what] for c in per_seed if c["eval"][h]["raw"][what]]
-                )
-                cal = _mean(
-                    [
-                        c["eval"][h]["calibrated"][what]
-                        for c in per_seed
-                        if c["eval"][h]["calibrated"][what]
-                    ]
+                raw, cal = (
+                    _mean(
+                        [
+                            c["eval"][h][which][what]
+                            for c in per_seed
+                            if c["eval"][h][which][what] is not None
+                        ]
+                    )
+                    for which in ("raw", "calibrated")
                 )
                 fmt = "{:.2f}x" if what == "ratio" else "{:.4f}"
                 raw_s = "n/a" if raw is None else fmt.format(raw)
