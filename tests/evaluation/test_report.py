@@ -164,7 +164,13 @@ def test_evaluation_dict_scores_raw_and_calibrated_probabilities(tmp_path):
     assert "calibrated" not in evaluation_dict(preds, EvaluationConfig())["calibration"]
     cmp = compare({"baseline": _preds([0]), "m": preds}, "baseline")
     write_comparison(cmp, tmp_path / "cmp", title="t")
-    assert (tmp_path / "cmp" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    for png in ("reliability.png", "lifts.png"):
+        assert (tmp_path / "cmp" / png).read_bytes()[:4] == b"\x89PNG"
+    from transact.evaluation.plots import comparison_lift_plot
+
+    paper = {"m": {"repin/all": 9.40, "hide/all": -14.86}}
+    out = comparison_lift_plot(cmp, tmp_path / "paper.png", paper=paper, title="demo")
+    assert out.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_evaluate_cli_reads_a_calibration_file_and_refuses_a_bad_one(tmp_path):

@@ -2,7 +2,7 @@
 95% intervals and paired significance over users, verdicts against the paper's numbers,
 calibration, the oracle, and diversity (4.4.4)."""
 
-from transact.evaluation.calibration import Calibration, calibration_report, fit_calibration
+from transact.evaluation.calibration import Calibration, fit_calibration
 from transact.evaluation.hit import (
     hit_at_k,
     per_user_expected_hits,
@@ -11,6 +11,7 @@ from transact.evaluation.hit import (
     top_k_mask,
 )
 from transact.evaluation.predictions import Predictions, predict
+from transact.evaluation.reliability import calibration_report
 from transact.evaluation.report import Comparison, EvaluationConfig, compare, evaluate
 from transact.evaluation.significance import LiftInterval, lift_interval
 from transact.evaluation.verdict import CellVerdict, judge_cell

@@ -37,8 +37,8 @@ examples:
 each argument is NAME=PATH or PATH (the name is then the directory name); PATH is a
 predictions.npz, an evaluation dir or a run dir with eval/predictions.npz. Writes
 OUT/report.md (Table 1-style lifts with 95% intervals, * = p >= 0.05; expected HIT@K
-lifts where the data has ground truth; calibration per model), OUT/metrics.json and
-OUT/reliability.png."""
+lifts where the data has ground truth; calibration per model), OUT/metrics.json,
+OUT/lifts.png (every lift with its 95% interval) and OUT/reliability.png."""
 
 
 def parse_utility(text: str) -> dict[str, float]:
@@ -74,7 +74,6 @@ def _eval_config(args: argparse.Namespace, base: Any = None) -> Any:
 def _handle_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from transact.evaluation.calibration import reliability_plot
     from transact.evaluation.pipeline import (
         PREDICTIONS_FILE,
         RELIABILITY_FILE,
@@ -82,6 +81,7 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
         score_model,
         write_json,
     )
+    from transact.evaluation.reliability import reliability_plot
     from transact.training.pipeline import (
         build_examples,
         load_trained_model,
@@ -158,7 +158,7 @@ def _handle_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_comparison(cmp, out, title=f"HIT@{cmp.config.k} lifts over {baseline}")
     print(cmp.to_markdown())
-    print(f"wrote {out / 'report.md'}, {out / 'metrics.json'} and {out / 'reliability.png'}")
+    print(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, lifts.png and reliability.png")
     return 0
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from transact.evaluation.calibration import Calibration, calibration_report, reliability_plot
+from transact.evaluation.calibration import Calibration
 from transact.evaluation.hit import has_ground_truth
 from transact.evaluation.predictions import Predictions, predict
+from transact.evaluation.reliability import calibration_report, reliability_plot
 from transact.evaluation.report import (
     SEGMENTS,
     Comparison,
@@ -28,6 +29,7 @@ from transact.evaluation.report import (
 
 PREDICTIONS_FILE = "predictions.npz"
 RELIABILITY_FILE = "reliability.png"
+LIFTS_FILE = "lifts.png"
 
 
 def score_model(
@@ -119,12 +121,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_comparison(cmp: Comparison, out_dir: Path, *, title: str, preface: str = "") -> None:
-    """``out_dir/metrics.json`` (:meth:`Comparison.to_dict`), ``out_dir/report.md`` and,
+    """``out_dir/metrics.json`` (:meth:`Comparison.to_dict`), ``out_dir/report.md``,
+    ``out_dir/lifts.png`` (:func:`~transact.evaluation.plots.comparison_lift_plot`) and,
     when the models have a calibration report, ``out_dir/reliability.png``."""
+    from transact.evaluation.plots import comparison_lift_plot
+
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", cmp.to_dict())
     text = f"# {title}\n\n{preface}{cmp.to_markdown()}"
     (out_dir / "report.md").write_text(text)
+    comparison_lift_plot(cmp, out_dir / LIFTS_FILE, title=title)
     if cmp.calibration:
         reliability_plot(cmp.calibration, out_dir / RELIABILITY_FILE, title=title)
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from transact.evaluation.calibration import calibration_report
 from transact.evaluation.hit import (
     PerUserHits,
     per_user_diversity,
@@ -29,6 +28,7 @@ from transact.evaluation.hit import (
 )
 from transact.evaluation.metrics import log_loss, roc_auc
 from transact.evaluation.predictions import Predictions
+from transact.evaluation.reliability import calibration_report
 from transact.evaluation.significance import (
     align_users,
     lift_interval,

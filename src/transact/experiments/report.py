@@ -319,7 +319,7 @@ def plot_calibration(results: dict[str, Any], path: Path) -> Path | None:
     """Write ``calibration.png``: reliability curves on the evaluation week of every
     variant's calibrated probabilities (first seed), and of the baseline's raw ones for
     contrast. ``None`` (nothing written) when the backend did not calibrate."""
-    from transact.evaluation.calibration import reliability_plot
+    from transact.evaluation.reliability import reliability_plot
 
     reports: dict[str, dict[str, dict[str, Any]]] = {}
     raw: dict[str, dict[str, Any]] | None = None
