@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 
-def test_calibration_slice_is_the_end_of_the_training_window_not_down_sampled(tmp_path):
+def test_calibration_slice_is_the_randomized_end_of_the_training_window(tmp_path):
     """On the tiny world: the slice ends where training ends, keeps every impression of
-    its days (no down-sampling), is cut to whole requests, and the keep rate of a
-    down-sampled training set is kept / all negatives."""
+    its days' randomized requests (no down-sampling), is cut to whole requests, and the
+    keep rate of a down-sampled training set is kept / all negatives."""
     from transact.data.examples import build_example_set
     from transact.data.io import load_manifest
     from transact.data.world import PRESETS, generate_world
@@ -22,6 +22,7 @@ def test_calibration_slice_is_the_end_of_the_training_window_not_down_sampled(tm
     assert info["window_ms"][1] == m.train_end_ms
     assert info["window_ms"][0] >= m.train_start_ms
     assert examples.meta["negative_ratio"] is None  # every impression of those days
+    assert examples.randomized.all() and info["requests"] == "randomized"  # no position effect
     assert examples.meta["negatives_kept"] == examples.meta["negatives"]
     assert rows is not None and 0 < len(rows) <= 1500
     kept_requests = np.unique(examples.example_request[rows])

@@ -21,14 +21,10 @@ week 3 with calibrated probabilities (a :class:`~transact.experiments.runner.Sco
 positive and a share ``q`` of the negatives, so its probabilities are inflated, by a
 factor that differs between items, and the utility S ranks by the inflated ones. Each
 variant's probabilities are corrected for the known keep rate ``q`` and then Platt-scaled
-per head on a *calibration slice*: every impression (not down-sampled) of the last day of
-the training window (more days when one has fewer than :data:`CALIBRATION_MAX_EXAMPLES`),
-capped at that many impressions by whole requests. The slice lies inside the training
-window: its positives were trained on, its negatives mostly not (only ``q`` of them are
-kept). A two-parameter fit per head hardly overfits, and the budgets train for at most a
-few epochs, but a held-out day would be cleaner (it would shorten training). HIT@3 is
-computed on the calibrated probabilities; the raw, sampling-corrected and calibrated log
-loss and predicted/observed ratio on week 3 are kept in ``calibration``.
+per head on a calibration slice (``experiments/calibration.py``): every impression (not
+down-sampled) of the randomized requests of the last days of the training window. HIT@3
+is computed on the calibrated probabilities; the raw, sampling-corrected and calibrated
+log loss and predicted/observed ratio on week 3 are kept in ``calibration``.
 """
 
 from __future__ import annotations
@@ -437,7 +433,7 @@ class PaperBackend:
             },
             "calibration": {
                 "version": CALIBRATION_VERSION,
-                "slice": "last training days, not down-sampled",
+                "slice": "randomized requests of the last training days, not down-sampled",
                 "max_examples": CALIBRATION_MAX_EXAMPLES,
             },
         }
