@@ -24,7 +24,7 @@ from transact.data.schema import MS_PER_DAY, LabeledBatch, RankerInputs
 from transact.models import example_feature_spec, example_ranker_inputs
 
 if TYPE_CHECKING:  # the experiments' fakes import their stage lazily: trainer tests stay light
-    from transact.evaluation.predictions import Predictions
+    from transact.experiments.runner import ScoredVariant
     from transact.experiments.spec import Variant
 
 HEADS = ("click", "repin", "hide")
@@ -173,6 +173,9 @@ def fake_backend(budget: Any, tmp_path: Path, with_embeddings: bool = False) -> 
 
     backend = PaperBackend("fake", budget, work_dir=tmp_path, progress=False)
     backend._data = FakePrepared()
+    # the calibration slice: impressions of the same distribution, not down-sampled
+    calib = FakeExampleSet(1500, backend.max_seq_len, seed=3)
+    backend._calibration = (calib, None, {"examples": len(calib), "days": 1.0})
     if with_embeddings:
         backend._user_embeddings = object()  # example sets carry their own user embeddings
     else:
@@ -184,7 +187,8 @@ def fake_backend(budget: Any, tmp_path: Path, with_embeddings: bool = False) -> 
 class FakeBackend:
     """Scores = quality * ground truth + (1 - quality) * noise; quality per variant key.
 
-    ``unavailable`` keys raise :class:`VariantUnavailable`; ``calls`` counts trainings.
+    ``unavailable`` keys raise :class:`VariantUnavailable`; ``calls`` counts trainings;
+    ``ground_truth=False`` hides the probabilities (a real log: no expected HIT@3).
     """
 
     quality: dict[str, float]
@@ -197,6 +201,7 @@ class FakeBackend:
         default_factory=lambda: {"click": 1.0, "repin": 5.0, "hide": -20.0}
     )
     calls: list[tuple[str, int]] = field(default_factory=list)
+    ground_truth: bool = True
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(123)
@@ -217,9 +222,9 @@ class FakeBackend:
     def describe(self) -> dict[str, Any]:
         return {"name": "fake", "impressions": len(self.user_ids)}
 
-    def train_and_score(self, variant: Variant, seed: int) -> Predictions:
+    def train_and_score(self, variant: Variant, seed: int) -> ScoredVariant:
         from transact.evaluation.predictions import Predictions
-        from transact.experiments.runner import VariantUnavailable
+        from transact.experiments.runner import ScoredVariant, VariantUnavailable
 
         self.calls.append((variant.key, seed))
         if variant.key in self.unavailable:
@@ -228,7 +233,7 @@ class FakeBackend:
         noise = np.random.default_rng(seed).random(self.gt.shape) * self.gt.mean(axis=0)
         scores = q * self.gt + (1 - q) * noise
         n = len(self.user_ids)
-        return Predictions(
+        preds = Predictions(
             heads=self.heads,
             scores=scores,
             labels=self.labels,
@@ -237,8 +242,9 @@ class FakeBackend:
             item_ids=np.arange(n),
             is_core=self.is_core,
             top_interest=np.zeros(n, dtype=np.int64),
-            gt_probs=self.gt,
+            gt_probs=self.gt if self.ground_truth else np.full_like(self.gt, np.nan),
         )
+        return ScoredVariant(preds, None)
 
     def forward_latency_ms(self, variant: Variant, batch_size: int) -> float:
         return 1.0 + self.quality.get(variant.key, 0.5)

@@ -102,3 +102,56 @@ def test_diversity_counts_unique_top_interests_per_user_across_chunks():
     # user 1 top-3: rows 0,3,2 (5,7,5) + rows 4,5,6 (1,5,2) -> {1,2,5,7}; user 2: {3}
     assert users.tolist() == [1, 2]
     assert unique.tolist() == [4, 1]
+
+
+def test_expected_hits_are_the_mean_of_sampled_hits_over_label_draws():
+    """Expected HIT@3 = E[sampled HIT@3 | ranking]: the mean over many label draws from
+    the ground-truth probabilities converges to it, within a tolerance derived from the
+    exact variance of one draw (a sum of Bernoulli variances over the top-3 rows)."""
+    from transact.evaluation.hit import per_user_expected_hits, per_user_hits_and_expected
+
+    rng = np.random.default_rng(7)
+    n_users, chunks_per_user, items = 6, 3, 7
+    n = n_users * chunks_per_user * items
+    user = np.repeat(np.arange(n_users), chunks_per_user * items)
+    req = np.repeat(np.arange(n_users * chunks_per_user) % chunks_per_user, items)
+    gt = rng.beta(0.6, 2.0, size=(n, 3))
+    score = rng.integers(0, 4, n).astype(float)  # ties, broken by row in both paths
+    expected = per_user_expected_hits(user, req, score, gt, k=3)
+
+    draws = 4000
+    total = np.zeros((n_users, 3))
+    for _ in range(draws):
+        labels = (rng.random((n, 3)) < gt).astype(np.int8)
+        total += per_user_hits(user, req, score, labels, k=3).hits
+    mean = total / draws
+
+    top = top_k_mask(user, req, score, k=3)
+    var = np.stack(
+        [
+            np.bincount(user[top], weights=(gt * (1 - gt))[top, h], minlength=n_users)
+            for h in range(3)
+        ],
+        axis=1,
+    )  # [U, H]: variance of one draw's per-user hits
+    se = np.sqrt(var / draws)
+    assert (np.abs(mean - expected.hits) <= 4.5 * se).all()
+    # HIT@3 per head (mean over users): the same with the users' variances summed
+    se_head = np.sqrt(var.sum(axis=0) / n_users**2 / draws)
+    assert (np.abs(mean.mean(axis=0) - expected.mean()) <= 4.5 * se_head).all()
+    # the tolerance is tight enough to catch a wrong top-K set: the expectation over the
+    # bottom rows instead differs by many standard errors
+    wrong = per_user_expected_hits(user, req, -score, gt, k=3)
+    assert (np.abs(mean.mean(axis=0) - wrong.mean()) > 10 * se_head).any()
+
+    # one sort for both: equal to the two separate calls; no ground truth -> None
+    labels = (rng.random((n, 3)) < gt).astype(np.int8)
+    sampled, both_expected = per_user_hits_and_expected(user, req, score, labels, gt, k=3)
+    np.testing.assert_allclose(sampled.hits, per_user_hits(user, req, score, labels, 3).hits)
+    assert both_expected is not None
+    np.testing.assert_allclose(both_expected.hits, expected.hits)
+    nan_gt = gt.copy()
+    nan_gt[4, 1] = np.nan
+    assert per_user_hits_and_expected(user, req, score, labels, nan_gt, k=3)[1] is None
+    with pytest.raises(ValueError, match="row 4, column 1"):
+        per_user_expected_hits(user, req, score, nan_gt, k=3)

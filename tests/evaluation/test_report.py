@@ -105,3 +105,89 @@ def test_predictions_validate_and_round_trip(tmp_path):
         p.oracle()
     with pytest.raises(ValueError, match="EvaluationConfig.test"):
         EvaluationConfig(test="wilcoxon")
+
+
+def test_compare_reports_expected_hits_intervals_and_calibration():
+    """With ground truth, every row has the expected HIT@3 and its lift; every lift has a
+    95% interval (delta method with the t-test) and an MDE; calibration per model."""
+    from transact.evaluation.significance import lift_interval
+
+    base = _preds([0], gt=True)
+    model = _preds([0, 1, 2], gt=True)
+    cmp = compare({"baseline": base, "transact": model}, "baseline")
+    r = cmp.rows["transact"]["repin"]["all"]
+    # gt_probs = scores here, so a user's expected hits are the top-3 scores' sum: 0.9 +
+    # 0.4 + 0.3 when row 0 ranks first, 0.4 + 0.3 + 0.2 when it ranks last
+    e_model = np.array([1.6, 1.6, 1.6, 0.9])
+    e_base = np.array([1.6, 0.9, 0.9, 0.9])
+    assert r["expected_hit_at_3"] == pytest.approx(e_model.mean())
+    assert r["expected_lift_vs_baseline"] == pytest.approx(e_model.mean() / e_base.mean() - 1)
+    iv = lift_interval(np.array([1.0, 1, 1, 0]), np.array([1.0, 0, 0, 0]))
+    assert r["ci95"] == pytest.approx([iv.ci_low, iv.ci_high])
+    assert r["mde"] == pytest.approx(iv.mde)
+    e_iv = lift_interval(e_model, e_base)
+    assert r["expected_ci95"] == pytest.approx([e_iv.ci_low, e_iv.ci_high])
+    assert cmp.has_expected
+    assert set(cmp.calibration) == {"baseline", "transact"}
+    assert cmp.calibration["transact"]["repin"]["observed_rate"] == pytest.approx(0.25)
+    md = cmp.to_markdown()
+    assert "Relative lift of expected HIT@3" in md and "(exp. " in md
+    assert f"[{iv.ci_low * 100:+.1f}, {iv.ci_high * 100:+.1f}]" in md
+    assert "### Calibration" in md
+    d = json.loads(json.dumps(cmp.to_dict()))
+    assert d["interval"] == "delta" and len(d["models"]["transact"]["repin"]["all"]["ci95"]) == 2
+    # without ground truth: no expected table, the cells are null
+    plain = compare({"baseline": _preds([0]), "transact": _preds([0, 1, 2])}, "baseline")
+    assert not plain.has_expected
+    assert plain.to_dict()["models"]["transact"]["repin"]["all"]["expected_hit_at_3"] is None
+    assert "expected HIT@3" not in plain.to_markdown()
+
+
+def test_evaluation_dict_scores_raw_and_calibrated_probabilities(tmp_path):
+    from transact.evaluation.calibration import Calibration
+    from transact.evaluation.pipeline import evaluation_dict, write_comparison
+
+    preds = _preds([0, 1], gt=True)
+    cal = Calibration(
+        HEADS, keep_rate=0.5, joint="exclusive", slope=(1.0,) * 3, intercept=(-1.0,) * 3
+    )
+    out = evaluation_dict(preds, EvaluationConfig(), cal)
+    raw = out["calibration"]["raw"]["repin"]
+    calibrated = out["calibration"]["calibrated"]["repin"]
+    assert raw["mean_predicted"] == pytest.approx(preds.scores[:, 1].mean())
+    assert calibrated["mean_predicted"] == pytest.approx(cal.apply(preds.scores)[:, 1].mean())
+    assert calibrated["mean_predicted"] < raw["mean_predicted"]
+    assert out["calibration"]["parameters"]["keep_rate"] == 0.5
+    assert out["heads"]["repin"]["all"]["expected_hit_at_3"] is not None
+    assert set(out["calibrated"]["heads"]["repin"]["all"]) >= {"hit_at_3", "expected_hit_at_3"}
+    json.dumps(out, allow_nan=False)  # strict JSON
+    assert "calibrated" not in evaluation_dict(preds, EvaluationConfig())["calibration"]
+    cmp = compare({"baseline": _preds([0]), "m": preds}, "baseline")
+    write_comparison(cmp, tmp_path / "cmp", title="t")
+    for png in ("reliability.png", "lifts.png"):
+        assert (tmp_path / "cmp" / png).read_bytes()[:4] == b"\x89PNG"
+    from transact.evaluation.plots import comparison_lift_plot
+
+    paper = {"m": {"repin/all": 9.40, "hide/all": -14.86}}
+    out = comparison_lift_plot(cmp, tmp_path / "paper.png", paper=paper, title="demo")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_cli_reads_a_calibration_file_and_refuses_a_bad_one(tmp_path):
+    import argparse
+
+    from transact.evaluation.calibration import Calibration
+    from transact.evaluation.cli import _calibration
+
+    good = tmp_path / "cal.json"
+    good.write_text(json.dumps(Calibration(HEADS, 0.25).to_dict()))
+    assert _calibration(argparse.Namespace(calibration=str(good)), {}).keep_rate == 0.25
+    in_metadata = {"calibration": Calibration(HEADS, 0.5).to_dict()}
+    assert _calibration(argparse.Namespace(calibration=None), in_metadata).keep_rate == 0.5
+    assert _calibration(argparse.Namespace(calibration=None), {}) is None
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "transact.calibration/1", "heads": ["a"], "keep_rate": 0}))
+    with pytest.raises(SystemExit, match="--calibration: .*keep_rate"):
+        _calibration(argparse.Namespace(calibration=str(bad)), {})
+    with pytest.raises(SystemExit, match="--calibration"):
+        _calibration(argparse.Namespace(calibration=str(tmp_path / "missing.json")), {})

@@ -33,8 +33,9 @@ def test_backend_trains_scores_and_sequence_model_beats_baseline(tmp_path):
         BUDGETS["smoke"], train_steps=60, batch_size=128, seq_len=8, fig4_seq_lens=(4, 8)
     )
     backend = fake_backend(budget, tmp_path)
-    base = backend.train_and_score(Variant(key="b", label="b", encoder="none"), seed=0)
-    ta = backend.train_and_score(Variant(key="t", label="t", encoder="transact"), seed=0)
+    base = backend.train_and_score(Variant(key="b", label="b", encoder="none"), seed=0).predictions
+    scored = backend.train_and_score(Variant(key="t", label="t", encoder="transact"), seed=0)
+    ta = scored.predictions
     assert len(base) == len(ta) == 2000
     assert np.array_equal(base.user_ids, ta.user_ids)
     assert np.isfinite(ta.scores).all() and ((ta.scores > 0) & (ta.scores < 1)).all()
@@ -46,9 +47,19 @@ def test_backend_trains_scores_and_sequence_model_beats_baseline(tmp_path):
         roc_auc(ta.labels[:, j], ta.scores[:, j])
         > roc_auc(base.labels[:, j], base.scores[:, j]) + 0.05
     )
+    # calibrated on the slice (the fake's training set is not down-sampled: keep rate 1);
+    # the returned predictions are the calibrated ones, scored against week 3's labels
+    cal = scored.calibration
+    assert cal["parameters"]["keep_rate"] == 1.0 and len(cal["parameters"]["platt"]["slope"]) == 3
+    for h in ta.heads:
+        report = cal["eval"][h]
+        assert report["calibrated"]["log_loss"] <= report["raw"]["log_loss"] + 0.005, h
+        assert abs(report["calibrated"]["ratio"] - 1) < 0.1, h
+        mean = float(ta.scores[:, ta.heads.index(h)].mean())
+        assert report["calibrated"]["mean_predicted"] == pytest.approx(mean)
     # a shorter |S| trains on the prefix; a longer one than built is refused
     short = backend.train_and_score(Variant(key="s", label="s", seq_len=4), seed=0)
-    assert len(short) == 2000
+    assert len(short.predictions) == 2000
     with pytest.raises(VariantUnavailable, match="exceeds"):
         backend.train_and_score(Variant(key="l", label="l", seq_len=50), seed=0)
     # without a batch embedding, the "without PF" row cannot differ from the full model
@@ -71,7 +82,8 @@ def test_finished_runs_are_reused_by_key(tmp_path, monkeypatch):
     again = fake_backend(budget, tmp_path).train_and_score(
         Variant(key="other_name", label="x", encoder="none"), seed=0
     )
-    assert np.array_equal(first.scores, again.scores)
+    assert np.array_equal(first.predictions.scores, again.predictions.scores)
+    assert again.calibration == first.calibration  # the calibration is cached with the run
     # another seed is another run
     with pytest.raises(AssertionError, match="trained again"):
         backend.train_and_score(Variant(key="b", label="b", encoder="none"), seed=1)

@@ -25,21 +25,46 @@ def test_better_variant_gets_positive_significant_lift(tmp_path):
     res = run_experiment(spec, backend, budget, tmp_path, progress=False)
     rows = {v["key"]: v for v in res["variants"]}
     good = rows["good"]["metrics"]
-    assert good["repin"]["all"]["lift"] > 0.05
-    assert good["repin"]["all"]["p_value"] < 0.05 and good["repin"]["all"]["significant"]
+    cell = good["repin"]["all"]
+    # the lift is of expected HIT@3 (the fake has ground truth), the sampled one beside it
+    assert cell["metric"] == "expected_hit_at_3"
+    assert cell["lift"] == pytest.approx(
+        cell["expected_hit_at_3"] / rows["baseline"]["metrics"]["repin"]["all"]["expected_hit_at_3"]
+        - 1
+    )
+    assert cell["lift"] > 0.05 and cell["sampled_lift"] > 0.05
+    assert cell["p_value"] < 0.05 and cell["significant"]
+    lo, hi = cell["ci95"]
+    assert 0 < lo < cell["lift"] < hi
+    # one seed: the interval is the users' alone, and the MDE is 2.80 standard errors
+    assert cell["seed_sd"] is None and cell["se"] == pytest.approx(cell["se_users"])
+    assert cell["mde"] == pytest.approx(2.8016 * cell["se"], rel=1e-4)
+    assert (hi - lo) / 2 == pytest.approx(1.95996 * cell["se"], rel=1e-4)
+    # the paper's +9.4% is positive and the interval is above 0: the cell holds
+    assert cell["verdict"] == "holds" and cell["rule"] == "direction"
+    assert cell["size"] == ("consistent" if lo <= 0.094 <= hi else "larger")
     # same quality and same noise seed: identical scores, so lift 0 and p = 1
     same = rows["same"]["metrics"]["repin"]["all"]
-    assert same["lift"] == 0.0 and same["p_value"] == 1.0
+    assert same["lift"] == 0.0 and same["p_value"] == 1.0 and same["ci95"] == [0.0, 0.0]
+    assert "verdict" not in same  # no paper number, no verdict
     # HIT@3 is a per-user sum over chunks: it is bounded by 3 x requests per user
-    assert 0 < good["repin"]["all"]["hit_at_3"] <= 3 * backend.requests_per_user
+    assert 0 < cell["hit_at_3"] <= 3 * backend.requests_per_user
     # the oracle is at least as good as the best model
-    assert res["oracle"]["repin"]["all"]["lift"] >= good["repin"]["all"]["lift"] - 0.02
+    assert res["oracle"]["repin"]["all"]["lift"] >= cell["lift"] - 0.02
     # non-core users are the third of users with id % 3 == 0
     assert good["repin"]["non_core"]["n_users"] == backend.n_users // 3 + 1
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["variants"][1]["paper"] == {"repin/all": 9.4, "hide/all": None}
+    assert on_disk["agreement"]["repin/all"]["verdicts"] == {
+        "holds": 1,
+        "contradicted": 0,
+        "unsettled": 0,
+    }
     md = (tmp_path / "results.md").read_text()
-    assert "+9.40%" in md and "| good |" in md
+    assert "+9.40%" in md and "| good |" in md and "**holds**" in md
+    assert f"[{lo * 100:+.1f}, {hi * 100:+.1f}]" in md
+    png = tmp_path / "lifts.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_seeds_give_mean_and_spread(tmp_path):
@@ -53,9 +78,49 @@ def test_seeds_give_mean_and_spread(tmp_path):
     )
     cell = res["variants"][1]["metrics"]["repin"]["all"]
     lifts = [s["lift"] for s in cell["per_seed"]]
-    assert len(lifts) == 3
-    assert cell["lift_std"] == pytest.approx(float(np.std(lifts, ddof=1)))
-    assert cell["lift_std"] > 0
+    assert len(lifts) == 3 and cell["n_seeds"] == 3
+    assert cell["seed_sd"] == pytest.approx(float(np.std(lifts, ddof=1)))
+    assert cell["seed_sd"] > 0
+    # users and seeds combine as independent sources: se^2 = se_users^2 + seed_sd^2 / 3
+    assert cell["se"] ** 2 == pytest.approx(cell["se_users"] ** 2 + cell["seed_sd"] ** 2 / 3)
+    assert cell["hit_at_3_std"] > 0
+
+
+def test_verdicts_follow_the_sign_of_the_paper_and_its_insignificance_marks(tmp_path):
+    """A clearly better variant, judged against paper numbers of either sign and against
+    cells the paper marks insignificant (the equivalence rule)."""
+    backend = FakeBackend(quality={"baseline": 0.2, "good": 0.9, "same": 0.2})
+    paper = (("repin/all", -5.0), ("hide/all", 1.0))
+    good = Variant(key="good", label="good", paper=paper, paper_marks=("hide/all",))
+    same = Variant(key="same", label="same", encoder="cnn", paper=paper, paper_marks=("hide/all",))
+    res = run_experiment(_spec(good, same), backend, BUDGETS["smoke"], tmp_path, progress=False)
+    rows = {v["key"]: v["metrics"] for v in res["variants"]}
+    repin, hide = rows["good"]["repin"]["all"], rows["good"]["hide"]["all"]
+    # the paper says repin falls; ours rises significantly: contradicted, and "smaller"
+    assert repin["ci95"][0] > 0
+    assert repin["verdict"] == "contradicted" and repin["size"] == "smaller"
+    assert repin["strict_verdict"] == "contradicted"
+    # hide is lower-is-better (utility -20): the better ranker lowers expected hide by
+    # about 28%, a benefit far beyond the 5% margin of a cell the paper calls
+    # insignificant: the equivalence rule says contradicted
+    assert hide["rule"] == "equivalence" and hide["margin"] == 0.05
+    assert hide["ci95"][1] < -0.05
+    assert hide["verdict"] == "contradicted"
+    # the same ranker as the baseline: lift exactly 0, inside the margin: the "no effect"
+    # cell holds, while the directional repin cell (paper -5%) cannot be settled
+    assert rows["same"]["hide"]["all"]["verdict"] == "holds"
+    assert rows["same"]["repin"]["all"]["verdict"] == "unsettled"
+
+
+def test_without_ground_truth_the_lift_is_of_sampled_hit_at_3(tmp_path):
+    backend = FakeBackend(quality={"baseline": 0.2, "good": 0.9}, ground_truth=False)
+    res = run_experiment(
+        _spec(Variant(key="good", label="g")), backend, BUDGETS["smoke"], tmp_path, progress=False
+    )
+    cell = res["variants"][1]["metrics"]["repin"]["all"]
+    assert cell["metric"] == "hit_at_3" and cell["expected_hit_at_3"] is None
+    assert cell["lift"] == cell["sampled_lift"] and cell["ci95"] == cell["sampled_ci95"]
+    assert res["oracle"] is None
 
 
 def test_cache_trains_a_shared_variant_once_and_skips_unavailable(tmp_path):

@@ -15,8 +15,15 @@ examples:
   transact evaluate --model runs/train/transact --data DIR --start 2026-01-19 --end 2026-01-26 \\
       --utility click=1,repin=2,hide=-5
 
-writes OUT/predictions.npz and OUT/metrics.json (default OUT: MODEL_RUN/eval): HIT@K,
-AUC and log loss per head for all and non-core users, the oracle's HIT@K, diversity."""
+  # also score calibrated probabilities (a Calibration JSON; default: the model's
+  # metadata["calibration"] when `transact train` wrote one)
+  transact evaluate --model runs/train/transact --data DIR --calibration cal.json
+
+writes OUT/predictions.npz, OUT/metrics.json and OUT/reliability.png (default OUT:
+MODEL_RUN/eval): HIT@K and expected HIT@K (the ground-truth probability of the top-K
+items, where the data has it) per head for all and non-core users, AUC, log loss, the
+oracle's HIT@K, diversity, and calibration per head (mean predicted / observed, ECE,
+reliability bins) of the raw and, with a calibration, the calibrated probabilities."""
 
 COMPARE_EPILOG = """\
 examples:
@@ -29,7 +36,9 @@ examples:
 
 each argument is NAME=PATH or PATH (the name is then the directory name); PATH is a
 predictions.npz, an evaluation dir or a run dir with eval/predictions.npz. Writes
-OUT/report.md (Table 1-style lifts, * = p >= 0.05) and OUT/metrics.json."""
+OUT/report.md (Table 1-style lifts with 95% intervals, * = p >= 0.05; expected HIT@K
+lifts where the data has ground truth; calibration per model), OUT/metrics.json,
+OUT/lifts.png (every lift with its 95% interval) and OUT/reliability.png."""
 
 
 def parse_utility(text: str) -> dict[str, float]:
@@ -67,16 +76,19 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
 
     from transact.evaluation.pipeline import (
         PREDICTIONS_FILE,
+        RELIABILITY_FILE,
         evaluation_dict,
         score_model,
         write_json,
     )
+    from transact.evaluation.reliability import reliability_plot
     from transact.models.artifact import load_model, model_file
     from transact.pipeline.run import build_examples
     from transact.pipeline.run_config import run_config_from_dict
     from transact.pipeline.windows import resolve_window
 
     model, spec, md = load_model(args.model)
+    calibration = _calibration(args, md)
     run_config = run_config_from_dict(md.get("run_config", {}), source=str(args.model))
     config = _eval_config(args, run_config.evaluation)
     window = resolve_window(args.data, "eval", args.start, args.end)
@@ -88,11 +100,39 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
     )
     out.mkdir(parents=True, exist_ok=True)
     preds.save(out / PREDICTIONS_FILE)
-    result = evaluation_dict(preds, config)
+    result = evaluation_dict(preds, config, calibration)
     write_json(out / "metrics.json", result)
+    reports = {"raw": result["calibration"]["raw"]}
+    if "calibrated" in result["calibration"]:
+        reports["calibrated"] = result["calibration"]["calibrated"]
+    reliability_plot(reports, out / RELIABILITY_FILE, title=f"calibration of {args.model}")
     print(json.dumps(result["heads"], indent=1))
-    print(f"wrote {out / PREDICTIONS_FILE} and {out / 'metrics.json'}")
+    for name, report in reports.items():
+        summary = ", ".join(
+            f"{h} {r['ratio']:.2f}x" if r["ratio"] is not None else f"{h} n/a"
+            for h, r in report.items()
+        )
+        print(f"calibration ({name}): mean predicted / observed = {summary}")
+    print(f"wrote {out / PREDICTIONS_FILE}, {out / 'metrics.json'}, {out / RELIABILITY_FILE}")
     return 0
+
+
+def _calibration(args: argparse.Namespace, metadata: dict[str, Any]) -> Any:
+    """The calibration to apply: ``--calibration FILE``, else the model's metadata's, else
+    ``None``. A file that is not a calibration exits with one line naming it."""
+    from pathlib import Path
+
+    from transact.evaluation.calibration import Calibration
+
+    if args.calibration:
+        try:
+            data = json.loads(Path(args.calibration).read_text())
+            return Calibration.from_dict(data, source=args.calibration)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--calibration: {exc}") from None
+    if "calibration" in metadata:
+        return Calibration.from_dict(metadata["calibration"], source="model metadata")
+    return None
 
 
 def _handle_compare(args: argparse.Namespace) -> int:
@@ -115,7 +155,7 @@ def _handle_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_comparison(cmp, out, title=f"HIT@{cmp.config.k} lifts over {baseline}")
     print(cmp.to_markdown())
-    print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}")
+    print(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, lifts.png and reliability.png")
     return 0
 
 
@@ -137,7 +177,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``transact evaluate`` and ``transact compare``."""
     p = subparsers.add_parser(
         "evaluate",
-        help="score a trained model: HIT@3 per head, AUC, log loss, oracle, diversity",
+        help="score a trained model: HIT@3 (sampled and expected), AUC, log loss, "
+        "calibration, oracle, diversity",
         description=(
             "Score a trained model on the randomized requests of an evaluation window "
             "(default: the manifest's evaluation week) and compute HIT@K per head exactly "
@@ -152,6 +193,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start", help="window start (default: manifest eval split)")
     p.add_argument("--end", help="window end, exclusive")
     p.add_argument("--out", help="output dir (default MODEL_RUN/eval)")
+    p.add_argument(
+        "--calibration",
+        help="a Calibration JSON to also score calibrated probabilities with (default: the "
+        "model's metadata['calibration'], if any)",
+    )
     _add_eval_flags(p)
     p.set_defaults(handler=_handle_evaluate)
 

@@ -8,6 +8,14 @@ weights, negative for hide). ``beta[c, h]`` counts the top-K items whose label o
 The per-user sums ``sum_{c in C_u} beta[c, h]`` are what the significance tests pair
 between two models, so :func:`per_user_hits` returns them rather than only the mean.
 
+**Expected HIT@K.** Where the data carries the ground-truth probability of every label
+(the simulated world's ``gt_prob_<head>``), :func:`per_user_expected_hits` replaces each
+top-K label by its probability: ``E[beta[c, h] | ranking] = sum_{i in topK(c)} p_{i,h}``.
+It is the conditional expectation of the sampled hits given the model's ranking, so it
+has the paper's meaning (top-K hits per user) without the noise of the label draw. Both
+use the same top-K mask (:func:`top_k_mask`), so the only difference is label vs
+probability.
+
 Ties in ``S`` inside a chunk are broken by row order (the earlier row ranks first); on
 the randomized evaluation requests the row order is the shuffled display order, so ties
 fall randomly, as they should.
@@ -77,6 +85,44 @@ class PerUserHits:
         return self.hits.mean(axis=0)
 
 
+def per_user_top_k_sums(
+    user_ids: np.ndarray,
+    request_ids: np.ndarray,
+    scores: np.ndarray,
+    values: np.ndarray,
+    k: int,
+) -> PerUserHits:
+    """``sum_{c in C_u} sum_{i in topK(c)} values[i, h]`` for every user u and column h.
+
+    The shared core of :func:`per_user_hits` (``values`` = 0/1 labels) and
+    :func:`per_user_expected_hits` (``values`` = ground-truth probabilities): one top-K
+    mask per chunk, then one ``bincount`` per column.
+
+    Args:
+        user_ids / request_ids: ``[N]`` chunk keys.
+        scores: ``[N]`` final ranking scores S.
+        values: ``[N, H]`` what each top-K row contributes.
+        k: top-K cut-off (paper: 3).
+    """
+    values = np.asarray(values)
+    top = top_k_mask(user_ids, request_ids, scores, k)
+    users, inverse = np.unique(user_ids, return_inverse=True)
+    sums = (
+        np.stack(
+            [
+                np.bincount(
+                    inverse[top], weights=values[top, h].astype(np.float64), minlength=len(users)
+                )
+                for h in range(values.shape[1])
+            ],
+            axis=1,
+        )
+        if values.shape[1]
+        else np.zeros((len(users), 0))
+    )
+    return PerUserHits(users=users, hits=sums)
+
+
 def per_user_hits(
     user_ids: np.ndarray,
     request_ids: np.ndarray,
@@ -84,7 +130,7 @@ def per_user_hits(
     labels: np.ndarray,
     k: int,
 ) -> PerUserHits:
-    """``sum_{c in C_u} beta[c, h]`` for every user u and head h.
+    """``sum_{c in C_u} beta[c, h]`` for every user u and head h (the sampled HIT@K).
 
     Args:
         user_ids / request_ids: ``[N]`` chunk keys.
@@ -92,23 +138,70 @@ def per_user_hits(
         labels: ``[N, H]`` 0/1 labels.
         k: top-K cut-off (paper: 3).
     """
-    labels = np.asarray(labels)
-    top = top_k_mask(user_ids, request_ids, scores, k)
-    users, inverse = np.unique(user_ids, return_inverse=True)
-    hits = (
-        np.stack(
-            [
-                np.bincount(
-                    inverse[top], weights=labels[top, h].astype(np.float64), minlength=len(users)
-                )
-                for h in range(labels.shape[1])
-            ],
-            axis=1,
+    return per_user_top_k_sums(user_ids, request_ids, scores, labels, k)
+
+
+def per_user_expected_hits(
+    user_ids: np.ndarray,
+    request_ids: np.ndarray,
+    scores: np.ndarray,
+    gt_probs: np.ndarray,
+    k: int,
+) -> PerUserHits:
+    """Expected HIT@K per user: ``sum_{c in C_u} sum_{i in topK(c)} p_{i,h}``.
+
+    ``gt_probs`` ``[N, H]`` are the true label probabilities (the simulated world's);
+    the top-K mask is the same as :func:`per_user_hits`'s for the same ``scores``, so this
+    is ``E[per_user_hits | ranking]`` when the labels are independent draws from
+    ``gt_probs``. Raises on NaN (real logs have no ground truth: report the sampled
+    HIT@K only).
+    """
+    gt_probs = np.asarray(gt_probs, dtype=np.float64)
+    missing = np.isnan(gt_probs)
+    if missing.any():
+        row, col = np.argwhere(missing)[0]
+        raise ValueError(
+            f"expected HIT@K needs ground-truth probabilities: gt_probs is NaN at row {row}, "
+            f"column {col} ({int(missing.sum())} such values)"
         )
-        if labels.shape[1]
-        else np.zeros((len(users), 0))
+    return per_user_top_k_sums(user_ids, request_ids, scores, gt_probs, k)
+
+
+def per_user_hits_and_expected(
+    user_ids: np.ndarray,
+    request_ids: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    gt_probs: np.ndarray,
+    k: int,
+) -> tuple[PerUserHits, PerUserHits | None]:
+    """Sampled and expected per-user HIT@K from one top-K mask.
+
+    Returns ``(sampled, expected)``; ``expected`` is ``None`` when ``gt_probs`` has any
+    NaN (no ground truth, e.g. a real log). Equal to calling :func:`per_user_hits` and
+    :func:`per_user_expected_hits`, with one sort instead of two.
+    """
+    labels = np.asarray(labels)
+    if not has_ground_truth(gt_probs):
+        return per_user_hits(user_ids, request_ids, scores, labels, k), None
+    h = labels.shape[1]
+    both = per_user_top_k_sums(
+        user_ids,
+        request_ids,
+        scores,
+        np.concatenate([labels.astype(np.float64), np.asarray(gt_probs, np.float64)], axis=1),
+        k,
     )
-    return PerUserHits(users=users, hits=hits)
+    return (
+        PerUserHits(users=both.users, hits=both.hits[:, :h]),
+        PerUserHits(users=both.users, hits=both.hits[:, h:]),
+    )
+
+
+def has_ground_truth(gt_probs: np.ndarray) -> bool:
+    """Whether every ground-truth probability is known (non-empty and no NaN)."""
+    gt_probs = np.asarray(gt_probs)
+    return bool(gt_probs.size) and bool(np.isfinite(gt_probs).all())
 
 
 def hit_at_k(

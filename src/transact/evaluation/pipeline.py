@@ -14,10 +14,22 @@ from typing import Any
 
 import torch
 
+from transact.evaluation.calibration import Calibration
+from transact.evaluation.hit import has_ground_truth
 from transact.evaluation.predictions import Predictions, predict
-from transact.evaluation.report import SEGMENTS, Comparison, EvaluationConfig, compare, evaluate
+from transact.evaluation.reliability import calibration_report, reliability_plot
+from transact.evaluation.report import (
+    SEGMENTS,
+    Comparison,
+    EvaluationConfig,
+    ModelResult,
+    compare,
+    evaluate,
+)
 
 PREDICTIONS_FILE = "predictions.npz"
+RELIABILITY_FILE = "reliability.png"
+LIFTS_FILE = "lifts.png"
 
 
 def score_model(
@@ -43,30 +55,62 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def evaluation_dict(preds: Predictions, config: EvaluationConfig) -> dict[str, Any]:
-    """One model's metrics (and the oracle's HIT@K when ground truth exists) as JSON."""
-    res = evaluate(preds, config)
-    oracle = None
-    if len(preds) and not torch.isnan(torch.from_numpy(preds.gt_probs)).any():
-        oracle = evaluate(preds.oracle(), config)
-    out: dict[str, Any] = {"k": config.k, "utility": dict(config.utility), "heads": {}}
-    for hi, h in enumerate(preds.heads):
-        out["heads"][h] = {}
+def _head_rows(res: ModelResult, config: EvaluationConfig) -> dict[str, dict[str, Any]]:
+    """``{head: {segment: {hit_at_K, expected_hit_at_K, auc, log_loss, counts}}}``."""
+    m = config.metric_name
+    out: dict[str, dict[str, Any]] = {}
+    for hi, h in enumerate(res.heads):
+        out[h] = {}
         for s in SEGMENTS:
             seg = res.segments[s]
-            row = {
-                config.metric_name: _finite(float(seg.hit[hi])),
+            out[h][s] = {
+                m: _finite(float(seg.hit[hi])),
+                f"expected_{m}": _finite(float(seg.expected_hit[hi])),
                 "auc": _finite(float(seg.auc[hi])),
                 "log_loss": _finite(float(seg.log_loss[hi])),
                 "n_users": seg.n_users,
                 "n_requests": seg.n_requests,
                 "n_impressions": seg.n_impressions,
             }
-            if oracle is not None:
-                row[f"oracle_{config.metric_name}"] = _finite(float(oracle.segments[s].hit[hi]))
-            out["heads"][h][s] = row
-    out["diversity"] = {s: {"sum": int(res.segments[s].diversity.sum())} for s in SEGMENTS}
     return out
+
+
+def evaluation_dict(
+    preds: Predictions, config: EvaluationConfig, calibration: Calibration | None = None
+) -> dict[str, Any]:
+    """One model's metrics as JSON: HIT@K and expected HIT@K per head and segment, AUC,
+    log loss, the oracle's HIT@K when ground truth exists, calibration per head, and with
+    a ``calibration`` the same metrics on the calibrated probabilities (``calibrated``)."""
+    m = config.metric_name
+    res = evaluate(preds, config)
+    heads = _head_rows(res, config)
+    if len(preds) and has_ground_truth(preds.gt_probs):
+        oracle = evaluate(preds.oracle(), config)
+        for hi, h in enumerate(preds.heads):
+            for s in SEGMENTS:
+                heads[h][s][f"oracle_{m}"] = _finite(float(oracle.segments[s].hit[hi]))
+    out: dict[str, Any] = {"k": config.k, "utility": dict(config.utility), "heads": heads}
+    out["diversity"] = {s: {"sum": int(res.segments[s].diversity.sum())} for s in SEGMENTS}
+    out["calibration"] = {"raw": _clean(res.calibration)}
+    if calibration is not None:
+        calibrated = preds.with_scores(calibration.apply(preds.scores))
+        out["calibration"]["calibrated"] = _clean(
+            calibration_report(calibrated.scores, calibrated.labels, calibrated.heads)
+        )
+        out["calibration"]["parameters"] = calibration.to_dict()
+        out["calibrated"] = {"heads": _head_rows(evaluate(calibrated, config), config)}
+    return out
+
+
+def _clean(d: Any) -> Any:
+    """NaN/inf -> None, recursively (strict JSON)."""
+    if isinstance(d, dict):
+        return {k: _clean(v) for k, v in d.items()}
+    if isinstance(d, list | tuple):
+        return [_clean(v) for v in d]
+    if isinstance(d, float):
+        return _finite(d)
+    return d
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -77,11 +121,18 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_comparison(cmp: Comparison, out_dir: Path, *, title: str, preface: str = "") -> None:
-    """``out_dir/metrics.json`` (:meth:`Comparison.to_dict`) and ``out_dir/report.md``."""
+    """``out_dir/metrics.json`` (:meth:`Comparison.to_dict`), ``out_dir/report.md``,
+    ``out_dir/lifts.png`` (:func:`~transact.evaluation.plots.comparison_lift_plot`) and,
+    when the models have a calibration report, ``out_dir/reliability.png``."""
+    from transact.evaluation.plots import comparison_lift_plot
+
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", cmp.to_dict())
     text = f"# {title}\n\n{preface}{cmp.to_markdown()}"
     (out_dir / "report.md").write_text(text)
+    comparison_lift_plot(cmp, out_dir / LIFTS_FILE, title=title)
+    if cmp.calibration:
+        reliability_plot(cmp.calibration, out_dir / RELIABILITY_FILE, title=title)
 
 
 def load_predictions(path: str | Path) -> Predictions:

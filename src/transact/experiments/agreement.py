@@ -5,6 +5,8 @@ number and one of ours is *concordant* when both put the pair in the same order,
 sign of each row's lift agrees when both are on the same side of zero. The baseline row
 counts as a lift of 0 so that "better than the baseline" is part of the ordering.
 These are the figures the results document and the closing note quote table by table.
+Beside them, the *verdicts* of the cells (holds / contradicted / unsettled,
+:mod:`transact.evaluation.verdict`) are counted per column.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 def column_agreement(results: dict[str, Any], column: str) -> dict[str, Any]:
     """Pairwise-order and sign agreement between the paper and us for one column.
 
-    Returns ``{"pairs", "concordant", "concordance", "signs", "sign_agreement",
-    "best_paper", "best_ours"}``; the ratios are ``None`` when nothing is comparable.
+    Returns ``{"verdicts", "pairs", "concordant", "concordance", "signs",
+    "sign_agreement", "best_paper", "best_ours"}``; the ratios are ``None`` when nothing
+    is comparable; ``verdicts`` counts the cells' holds / contradicted / unsettled.
     ``best_*`` name the best row (highest lift, or lowest for hide, the negative head).
     """
     head, _, group = column.partition("/")
@@ -48,7 +51,13 @@ def column_agreement(results: dict[str, Any], column: str) -> dict[str, Any]:
         pick = min if lower_is_better else max
         return pick(points, key=lambda t: t[idx])[0]
 
+    verdicts = {"holds": 0, "contradicted": 0, "unsettled": 0}
+    for entry in results["variants"]:
+        cell = entry.get("metrics", {}).get(head, {}).get(group) or {}
+        if cell.get("verdict") in verdicts:
+            verdicts[cell["verdict"]] += 1
     return {
+        "verdicts": verdicts,
         "pairs": pairs,
         "concordant": int(concordant),
         "concordance": concordant / pairs if pairs else None,
@@ -70,8 +79,11 @@ def agreement_lines(results: dict[str, Any]) -> list[str]:
     for column, a in results.get("agreement", {}).items():
         if not a["pairs"]:
             continue
+        v = a.get("verdicts") or {}
+        counts = ", ".join(f"{v.get(w, 0)} {w}" for w in ("holds", "contradicted", "unsettled"))
         lines.append(
-            f"- {column}: {a['concordant']}/{a['pairs']} row pairs in the paper's order; "
+            f"- {column}: verdicts {counts}; "
+            f"{a['concordant']}/{a['pairs']} row pairs in the paper's order; "
             f"lift sign agrees for {round((a['sign_agreement'] or 0) * a['signs'])}/{a['signs']} rows; "
             f"best row: paper '{a['best_paper']}', ours '{a['best_ours']}'."
         )

@@ -14,7 +14,17 @@ after single tables, only trains what is new; delete ``work_dir`` to retrain.
 
 Each ``train_and_score`` builds ``Pinnability`` with the variant's encoder and options at
 the budget's model preset, trains it with the training stage's trainer for the budget's
-steps and seed, and returns the evaluation stage's :class:`Predictions` on week 3.
+steps and seed, calibrates it, and returns the evaluation stage's :class:`Predictions` on
+week 3 with calibrated probabilities (a :class:`~transact.experiments.runner.ScoredVariant`).
+
+**Calibration** (docs/evaluation.md, "Calibration"). The trained ranker sees every
+positive and a share ``q`` of the negatives, so its probabilities are inflated, by a
+factor that differs between items, and the utility S ranks by the inflated ones. Each
+variant's probabilities are corrected for the known keep rate ``q`` and then Platt-scaled
+per head on a calibration slice (``experiments/calibration.py``): every impression (not
+down-sampled) of the randomized requests of the last days of the training window. HIT@3
+is computed on the calibrated probabilities; the raw, sampling-corrected and calibrated
+log loss and predicted/observed ratio on week 3 are kept in ``calibration``.
 """
 
 from __future__ import annotations
@@ -28,29 +38,40 @@ from typing import Any
 import numpy as np
 import torch
 
-from transact.data.schema import FeatureSpec, LabeledBatch, RankerInputs
+from transact.data.schema import MS_PER_DAY, FeatureSpec, LabeledBatch, RankerInputs
+from transact.evaluation.calibration import Calibration, fit_calibration
 from transact.evaluation.predictions import Predictions
 from transact.experiments.budget import ExperimentBudget
-from transact.experiments.runner import VariantUnavailable
+from transact.experiments.calibration import (
+    CALIBRATION_MAX_EXAMPLES,
+    CALIBRATION_VERSION,
+    calibration_slice,
+    calibration_summary,
+    keep_rate_of,
+)
+from transact.experiments.runner import ScoredVariant, VariantUnavailable
 from transact.experiments.spec import Variant
 
 EVAL_BATCH = 4096
 PREDICTIONS_FILE = "predictions.npz"
+CALIBRATION_FILE = "calibration.json"
 RUN_KEY_FILE = "run_key.json"
 
 
-def _load_cached(run_dir: Path, key: dict[str, Any]) -> Predictions | None:
-    """The saved predictions of an identical earlier run (same key), else ``None``.
+def _load_cached(run_dir: Path, key: dict[str, Any]) -> tuple[Predictions, dict] | None:
+    """The raw predictions and calibration of an identical earlier run (same key), else
+    ``None``.
 
     A run is cached only once it finished (the key file is written last), so an
     interrupted experiment resumes with the variants it had not finished.
     """
     key_file, preds_file = run_dir / RUN_KEY_FILE, run_dir / PREDICTIONS_FILE
-    if not (key_file.exists() and preds_file.exists()):
+    cal_file = run_dir / CALIBRATION_FILE
+    if not (key_file.exists() and preds_file.exists() and cal_file.exists()):
         return None
     if json.loads(key_file.read_text()) != json.loads(json.dumps(key, sort_keys=True)):
         return None
-    return Predictions.load(preds_file)
+    return Predictions.load(preds_file), json.loads(cal_file.read_text())
 
 
 def truncate_batch(batch: LabeledBatch, seq_len: int) -> LabeledBatch:
@@ -152,7 +173,6 @@ def embedding_readers(data_dir: Path) -> dict[str, np.ndarray]:
     of users; generating each for its readers only is what makes that affordable.
     """
     from transact.data.io import date_to_day, day_to_date, partition_days, read_impressions
-    from transact.data.schema import MS_PER_DAY
 
     logged = partition_days(data_dir, "events")
     first, last = date_to_day(logged[0]), date_to_day(logged[-1])
@@ -214,6 +234,9 @@ class PaperBackend:
         )
         self._sets: dict[bool, tuple[Any, Any, FeatureSpec]] = {}
         self._eval_rows: np.ndarray | None = None
+        # (examples at the longest |S|, rows kept or None, description): the slice every
+        # variant's calibration is fitted on (calibration_slice)
+        self._calibration: tuple[Any, np.ndarray | None, dict[str, Any]] | None = None
         self.max_seq_len = max(budget.seq_len, *budget.fig4_seq_lens)
         self.heads: tuple[str, ...] = ("click", "repin", "hide")
         self.utility: dict[str, float] = dict(DEFAULT_UTILITY)
@@ -328,8 +351,25 @@ class PaperBackend:
             evaluation = RowSubset(evaluation, self._eval_rows)
         return truncate_source(train, seq_len), evaluation, spec
 
-    def train_and_score(self, variant: Variant, seed: int) -> Predictions:
-        """Train ``variant`` with ``seed`` for the budget's steps; predict week 3."""
+    def _calibration_data(self, seq_len: int) -> tuple[Any, dict[str, Any]]:
+        """The calibration slice at ``seq_len`` as a batch source, and its description."""
+        if self._calibration is None:
+            data = self._prepare()
+            examples, rows, info = calibration_slice(
+                data,
+                seq_len=self.max_seq_len,
+                user_embeddings=self._embeddings(),
+                max_examples=CALIBRATION_MAX_EXAMPLES,
+            )
+            self._calibration = (examples, rows, info)
+            self._describe["calibration_slice"] = info
+        examples, rows, info = self._calibration
+        source = truncate_source(examples, seq_len)
+        return (source if rows is None else RowSubset(source, rows)), info
+
+    def train_and_score(self, variant: Variant, seed: int) -> ScoredVariant:
+        """Train ``variant`` with ``seed`` for the budget's steps, calibrate it on the
+        calibration slice, and predict week 3 with calibrated probabilities."""
         from transact.evaluation.predictions import predict
         from transact.experiments.training import loss_for, train_config
         from transact.training.trainer import seed_everything, train
@@ -341,20 +381,31 @@ class PaperBackend:
         run_dir = self.work_dir / "runs" / _slug(data.name) / f"{variant.encoder}-{digest}-s{seed}"
         cached = _load_cached(run_dir, key)
         if cached is not None:
-            return cached
+            raw, summary = cached
+            calibration = Calibration.from_dict(summary["parameters"], source=str(run_dir))
+            return ScoredVariant(raw.with_scores(calibration.apply(raw.scores)), summary)
         seed_everything(seed)
         model = self._model(variant, spec)
         config = train_config(self.budget, seed=seed, device=self.device, progress=self.progress)
         train(model, loss_for(spec), train_set, config, run_dir, metadata={"run_key": key})
-        preds = predict(
-            model,
-            eval_set.batches(EVAL_BATCH, shuffle=False),
-            tuple(spec.heads),
-            device=self.device,
+        heads = tuple(spec.heads)
+        raw = predict(model, eval_set.batches(EVAL_BATCH, shuffle=False), heads, device=self.device)
+        calib_source, info = self._calibration_data(spec.seq_len)
+        fit_on = predict(
+            model, calib_source.batches(EVAL_BATCH, shuffle=False), heads, device=self.device
         )
-        preds.save(run_dir / PREDICTIONS_FILE)
+        calibration = fit_calibration(
+            fit_on.scores,
+            fit_on.labels,
+            heads,
+            keep_rate=keep_rate_of(self._example_sets(with_user_embedding=True)[0]),
+            fitted_on=info,
+        )
+        summary = calibration_summary(calibration, raw, info)
+        raw.save(run_dir / PREDICTIONS_FILE)
+        (run_dir / CALIBRATION_FILE).write_text(json.dumps(summary, indent=2))
         (run_dir / RUN_KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True))
-        return preds
+        return ScoredVariant(raw.with_scores(calibration.apply(raw.scores)), summary)
 
     def _run_key(self, variant: Variant, seed: int) -> dict[str, Any]:
         """Everything a trained-and-scored run depends on; equal keys reuse the run."""
@@ -377,6 +428,11 @@ class PaperBackend:
                 "eval_max_users": b.eval_max_users,
                 "loss": LOSS_TABLE,
                 "device": self.device,
+            },
+            "calibration": {
+                "version": CALIBRATION_VERSION,
+                "slice": "randomized requests of the last training days, not down-sampled",
+                "max_examples": CALIBRATION_MAX_EXAMPLES,
             },
         }
 

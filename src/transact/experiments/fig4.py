@@ -47,7 +47,8 @@ def build(budget: ExperimentBudget) -> ExperimentSpec:
 
 
 def plot(results: dict[str, Any], out_dir: Path) -> None:
-    """Write ``fig4.png``: repin and hide lift against |S|, one line per fusion method."""
+    """Write ``fig4.png``: repin and hide lift against |S|, one line per fusion method,
+    with 95% intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,14 +61,16 @@ def plot(results: dict[str, Any], out_dir: Path) -> None:
             for entry in results["variants"]:
                 if entry.get("metrics") and entry["key"].startswith(fusion + "_"):
                     cell = entry["metrics"][head]["all"]
-                    if cell["lift"] is not None:
+                    lo, hi = cell["ci95"]
+                    if cell["lift"] is not None and lo is not None and hi is not None:
+                        lift = cell["lift"] * 100
                         points.append(
-                            (entry["config"]["seq_len"], cell["lift"] * 100, cell["lift_std"] * 100)
+                            (entry["config"]["seq_len"], lift, lift - lo * 100, hi * 100 - lift)
                         )
             points.sort()
             if points:
-                xs, ys, errs = zip(*points, strict=True)
-                ax.errorbar(xs, ys, yerr=errs, marker=marker, capsize=3, label=fusion)
+                xs, ys, below, above = zip(*points, strict=True)
+                ax.errorbar(xs, ys, yerr=[below, above], marker=marker, capsize=3, label=fusion)
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("sequence length |S|")

@@ -3,11 +3,15 @@
 ``run_experiment`` takes an :class:`~transact.experiments.spec.ExperimentSpec`, a backend
 that knows how to train and score one variant on one dataset, and a budget. For every
 seed it trains the baseline and each variant (reusing a :class:`RunCache` so a variant
-shared between tables is trained once), computes per-user HIT@3 for all and non-core
-users, and reports, per head and group: HIT@3 (mean and spread over seeds), the relative
-lift over the baseline (mean and spread over seeds) and a paired t-test p-value over
-users on the seed-averaged per-user hits. It writes ``results.json`` and ``results.md``
-under the output folder; figure modules add a PNG through ``plot``.
+shared between tables is trained once), computes per-user HIT@3 and, where the data has
+ground-truth probabilities, per-user *expected* HIT@3, for all and non-core users, and
+reports per head and group (a *cell*): HIT@3 and expected HIT@3 (mean and spread over
+seeds), the relative lift over the baseline with its 95% interval, p-value and minimum
+detectable lift (users and seeds combined, :func:`~transact.evaluation.significance.lift_interval`),
+and, where the paper has a number, a verdict (:mod:`transact.evaluation.verdict`). The
+lift is of expected HIT@3 when it exists (no label-draw noise) and of the sampled HIT@3
+otherwise; the other one is kept beside it. It writes ``results.json``, ``results.md`` and
+``lifts.png`` under the output folder; figure modules add a PNG through ``plot``.
 """
 
 from __future__ import annotations
@@ -15,25 +19,50 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from transact.evaluation.hit import PerUserHits, per_user_hits, ranking_score, utility_vector
+from transact.evaluation.hit import (
+    PerUserHits,
+    per_user_hits_and_expected,
+    ranking_score,
+    utility_vector,
+)
 from transact.evaluation.predictions import Predictions
-from transact.evaluation.significance import paired_t_test, relative_lift
+from transact.evaluation.significance import LiftInterval, lift_interval
+from transact.evaluation.verdict import benefit_direction, judge_cell
 from transact.experiments.budget import ExperimentBudget
 from transact.experiments.spec import COLUMN_GROUPS, ExperimentSpec, Variant
 
 SIGNIFICANCE = 0.05
+POWER = 0.8
 HIT_K = 3
+INTERVAL_METHOD = "delta"
+"""How the runner's intervals spread over users: the delta method (closed form; the
+paired bootstrap agrees with it, tests/evaluation/test_significance.py)."""
 
 
 class VariantUnavailable(RuntimeError):
     """A backend cannot run a variant (e.g. no batch user embedding yet); the row is skipped."""
+
+
+@dataclass(frozen=True)
+class ScoredVariant:
+    """What a backend returns for one trained (variant, seed).
+
+    Args:
+        predictions: the evaluation week's predictions HIT@3 is computed on (calibrated
+            probabilities when the backend calibrates).
+        calibration: the backend's calibration summary (parameters, per-head reports of
+            the raw and calibrated probabilities, log loss); JSON, ``None`` if none.
+    """
+
+    predictions: Predictions
+    calibration: dict[str, Any] | None = None
 
 
 class ExperimentBackend(Protocol):
@@ -50,7 +79,7 @@ class ExperimentBackend(Protocol):
         """Dataset, sizes and anything a reader needs to reproduce the run."""
         ...
 
-    def train_and_score(self, variant: Variant, seed: int) -> Predictions:
+    def train_and_score(self, variant: Variant, seed: int) -> ScoredVariant:
         """Train ``variant`` with ``seed`` on the training weeks; score the held-out week."""
         ...
 
@@ -61,11 +90,14 @@ class ExperimentBackend(Protocol):
 
 @dataclass
 class VariantRun:
-    """What the runner keeps of one (variant, seed): per-user hits per group, timings."""
+    """What the runner keeps of one (variant, seed): per-user sampled and expected hits
+    per group (``expected`` is ``None`` without ground truth), calibration, timings."""
 
     hits: dict[str, PerUserHits]
+    expected: dict[str, PerUserHits | None]
     train_s: float
     latency_ms: float | None = None
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass
@@ -74,27 +106,22 @@ class RunCache:
 
     runs: dict[tuple[str, int], VariantRun] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    oracle: dict[str, PerUserHits] | None = None
+    oracle: VariantRun | None = None
 
 
-def _hits_by_group(preds: Predictions, utility: dict[str, float]) -> dict[str, PerUserHits]:
-    """Per-user HIT@3 (Eq. 3-4) for all users and for non-core users."""
+def _hits_by_group(
+    preds: Predictions, utility: dict[str, float]
+) -> tuple[dict[str, PerUserHits], dict[str, PerUserHits | None]]:
+    """Per-user sampled and expected HIT@3 (Eq. 3-4) for all users and non-core users."""
     u = utility_vector(preds.heads, utility)
-    out = {}
+    hits: dict[str, PerUserHits] = {}
+    expected: dict[str, PerUserHits | None] = {}
     for group in COLUMN_GROUPS:
         p = preds if group == "all" else preds.subset(~preds.is_core.astype(bool))
-        out[group] = per_user_hits(
-            p.user_ids, p.request_ids, ranking_score(p.scores, u), p.labels, HIT_K
+        hits[group], expected[group] = per_user_hits_and_expected(
+            p.user_ids, p.request_ids, ranking_score(p.scores, u), p.labels, p.gt_probs, HIT_K
         )
-    return out
-
-
-def paired_lift(model: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
-    """Relative lift of mean ``[U]`` per-user hits over the baseline's, and the paired p."""
-    lift = (
-        relative_lift(float(model.mean()), float(baseline.mean())) if len(model) else float("nan")
-    )
-    return lift, paired_t_test(model, baseline)
+    return hits, expected
 
 
 def _run_variant(
@@ -112,70 +139,154 @@ def _run_variant(
     if run is None:
         start = time.perf_counter()
         try:
-            preds = backend.train_and_score(variant, seed)
+            scored = backend.train_and_score(variant, seed)
         except VariantUnavailable as exc:
             cache.skipped[fp] = str(exc)
             return None
-        run = VariantRun(_hits_by_group(preds, backend.utility), time.perf_counter() - start)
+        preds = scored.predictions
+        hits, expected = _hits_by_group(preds, backend.utility)
+        run = VariantRun(hits, expected, time.perf_counter() - start, None, scored.calibration)
         if cache.oracle is None and len(preds) and np.isfinite(preds.gt_probs).all():
-            cache.oracle = _hits_by_group(preds.oracle(), backend.utility)
+            cache.oracle = VariantRun(*_hits_by_group(preds.oracle(), backend.utility), 0.0)
         cache.runs[(fp, seed)] = run
     if measure_latency and run.latency_ms is None:
         run.latency_ms = backend.forward_latency_ms(variant, latency_batch)
     return run
 
 
-def _finite(x: float) -> float | None:
+def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _aligned(a: PerUserHits, b: PerUserHits, j: int) -> tuple[np.ndarray, np.ndarray]:
-    """Head ``j`` per-user hits of two runs, paired by user (all variants see the same
-    evaluation requests, so this is the identity unless a backend drops users)."""
-    if len(a.users) == len(b.users) and np.array_equal(a.users, b.users):
-        return a.hits[:, j], b.hits[:, j]
-    _, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
-    return a.hits[ia, j], b.hits[ib, j]
+def _stacked(
+    runs: Sequence[Mapping[str, PerUserHits | None]], group: str, j: int, users: np.ndarray
+) -> np.ndarray | None:
+    """``[S, U]`` head ``j`` per-user values of ``users`` over seeds (None if any is missing)."""
+    rows = []
+    for by_group in runs:
+        per_user = by_group[group]
+        if per_user is None:
+            return None
+        idx = np.searchsorted(per_user.users, users)
+        rows.append(per_user.hits[idx, j])
+    return np.stack(rows)
+
+
+def _common_users(runs: list[VariantRun], group: str) -> np.ndarray:
+    """Users every run evaluated (all variants see the same evaluation requests, so this
+    is every user unless a backend drops some)."""
+    users = runs[0].hits[group].users
+    for run in runs[1:]:
+        other = run.hits[group].users
+        if len(other) != len(users) or not np.array_equal(other, users):
+            users = np.intersect1d(users, other)
+    return users
+
+
+def _interval_dict(interval: LiftInterval, prefix: str = "") -> dict[str, Any]:
+    return {
+        f"{prefix}lift": _finite(interval.lift),
+        f"{prefix}ci95": [_finite(interval.ci_low), _finite(interval.ci_high)],
+        f"{prefix}p_value": _finite(interval.p_value),
+        f"{prefix}mde": _finite(interval.mde),
+        f"{prefix}se": _finite(interval.se),
+        f"{prefix}se_users": _finite(interval.se_users),
+        f"{prefix}seed_sd": _finite(interval.seed_sd) if interval.seed_sd is not None else None,
+        # degrees of freedom of se (Welch-Satterthwaite over users and seeds; null = inf)
+        f"{prefix}df": _finite(interval.df),
+    }
+
+
+def _interval(model: np.ndarray, baseline: np.ndarray) -> LiftInterval:
+    return lift_interval(model, baseline, method=INTERVAL_METHOD, alpha=SIGNIFICANCE, power=POWER)
+
+
+def _mean_sd(values: np.ndarray) -> tuple[float | None, float]:
+    """Mean over seeds of per-seed means ``[S]``, and their sd (0.0 with one seed)."""
+    if not len(values) or not np.isfinite(values).all():
+        return None, 0.0
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 def _compare(
     runs: list[VariantRun], base_runs: list[VariantRun], heads: tuple[str, ...]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Metrics of one variant against the baseline, per head and group, over seeds."""
+    """Every cell of one variant against the baseline, per head and group, over seeds.
+
+    Seed ``s`` of the variant is paired with seed ``s`` of the baseline; users are paired
+    across the two. The reported ``lift`` is of expected HIT@3 when every run has ground
+    truth (``metric`` says which), with ``sampled_*`` beside it.
+    """
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for j, head in enumerate(heads):
         out[head] = {}
         for group in COLUMN_GROUPS:
-            per_seed = []
-            model_sum: np.ndarray | None = None
-            base_sum: np.ndarray | None = None
-            for run, base in zip(runs, base_runs, strict=True):
-                m, b = _aligned(run.hits[group], base.hits[group], j)
-                lift, p = paired_lift(m, b)
-                per_seed.append(
-                    {
-                        "hit_at_3": float(m.mean()) if len(m) else None,
-                        "lift": _finite(lift),
-                        "p_value": _finite(p),
-                    }
-                )
-                model_sum = m if model_sum is None else model_sum + m
-                base_sum = b if base_sum is None else base_sum + b
-            assert model_sum is not None and base_sum is not None
-            pooled_lift, pooled_p = paired_lift(model_sum / len(runs), base_sum / len(runs))
-            hits = [s["hit_at_3"] for s in per_seed if s["hit_at_3"] is not None]
-            lifts = [s["lift"] for s in per_seed if s["lift"] is not None]
-            out[head][group] = {
-                "hit_at_3": float(np.mean(hits)) if hits else None,
-                "hit_at_3_std": float(np.std(hits, ddof=1)) if len(hits) > 1 else 0.0,
-                "lift": _finite(pooled_lift),
-                "lift_std": float(np.std(lifts, ddof=1)) if len(lifts) > 1 else 0.0,
-                "p_value": _finite(pooled_p),
-                "significant": pooled_p < SIGNIFICANCE if math.isfinite(pooled_p) else False,
-                "n_users": int(len(model_sum)),
-                "per_seed": per_seed,
+            users = _common_users([*runs, *base_runs], group)
+            m = _stacked([r.hits for r in runs], group, j, users)
+            b = _stacked([r.hits for r in base_runs], group, j, users)
+            assert m is not None and b is not None
+            em = _stacked([r.expected for r in runs], group, j, users)
+            eb = _stacked([r.expected for r in base_runs], group, j, users)
+            sampled = _interval(m, b)
+            expected = _interval(em, eb) if em is not None and eb is not None else None
+            primary = expected or sampled
+            hit, hit_sd = _mean_sd(m.mean(axis=1) if users.size else np.zeros(0))
+            cell: dict[str, Any] = {
+                "metric": "expected_hit_at_3" if expected is not None else "hit_at_3",
+                "hit_at_3": hit,
+                "hit_at_3_std": hit_sd,
+                "expected_hit_at_3": None,
+                "expected_hit_at_3_std": None,
             }
+            if em is not None and users.size:
+                cell["expected_hit_at_3"], cell["expected_hit_at_3_std"] = _mean_sd(em.mean(axis=1))
+            cell.update(_interval_dict(primary))
+            p = primary.p_value
+            cell["significant"] = bool(p < SIGNIFICANCE) if math.isfinite(p) else False
+            cell.update(
+                {
+                    k: v
+                    for k, v in _interval_dict(sampled, "sampled_").items()
+                    if k in ("sampled_lift", "sampled_ci95", "sampled_p_value")
+                }
+            )
+            cell["n_users"] = int(users.size)
+            cell["n_seeds"] = len(runs)
+            cell["per_seed"] = [
+                {
+                    "hit_at_3": float(m[s].mean()) if users.size else None,
+                    "expected_hit_at_3": float(em[s].mean())
+                    if em is not None and users.size
+                    else None,
+                    "lift": _finite(primary.per_seed[s]),
+                    "sampled_lift": _finite(sampled.per_seed[s]),
+                }
+                for s in range(len(runs))
+            ]
+            out[head][group] = cell
     return out
+
+
+def _judge(entry: dict[str, Any], spec: ExperimentSpec, utility: dict[str, float]) -> None:
+    """Add ``verdict``, ``size``, ``strict_verdict``, ``rule`` to every cell of ``entry``
+    that has a paper number (in place)."""
+    for column in spec.columns:
+        paper = entry.get("paper", {}).get(column)
+        head, _, group = column.partition("/")
+        cell = entry.get("metrics", {}).get(head, {}).get(group)
+        if paper is None or cell is None:
+            continue
+        lo, hi = cell["ci95"]
+        judged = judge_cell(
+            paper / 100.0,
+            float("nan") if lo is None else lo,
+            float("nan") if hi is None else hi,
+            null_claim=spec.null_claim or column in entry.get("paper_insignificant", []),
+            benefit=benefit_direction(utility.get(head, 0.0)),
+            margin=spec.equivalence_margin,
+        )
+        cell.update(judged.to_dict())
+        cell["paper"] = paper / 100.0
 
 
 def run_experiment(
@@ -191,14 +302,21 @@ def run_experiment(
     """Run ``spec`` with ``backend`` at ``budget``; write results under ``out_dir``.
 
     Returns the results dictionary that is also written to ``out_dir/results.json``:
-    ``variants`` holds every row (the baseline first) with ``metrics[head][group]`` =
-    ``{hit_at_3, hit_at_3_std, lift, lift_std, p_value, significant, n_users, per_seed}``
-    and the paper's numbers; skipped rows carry the reason.
+    ``variants`` holds every row (the baseline first) with ``metrics[head][group]``, a
+    cell: ``metric`` (which HIT@3 the lift is of), ``hit_at_3``, ``expected_hit_at_3``
+    (``None`` without ground truth), their spread over seeds, ``lift``, ``ci95``,
+    ``p_value``, ``significant``, ``mde``, ``se``, ``se_users``, ``seed_sd``,
+    ``sampled_lift`` / ``sampled_ci95`` / ``sampled_p_value``, ``n_users``, ``n_seeds``,
+    ``per_seed``, and where the paper has a number ``paper``, ``verdict``, ``size``,
+    ``strict_verdict``, ``rule``, ``margin``. Each row also has the paper's numbers, the
+    backend's ``calibration`` per seed, and skipped rows the reason. Writes
+    ``results.json``, ``results.md``, ``lifts.png`` and, when the backend calibrates,
+    ``calibration.png``.
     """
     from tqdm import tqdm
 
     from transact.experiments.agreement import agreement
-    from transact.experiments.report import write_markdown
+    from transact.experiments.report import plot_calibration, plot_lifts, write_markdown
 
     cache = cache if cache is not None else RunCache()
     start = time.perf_counter()
@@ -241,6 +359,15 @@ def run_experiment(
         "utility": dict(backend.utility),
         "baseline": baseline.key,
         "columns": list(spec.columns),
+        "interval": {
+            "method": INTERVAL_METHOD,
+            "level": 1 - SIGNIFICANCE,
+            "power": POWER,
+            "null_claim": spec.null_claim,
+            "equivalence_margin": spec.equivalence_margin,
+            "seeds_combined": "se^2 = se_users^2 + seed_sd^2 / n_seeds; Student t with "
+            "Welch-Satterthwaite df",
+        },
         "paper_claims": list(spec.paper_claims),
         "notes": list(spec.notes),
         "variants": [],
@@ -266,6 +393,9 @@ def run_experiment(
         variant_runs = runs.get(variant.key)
         if variant_runs and base_runs:
             entry["metrics"] = _compare(variant_runs, base_runs, heads)
+            if variant is not baseline:
+                _judge(entry, spec, backend.utility)
+            entry["calibration"] = [r.calibration for r in variant_runs]
             entry["train_s"] = float(np.mean([r.train_s for r in variant_runs]))
             lat = [r.latency_ms for r in variant_runs if r.latency_ms is not None]
             entry["latency_ms"] = float(np.median(lat)) if lat else None
@@ -273,14 +403,16 @@ def run_experiment(
     for label, reason in spec.skipped:
         results["variants"].append({"key": None, "label": label, "skipped": reason, "paper": {}})
     if cache.oracle is not None and base_runs:
-        oracle_run = VariantRun(cache.oracle, 0.0)
-        results["oracle"] = _compare([oracle_run] * len(base_runs), base_runs, heads)
+        results["oracle"] = _compare([cache.oracle] * len(base_runs), base_runs, heads)
     results["agreement"] = agreement(results)
     results["wall_s"] = time.perf_counter() - start
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False))
     write_markdown(results, out_dir / "results.md")
+    if base_runs:
+        plot_lifts(results, out_dir / "lifts.png")
+        plot_calibration(results, out_dir / "calibration.png")
     if plot is not None and base_runs:
         plot(results, out_dir)
     return results

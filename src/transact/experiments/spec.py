@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from transact.evaluation.verdict import DEFAULT_EQUIVALENCE_MARGIN
+
 COLUMN_GROUPS = ("all", "non_core")
 
 
@@ -118,6 +120,11 @@ class ExperimentSpec:
             ``figure_seeds`` instead of ``seeds``.
         measure_latency: also time the forward pass of every variant (Figure 5).
         notes: lines the report prints under the table (deviations, budget cuts).
+        null_claim: the table's claim is "no real effect" (Table 8: positional encodings
+            "do not add much value"), so every cell is judged by the equivalence rule of
+            :mod:`transact.evaluation.verdict`, as the paper's insignificant cells are.
+        equivalence_margin: the relative lift below which a change counts as no real
+            effect under that rule.
     """
 
     name: str
@@ -130,8 +137,15 @@ class ExperimentSpec:
     measure_latency: bool = False
     figure: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    null_claim: bool = False
+    equivalence_margin: float = DEFAULT_EQUIVALENCE_MARGIN
 
     def __post_init__(self) -> None:
+        if not self.equivalence_margin > 0:
+            raise ValueError(
+                f"ExperimentSpec {self.name!r}: equivalence_margin must be > 0, "
+                f"got {self.equivalence_margin}"
+            )
         for column in self.columns:
             head, _, group = column.partition("/")
             if not head or group not in COLUMN_GROUPS:

@@ -54,8 +54,12 @@ def build(budget: ExperimentBudget) -> ExperimentSpec:
             "No positional encoding adds much value: every row is within a few percent, "
             "hide gets slightly worse (higher) with each.",
         ),
+        null_claim=True,
         notes=(
             "The paper's star on 'Linear projection' is read as 'statistically insignificant' "
             "for both of its cells.",
+            "The table's claim is 'no real effect', so every cell is judged by the "
+            "equivalence rule (holds when the interval rules out a benefit of the margin "
+            "or more; docs/evaluation.md, 'Verdicts').",
         ),
     )
