@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
+
+from transact.arguments import (
+    UserError,
+    existing_dir,
+    existing_path,
+    output_dir,
+    positive_int,
+    reading,
+)
+from transact.training.cli import time_arg
 
 EVALUATE_EPILOG = """\
 examples:
@@ -37,12 +48,12 @@ def parse_utility(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for part in text.split(","):
         if "=" not in part:
-            raise argparse.ArgumentTypeError(f"--utility {text!r}: expected head=weight,...")
+            raise argparse.ArgumentTypeError(f"{text!r}: expected head=weight,...")
         head, value = part.split("=", 1)
         try:
             out[head.strip()] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--utility: {value!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
     return out
 
 
@@ -63,8 +74,6 @@ def _eval_config(args: argparse.Namespace, base: Any = None) -> Any:
 
 
 def _handle_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from transact.evaluation.pipeline import (
         PREDICTIONS_FILE,
         evaluation_dict,
@@ -79,11 +88,12 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
     )
     from transact.training.run_config import run_config_from_dict
 
-    model, spec, md = load_trained_model(args.model)
+    with reading("--model", args.model):
+        model, spec, md = load_trained_model(args.model)
     run_config = run_config_from_dict(md.get("run_config", {}), source=str(args.model))
     config = _eval_config(args, run_config.evaluation)
     window = resolve_window(args.data, "eval", args.start, args.end)
-    out = Path(args.out) if args.out else model_file(args.model).parent / "eval"
+    out = args.out or output_dir(str(model_file(args.model).parent / "eval"))
     print(f"evaluate {args.model} on {args.data} {window} (randomized requests)")
     eval_set = build_examples(args.data, window, run_config, evaluation=True)
     preds = score_model(
@@ -99,23 +109,21 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
 
 
 def _handle_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from transact.evaluation.pipeline import compare_files, write_comparison
 
     named: dict[str, str | Path] = {}
     for item in args.models:
         name, path = item.split("=", 1) if "=" in item else (Path(item).name, item)
         if name in named:
-            raise SystemExit(f"compare: model name {name!r} given twice")
+            raise UserError(f"model name {name!r} given twice")
         named[name] = path
     if len(named) < 2:
-        raise SystemExit("compare: give at least two models (a baseline and one more)")
+        raise UserError("give at least two models (a baseline and one more)")
     baseline = args.baseline or next(iter(named))
     if baseline not in named:
-        raise SystemExit(f"compare: --baseline {baseline!r} is not among {list(named)}")
+        raise UserError(f"--baseline {baseline!r} is not among {list(named)}")
     cmp = compare_files(named, baseline, with_oracle=args.oracle, config=_eval_config(args))
-    out = Path(args.out)
+    out = args.out
     write_comparison(cmp, out, title=f"HIT@{cmp.config.k} lifts over {baseline}")
     print(cmp.to_markdown())
     print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}")
@@ -123,7 +131,7 @@ def _handle_compare(args: argparse.Namespace) -> int:
 
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--k", type=int, help="HIT@K cut-off (default 3, as the paper)")
+    p.add_argument("--k", type=positive_int, help="HIT@K cut-off (default 3, as the paper)")
     p.add_argument(
         "--utility",
         type=parse_utility,
@@ -150,11 +158,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="run dir or model.pt from `transact train`")
-    p.add_argument("--data", required=True, help="dataset directory with manifest.json")
-    p.add_argument("--start", help="window start (default: manifest eval split)")
-    p.add_argument("--end", help="window end, exclusive")
-    p.add_argument("--out", help="output dir (default MODEL_RUN/eval)")
+    p.add_argument(
+        "--model", type=existing_path, required=True,
+        help="run dir or model.pt from `transact train`",
+    )  # fmt: skip
+    p.add_argument(
+        "--data", type=existing_dir, required=True, help="dataset directory with manifest.json"
+    )
+    p.add_argument("--start", type=time_arg, help="window start (default: manifest eval split)")
+    p.add_argument("--end", type=time_arg, help="window end, exclusive")
+    p.add_argument("--out", type=output_dir, help="output dir (default MODEL_RUN/eval)")
     _add_eval_flags(p)
     p.set_defaults(handler=_handle_evaluate)
 
@@ -173,6 +186,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("models", nargs="+", metavar="[NAME=]PATH", help="evaluated models")
     c.add_argument("--baseline", help="name of the baseline (default: the first model)")
     c.add_argument("--oracle", action="store_true", help="add the ground-truth oracle row")
-    c.add_argument("--out", default="runs/compare", help="output dir (default runs/compare)")
+    c.add_argument(
+        "--out", type=output_dir, default="runs/compare", help="output dir (default runs/compare)"
+    )
     _add_eval_flags(c)
     c.set_defaults(handler=_handle_compare)
