@@ -205,73 +205,68 @@ def device(text: str) -> str:
     return text
 
 
-def existing_file(text: str) -> Path:
-    """A readable file that exists."""
+def _existing(text: str, kind: str) -> Path:
+    """``text`` names an existing, readable ``kind``: "file", "directory" or "path"."""
     path = Path(text)
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such file")
-    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such {kind}")
+    if kind == "file" and path.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: is a directory, not a file")
+    if kind == "directory" and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a file, not a directory")
     if not os.access(path, os.R_OK):
         raise argparse.ArgumentTypeError(f"{text}: not readable")
     return path
 
 
+def existing_file(text: str) -> Path:
+    """A readable file that exists."""
+    return _existing(text, "file")
+
+
 def existing_dir(text: str) -> Path:
     """A directory that exists."""
-    path = Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such directory")
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: is a file, not a directory")
-    return path
+    return _existing(text, "directory")
 
 
 def existing_path(text: str) -> Path:
     """A file or directory that exists."""
+    return _existing(text, "path")
+
+
+def _writable(text: str, kind: str) -> Path:
+    """``text`` names a ``kind`` ("file" or "directory") the command may write: an existing
+    writable one, or a new one whose nearest existing ancestor is a writable directory."""
     path = Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such file or directory")
-    return path
-
-
-def _creatable(path: Path, text: str) -> None:
-    """``path`` does not exist: its nearest existing ancestor must be a writable directory."""
+    if path.exists():
+        if path.is_dir() != (kind == "directory"):
+            other = "directory" if kind == "file" else "file"
+            raise argparse.ArgumentTypeError(f"{text}: is a {other}, not a {kind}")
+        if not os.access(path, os.W_OK | (os.X_OK if kind == "directory" else 0)):
+            raise argparse.ArgumentTypeError(f"{text}: not writable")
+        return path
     for parent in path.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise argparse.ArgumentTypeError(f"{text}: cannot be created, {parent} is a file")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise argparse.ArgumentTypeError(f"{text}: cannot be created in {parent} (no write permission)")  # fmt: skip
-            return
+                raise argparse.ArgumentTypeError(
+                    f"{text}: cannot be created in {parent} (no write permission)"
+                )
+            break
+    return path
 
 
 def output_file(text: str) -> Path:
     """A file path the command may write: an existing writable file, or a new one whose
     directory exists or can be created. Checked before the work that produces it."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: is a directory, not a file")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise argparse.ArgumentTypeError(f"{text}: not writable")
-    else:
-        _creatable(path, text)
-    return path
+    return _writable(text, "file")
 
 
 def output_dir(text: str) -> Path:
     """A directory the command may write into: an existing writable directory, or a new
     one that can be created (not an existing file)."""
-    path = Path(text)
-    if path.exists():
-        if not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text}: is a file, not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"{text}: not writable")
-    else:
-        _creatable(path, text)
-    return path
+    return _writable(text, "directory")
 
 
 def directory_or_new(text: str) -> Path:
