@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
             "HIT@3 the paper's way, and serve it. Start with `transact demo`."
         ),
         epilog=(
-            "A mistake on the command line (a bad value, a missing or unwritable path, a bad "
-            "config file) ends in one line naming the argument or file, and exit status 2; "
-            "add --debug to see the Python traceback."
+            "A mistake on the command line (a bad value, a missing or unwritable path, a bad\n"
+            "config file) ends in one line naming the argument or file, and exit status 2;\n"
+            "add --debug anywhere on the line to see the Python traceback instead."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

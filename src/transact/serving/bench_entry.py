@@ -26,12 +26,11 @@ from transact.arguments import (
     run_command,
 )
 
-INFERENCE_DESCRIPTION = (
-    "TransAct S=100 batch 256 as one request and as 256 users (fast vs plain "
-    "nn.TransformerEncoder), the paper-preset ranker per batch of 256 with GFLOP/s against "
-    "the measured GEMM peak, and the CUDA figures when a GPU is present. Every optimized "
-    "figure is measured beside the plain one in the same run (transact.serving.benchmark)."
-)
+INFERENCE_DESCRIPTION = """\
+TransAct S=100 batch 256 as one request and as 256 users (fast vs plain
+nn.TransformerEncoder), the paper-preset ranker per batch of 256 with GFLOP/s against
+the measured GEMM peak, and the CUDA figures when a GPU is present. Every optimized
+figure is measured beside the plain one in the same run (transact.serving.benchmark)."""
 SERVICE_DESCRIPTION = """\
 Starts the demo service (`transact serve demo`: a random `small` model,
 synthetic items and sequences) in its own process on 127.0.0.1, then an open-loop
@@ -151,7 +150,11 @@ def run_service(args: argparse.Namespace) -> int:
 
 def inference_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """The inference benchmark as a program (``benchmarks/bench_inference.py``)."""
-    parser = ArgumentParser(prog=prog, description=INFERENCE_DESCRIPTION)
+    parser = ArgumentParser(
+        prog=prog,
+        description=INFERENCE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_inference_arguments(parser)
     parser.set_defaults(handler=run_inference)
     return run_command(parser, argv)
