@@ -39,9 +39,13 @@ format: $(STAMP)
 typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## all benchmarks, JSON under runs/bench/
+bench: $(STAMP)  ## all benchmarks, JSON under runs/bench/ (each: python benchmarks/NAME.py --help)
 	mkdir -p runs/bench
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b --json runs/bench/$$(basename $$b .py).json || exit 1; done
+	@failed=""; for b in benchmarks/bench_*.py; do \
+		echo "== $$b"; \
+		$(BIN)/python $$b --json runs/bench/$$(basename $$b .py).json || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed, or missed its target (bench_service: no rate held):$$failed" >&2; exit 1; fi
 
 # PyFlink pins older numpy/pyarrow and apache-beam, so the Flink job has its own venv
 # (docs/realtime.md, Flink); tests/features/test_flink_job.py skips without it.

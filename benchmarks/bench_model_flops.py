@@ -1,115 +1,13 @@
 """Model cost benchmark: FLOPs/parameters per preset, and fast paths against their references.
 
-Measures, in one run on the same machine:
-
-* parameters and FLOPs per example of ``small`` and ``paper`` with and without TransAct
-  (``torch.utils.flop_counter``; Table 9 reports 92M parameters / 77M FLOPs);
-* TransAct forward latency with the SDPA attention path vs the plain reference path
-  (ratio = reference / sdpa, > 1 means the fast path is faster), eval and train step;
-* the consolidated categorical lookup (one gather) vs per-feature lookups.
-
-Timings are noisy on a shared machine: rerun on a quiet one before quoting them.
+Thin wrapper over :mod:`transact.models.bench` (what it measures, its flags: ``--help``)::
 
     python benchmarks/bench_model_flops.py --json runs/bench/bench_model_flops.json
 """
 
-from __future__ import annotations
+import sys
 
-import argparse
-import dataclasses
-import json
-import time
-from collections.abc import Callable
-from pathlib import Path
-
-import torch
-
-from transact.models import (
-    PinnabilityConfig,
-    TransAct,
-    TransActConfig,
-    example_feature_spec,
-    example_ranker_inputs,
-)
-from transact.models.layers import ConsolidatedEmbedding
-from transact.models.summary import summarize
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median milliseconds of ``fn`` over ``repeats`` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
-
-
-def bench_attention(batch_size: int, repeats: int, device: str) -> dict[str, float]:
-    spec = example_feature_spec("small")
-    x = example_ranker_inputs(spec, batch_size, seed=1).to(device)
-    args = (x.action_types, x.action_embeddings, x.action_times_ms, x.request_time_ms,
-            x.candidate_embedding)  # fmt: skip
-    fast = TransAct(TransActConfig.from_spec(spec)).to(device)
-    ref = TransAct(dataclasses.replace(fast.config, attention="reference")).to(device)
-    ref.load_state_dict(fast.state_dict())
-    out: dict[str, float] = {}
-    for name, model in (("sdpa", fast), ("reference", ref)):
-        model.eval()
-        with torch.no_grad():
-            out[f"{name}_eval_ms"] = timed(lambda m=model: m(*args), repeats)
-        model.train()
-        out[f"{name}_train_step_ms"] = timed(lambda m=model: m(*args).sum().backward(), repeats)
-    out["eval_ratio_reference_over_sdpa"] = out["reference_eval_ms"] / out["sdpa_eval_ms"]
-    out["train_ratio_reference_over_sdpa"] = (
-        out["reference_train_step_ms"] / out["sdpa_train_step_ms"]
-    )
-    return out
-
-
-def bench_lookup(batch_size: int, repeats: int, device: str) -> dict[str, float]:
-    cards = [1000] * 100  # "hundreds of features" (3.4.2), scaled down
-    emb = ConsolidatedEmbedding(cards, 16).to(device)
-    idx = torch.randint(0, 1000, (batch_size, len(cards)), device=device)
-    with torch.no_grad():
-        fused = timed(lambda: emb(idx), repeats)
-        per_feature = timed(lambda: emb.reference(idx), repeats)
-    return {
-        "consolidated_ms": fused,
-        "per_feature_ms": per_feature,
-        "ratio_per_feature_over_consolidated": per_feature / fused,
-    }
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--batch-size", type=int, default=256, help="Table 9 uses 256")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    results: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
-    summaries = []
-    for preset in ("small", "paper"):
-        for encoder in ("none", "transact"):
-            config = PinnabilityConfig.preset(preset, encoder=encoder)
-            summaries.append(summarize(example_feature_spec(preset), config, preset).to_dict())
-            s = summaries[-1]
-            print(f"{preset:6s} {encoder:9s} params {s['parameters'] / 1e6:6.1f}M  "
-                  f"FLOPs/example {s['flops_per_example'] / 1e6:6.1f}M")  # fmt: skip
-    results["summaries"] = summaries
-    results["attention"] = bench_attention(args.batch_size, args.repeats, args.device)
-    results["lookup"] = bench_lookup(args.batch_size, max(args.repeats, 100), args.device)
-    print(json.dumps({k: results[k] for k in ("attention", "lookup")}, indent=2))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {path}")
-    return 0
-
+from transact.models.bench import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

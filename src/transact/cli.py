@@ -4,6 +4,10 @@ Each stage owns its sub-commands in its own ``<stage>/cli.py`` with a function
 ``register(subparsers)`` that adds them; this file only collects them, so a stage can add
 a command without touching the others. Heavy imports happen inside the handlers, so
 ``transact --help`` stays fast.
+
+Errors (:mod:`transact.arguments`): a user mistake (a bad flag value, a missing or
+unwritable path, a bad config file) prints one line naming the argument or file and exits
+2; ``--debug`` anywhere on the line shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from transact.arguments import ArgumentParser, run_command
 
 # Order here is the order in ``transact --help``.
 STAGE_CLIS = (
@@ -28,12 +34,18 @@ STAGE_CLIS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``transact`` parser with every stage's sub-commands."""
+    parser = ArgumentParser(
         prog="transact",
         description=(
             "TransAct (Pinterest, KDD 2023) as a system: simulate or load feed logs, build "
             "realtime action sequences, train the Pinnability ranker with TransAct, evaluate "
             "HIT@3 the paper's way, and serve it. Start with `transact demo`."
+        ),
+        epilog=(
+            "A mistake on the command line (a bad value, a missing or unwritable path, a bad\n"
+            "config file) ends in one line naming the argument or file, and exit status 2;\n"
+            "add --debug anywhere on the line to see the Python traceback instead."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -50,13 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    result = args.handler(args)
-    return int(result or 0)
+    """Run one ``transact`` command line; returns the exit status."""
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

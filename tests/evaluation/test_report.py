@@ -176,6 +176,7 @@ def test_evaluation_dict_scores_raw_and_calibrated_probabilities(tmp_path):
 def test_evaluate_cli_reads_a_calibration_file_and_refuses_a_bad_one(tmp_path):
     import argparse
 
+    from transact.arguments import UserError
     from transact.evaluation.calibration import Calibration
     from transact.evaluation.cli import _calibration
 
@@ -187,7 +188,7 @@ def test_evaluate_cli_reads_a_calibration_file_and_refuses_a_bad_one(tmp_path):
     assert _calibration(argparse.Namespace(calibration=None), {}) is None
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "transact.calibration/1", "heads": ["a"], "keep_rate": 0}))
-    with pytest.raises(SystemExit, match="--calibration: .*keep_rate"):
+    with pytest.raises(UserError, match="--calibration .*keep_rate"):
         _calibration(argparse.Namespace(calibration=str(bad)), {})
-    with pytest.raises(SystemExit, match="--calibration"):
+    with pytest.raises(UserError, match="--calibration"):
         _calibration(argparse.Namespace(calibration=str(tmp_path / "missing.json")), {})

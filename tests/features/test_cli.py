@@ -55,7 +55,8 @@ def test_run_from_parquet_then_stdin_into_one_store(tmp_path, capsys, monkeypatc
 
 def test_bad_source_is_a_usage_error(tmp_path, capsys):
     assert main(["stream", "run", "--source", "ftp://x", "--store", str(tmp_path / "s")]) == 2
-    assert "--source must be" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "argument --source: 'ftp://x': expected parquet:PATH, stdin or kafka:TOPIC" in err
 
 
 def test_metrics_port_exports_the_counters(tmp_path, capsys, monkeypatch):
@@ -78,3 +79,31 @@ def test_metrics_port_exports_the_counters(tmp_path, capsys, monkeypatch):
     ]
     assert accepted and float(accepted[0].split()[-1]) >= 5
     assert "transact_stream_batch_seconds_bucket" in text
+
+
+def test_operator_flags_default_to_the_configs(tmp_path, capsys) -> None:
+    """The operator's flags (shared with the PyFlink job) leave every rule at its config's
+    default unless given; the defaults the help text shows are the configs'."""
+    from transact.features.events import ValidationConfig
+    from transact.features.flags import configs_from_args
+    from transact.features.processor import ProcessorConfig
+
+    parser = build_parser()
+    base = ["stream", "run", "--source", "stdin", "--store", str(tmp_path / "s")]
+    validation, processor = configs_from_args(parser.parse_args(base))
+    assert processor == ProcessorConfig() and validation == ValidationConfig()
+    args = parser.parse_args([*base, "--seq-len", "7", "--include-actions", "all",
+                              "--max-future-ms", "5", "--n-items", "9"])  # fmt: skip
+    validation, processor = configs_from_args(args)
+    assert processor.capacity == 7 and processor.include_actions is None
+    assert validation.max_future_ms == 5 and validation.n_items == 9
+    assert main([*base[:2], "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for default in (
+        ProcessorConfig().capacity,
+        ProcessorConfig().allowed_lateness_ms,
+        ProcessorConfig().dedup_window_ms,
+        ValidationConfig().max_future_ms,
+    ):
+        assert f"(default {default}" in text
+    assert ",".join(ProcessorConfig().include_actions or ()) in text

@@ -351,8 +351,9 @@ def test_service_metrics_count_the_reference_path_by_reason(spec: FeatureSpec) -
     for _ in range(2):
         ranker.score(_request(spec, b=5))
     stats = SimpleNamespace(lookups=0, memory_hits=0, disk_hits=0, misses=0)
+    assembler = SimpleNamespace(items=SimpleNamespace(cache=SimpleNamespace(stats=stats)))
     engine = SimpleNamespace(
-        assembler=SimpleNamespace(items=SimpleNamespace(cache=SimpleNamespace(stats=stats))),
+        built_assembler=lambda: assembler,
         registry=SimpleNamespace(
             reloads=1, refusals=0, current=lambda: SimpleNamespace(ranker=ranker)
         ),

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
-from pathlib import Path
+
+from transact.arguments import (
+    UserError,
+    existing_dir,
+    existing_file,
+    existing_path,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    output_file,
+    positive_int,
+)
 
 _EPILOG = """\
 examples:
@@ -51,15 +60,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  transact data generate --out runs/w2 --config configs/world/demo.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    gen.add_argument("--out", type=Path, required=True, help="new directory to write")
+    gen.add_argument("--out", type=output_dir, required=True, help="new directory to write")
     gen.add_argument("--preset", default="demo", help="tiny | demo | large (default demo)")
     gen.add_argument(
-        "--config", type=Path, default=None, help="TOML WorldConfig (overrides --preset)"
+        "--config", type=existing_file, default=None, help="TOML WorldConfig (overrides --preset)"
     )
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--users", type=int, default=None, help="override n_users")
-    gen.add_argument("--days", type=int, nargs=3, default=None, metavar=("WARMUP", "TRAIN", "EVAL"))
-    gen.set_defaults(handler=_clean_errors(_generate))
+    gen.add_argument("--users", type=positive_int, default=None, help="override n_users")
+    gen.add_argument(
+        "--days", type=non_negative_int, nargs=3, default=None, metavar=("WARMUP", "TRAIN", "EVAL")
+    )
+    gen.set_defaults(handler=_generate)
 
     stats = sub.add_parser(
         "stats",
@@ -69,16 +80,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  transact data stats runs/world --signal   # model-free realtime-signal check",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stats.add_argument("data_dir", type=Path)
-    stats.add_argument("--json", type=Path, default=None, help="write the figures here")
-    stats.add_argument("--seq-len", type=int, default=100)
+    stats.add_argument("data_dir", type=existing_dir)
+    stats.add_argument("--json", type=output_file, default=None, help="write the figures here")
+    stats.add_argument("--seq-len", type=positive_int, default=100)
     stats.add_argument(
         "--signal",
         action="store_true",
         help="also score model-free rankings (static / daily profile / realtime / oracle) "
         "on the randomized eval requests: does the world reward recent actions?",
     )
-    stats.set_defaults(handler=_clean_errors(_stats))
+    stats.set_defaults(handler=_stats)
 
     prep = sub.add_parser(
         "prepare",
@@ -93,18 +104,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  transact data prepare runs/world --split eval --out runs/world/examples/eval",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    prep.add_argument("data_dir", type=Path)
+    prep.add_argument("data_dir", type=existing_dir)
     prep.add_argument("--split", choices=("train", "eval"), required=True)
-    prep.add_argument("--out", type=Path, default=None, help="default DATA_DIR/examples/SPLIT")
-    prep.add_argument("--seq-len", type=int, default=100)
-    prep.add_argument("--negative-ratio", type=float, default=None)
+    prep.add_argument(
+        "--out", type=output_dir, default=None, help="default DATA_DIR/examples/SPLIT"
+    )
+    prep.add_argument("--seq-len", type=positive_int, default=100)
+    prep.add_argument("--negative-ratio", type=non_negative_float, default=None)
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument(
         "--sequence-actions",
         default="closeup,click,repin,hide",
         help="comma-separated actions kept in sequences, or 'all' (default engagements)",
     )
-    prep.set_defaults(handler=_clean_errors(_prepare))
+    prep.set_defaults(handler=_prepare)
 
     imp = sub.add_parser(
         "import",
@@ -120,11 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("source", choices=("movielens", "log"))
     imp.add_argument(
-        "--path", type=Path, required=True, help="dataset dir (movielens) or file (log)"
+        "--path", type=existing_path, required=True, help="dataset dir (movielens) or file (log)"
     )
-    imp.add_argument("--out", type=Path, required=True)
+    imp.add_argument("--out", type=output_dir, required=True)
     imp.add_argument("--seed", type=int, default=0)
-    imp.add_argument("--d-item", type=int, default=32)
+    imp.add_argument("--d-item", type=positive_int, default=32)
     imp.add_argument(
         "--embeddings",
         choices=("auto", "text", "genre"),
@@ -132,7 +145,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="item embeddings: sentence model (text), genre projection (genre) or auto",
     )
     imp.add_argument(
-        "--rating-map", default=None, help="movielens: e.g. 'repin>=4.5,click>=3.5,hide<=2'"
+        "--rating-map",
+        type=rating_map,
+        default=None,
+        help="movielens: e.g. 'repin>=4.5,click>=3.5,hide<=2'",
     )
     imp.add_argument("--user-col", default="user_id")
     imp.add_argument("--item-col", default="item_id")
@@ -140,28 +156,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--time-col", default="timestamp_ms")
     imp.add_argument("--time-unit", choices=("ms", "s"), default="ms")
     imp.add_argument(
-        "--items-path", type=Path, default=None, help="log: optional item table with text"
+        "--items-path", type=existing_file, default=None, help="log: optional item table with text"
     )
     imp.add_argument("--item-id-col", default="item_id", help="log: id column of --items-path")
     imp.add_argument("--text-cols", default="", help="log: item columns to embed, comma-separated")
-    imp.set_defaults(handler=_clean_errors(_import))
+    imp.set_defaults(handler=_import)
 
 
-def _clean_errors(
-    handler: Callable[[argparse.Namespace], int],
-) -> Callable[[argparse.Namespace], int]:
-    """Bad input (DataError, a clash with an existing dir) ends with its message, exit 2."""
+def rating_map(text: str):  # -> adapters.RatingMapping
+    """``--rating-map``: parsed when the command line is, before any data is read."""
+    from transact.data import adapters
 
-    def run(args: argparse.Namespace) -> int:
-        from transact.data.io import DataError
-
-        try:
-            return handler(args)
-        except (DataError, FileExistsError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
+    try:
+        return adapters.RatingMapping.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -174,14 +183,16 @@ def _generate(args: argparse.Namespace) -> int:
         preset = args.config.stem
     else:
         if args.preset not in PRESETS:
-            raise SystemExit(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
+            raise UserError(f"--preset {args.preset!r}: unknown; choose from {sorted(PRESETS)}")
         config, preset = PRESETS[args.preset], args.preset
     if args.users is not None:
         config = replace(config, n_users=args.users)
     if args.days is not None:
-        config = replace(
-            config, warmup_days=args.days[0], train_days=args.days[1], eval_days=args.days[2]
-        )
+        warmup, train, evaluation = args.days
+        try:
+            config = replace(config, warmup_days=warmup, train_days=train, eval_days=evaluation)
+        except ValueError as exc:
+            raise UserError(f"--days {warmup} {train} {evaluation}: {exc}") from None
     out = generate_world(args.out, config, seed=args.seed, preset=preset)
     print(f"wrote {out} (preset {preset}, seed {args.seed}); next: transact data stats {out}")
     return 0
@@ -232,10 +243,9 @@ def _import(args: argparse.Namespace) -> int:
     from transact.data import adapters
 
     if args.source == "movielens":
-        mapping = adapters.RatingMapping.parse(args.rating_map) if args.rating_map else None
         out = adapters.import_movielens(
             args.path, args.out, d_item=args.d_item, embeddings=args.embeddings,
-            rating_mapping=mapping, seed=args.seed,
+            rating_mapping=args.rating_map, seed=args.seed,
         )  # fmt: skip
     else:
         columns = adapters.LogColumns(

@@ -169,20 +169,53 @@ class WorldConfig:
 
     @classmethod
     def from_toml(cls, path: Path | str) -> WorldConfig:
-        """Load a config file: ``preset = "demo"`` (optional) plus any field overrides."""
-        raw = tomllib.loads(Path(path).read_text())
-        base = PRESETS[raw.pop("preset", "demo")] if "preset" in raw else cls()
+        """Load a config file: ``preset = "demo"`` (optional) plus any field overrides.
+
+        Whatever the file holds, the result is a valid config or a ``ValueError`` (an
+        ``OSError`` for a missing file) naming the file and the field: not UTF-8 TOML, an
+        unknown preset or field, a value of the wrong type or out of range.
+        """
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: not a TOML file: {exc}") from None
+        preset = raw.pop("preset", None)
+        if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
+            raise ValueError(f"{path}: preset {preset!r}: unknown; known: {sorted(PRESETS)}")
+        base = PRESETS[preset] if preset is not None else cls()
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(
                 f"{path}: unknown WorldConfig fields {unknown}; known: {sorted(known)}"
             )
-        if "candidate_mix" in raw:
-            raw["candidate_mix"] = tuple(raw["candidate_mix"])
-        if "heads" in raw:
-            raw["heads"] = tuple(raw["heads"])
-        return replace(base, **raw)
+        for name, value in raw.items():  # the type of each field is that of its default
+            raw[name] = _typed(value, getattr(base, name), f"{path}: WorldConfig.{name}")
+        try:
+            return replace(base, **raw)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def _typed(value: object, default: object, where: str) -> object:
+    """``value`` checked against the type of ``default`` (int, float, str, bool, or a tuple
+    of them; a TOML array becomes a tuple); raises ValueError naming ``where``."""
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected an array, got {value!r}")
+        if default:
+            return tuple(_typed(v, default[0], f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(value)
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float)
+        value = float(value) if ok else value  # type: ignore[arg-type]
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value
 
 
 PRESETS: dict[str, WorldConfig] = {

@@ -6,6 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
+from transact.arguments import (
+    UserError,
+    date,
+    device,
+    existing_dir,
+    existing_file,
+    output_dir,
+    output_file,
+    positive_int,
+    reading,
+)
+
 EPILOG_TRAIN = """examples:
   transact embed train --data runs/world --out runs/pf
   transact embed train --data runs/world --out runs/pf --preset full --seed 1 --train-end 2026-01-14
@@ -54,13 +66,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG_TRAIN,
         formatter_class=fmt,
     )
-    p.add_argument("--data", required=True, help="world directory (items.parquet, events/)")
-    p.add_argument("--out", required=True, help="output directory for pinnerformer.pt")
+    p.add_argument(
+        "--data", type=existing_dir, required=True, help="world directory (items.parquet, events/)"
+    )
+    p.add_argument(
+        "--out", type=output_dir, required=True, help="output directory for pinnerformer.pt"
+    )
     p.add_argument("--preset", default="demo", help="tiny | demo | full (default demo)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="override the preset's steps")
-    p.add_argument("--train-end", default=None, help="last training day YYYY-MM-DD")
-    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    p.add_argument("--steps", type=positive_int, default=None, help="override the preset's steps")
+    p.add_argument("--train-end", type=date, default=None, help="last training day YYYY-MM-DD")
+    p.add_argument("--device", type=device, default="cpu", help="cpu | cuda (default cpu)")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser(
@@ -73,12 +89,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG_GENERATE,
         formatter_class=fmt,
     )
-    p.add_argument("--data", required=True)
-    p.add_argument("--model", required=True, help="checkpoint from `transact embed train`")
-    p.add_argument("--date", required=True, help="YYYY-MM-DD; served to requests of the next day")
-    p.add_argument("--out", default=None, help="table root (default: next to the model)")
-    p.add_argument("--shards", type=int, default=16, help="user shards = part files")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--data", type=existing_dir, required=True)
+    p.add_argument(
+        "--model", type=existing_file, required=True, help="checkpoint from `transact embed train`"
+    )
+    p.add_argument(
+        "--date", type=date, required=True, help="YYYY-MM-DD; served to requests of the next day"
+    )
+    p.add_argument(
+        "--out", type=output_dir, default=None, help="table root (default: next to the model)"
+    )
+    p.add_argument("--shards", type=positive_int, default=16, help="user shards = part files")
+    p.add_argument("--batch-size", type=positive_int, default=512)
     p.add_argument("--no-resume", action="store_true", help="rewrite existing parts")
     p.set_defaults(handler=_generate)
 
@@ -92,12 +114,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG_EVALUATE,
         formatter_class=fmt,
     )
-    p.add_argument("--data", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--date", default=None, help="default: the model's last training day")
-    p.add_argument("--k", type=int, nargs="+", default=[10, 50, 100])
-    p.add_argument("--window-days", type=int, default=7)
-    p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument("--data", type=existing_dir, required=True)
+    p.add_argument("--model", type=existing_file, required=True)
+    p.add_argument("--date", type=date, default=None, help="default: the model's last training day")
+    p.add_argument("--k", type=positive_int, nargs="+", default=[10, 50, 100])
+    p.add_argument("--window-days", type=positive_int, default=7)
+    p.add_argument("--json", type=output_file, default=None, help="also write the result here")
     p.set_defaults(handler=_evaluate)
 
     p = sub.add_parser(
@@ -107,15 +129,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG_EXPORT,
         formatter_class=fmt,
     )
-    p.add_argument("--root", required=True, help="table root (date=*/ folders)")
-    p.add_argument("--db", required=True, help="rocksdict path")
-    p.add_argument("--date", action="append", default=None, help="dates to export (default all)")
+    p.add_argument("--root", type=existing_dir, required=True, help="table root (date=*/ folders)")
+    p.add_argument("--db", type=output_dir, required=True, help="rocksdict path")
+    p.add_argument(
+        "--date", type=date, action="append", default=None, help="dates to export (default all)"
+    )
     p.set_defaults(handler=_export)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from transact.embeddings.train import preset, train_pinnerformer
+    from transact.embeddings.train import PRESETS, preset, train_pinnerformer
 
+    if args.preset not in PRESETS:
+        raise UserError(f"--preset {args.preset!r}: unknown; choose from {sorted(PRESETS)}")
     overrides: dict = {"seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
@@ -132,11 +158,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from transact.embeddings.generate import generate_embeddings
+    from transact.embeddings.train import load_pinnerformer
 
-    out = args.out or str(Path(args.model).parent / "user_embeddings")
+    out = args.out or args.model.parent / "user_embeddings"
+    with reading("--model", args.model):
+        model = load_pinnerformer(args.model)
     path = generate_embeddings(
         args.data,
-        args.model,
+        model,
         args.date,
         out,
         n_shards=args.shards,
@@ -151,7 +180,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from transact.embeddings.evaluate import evaluate_embeddings
     from transact.embeddings.train import load_pinnerformer
 
-    model = load_pinnerformer(args.model)
+    with reading("--model", args.model):
+        model = load_pinnerformer(args.model)
     result = evaluate_embeddings(
         args.data, model, args.date or model.train_end_date, tuple(args.k), args.window_days
     )
@@ -164,8 +194,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         for method in result["recall"]:
             print(f"    {method:20s} " + "  ".join(f"@{k}={v:.3f}" for k, v in ip[method].items()))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
+
+from transact.arguments import (
+    UserError,
+    existing_dir,
+    existing_file,
+    existing_path,
+    output_dir,
+    positive_int,
+    reading,
+)
+from transact.training.cli import time_arg
 
 EVALUATE_EPILOG = """\
 examples:
@@ -46,12 +58,12 @@ def parse_utility(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for part in text.split(","):
         if "=" not in part:
-            raise argparse.ArgumentTypeError(f"--utility {text!r}: expected head=weight,...")
+            raise argparse.ArgumentTypeError(f"{text!r}: expected head=weight,...")
         head, value = part.split("=", 1)
         try:
             out[head.strip()] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--utility: {value!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
     return out
 
 
@@ -72,8 +84,6 @@ def _eval_config(args: argparse.Namespace, base: Any = None) -> Any:
 
 
 def _handle_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from transact.evaluation.pipeline import (
         PREDICTIONS_FILE,
         RELIABILITY_FILE,
@@ -87,12 +97,13 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
     from transact.pipeline.run_config import run_config_from_dict
     from transact.pipeline.windows import resolve_window
 
-    model, spec, md = load_model(args.model)
+    with reading("--model", args.model):
+        model, spec, md = load_model(args.model)
     calibration = _calibration(args, md)
     run_config = run_config_from_dict(md.get("run_config", {}), source=str(args.model))
     config = _eval_config(args, run_config.evaluation)
     window = resolve_window(args.data, "eval", args.start, args.end)
-    out = Path(args.out) if args.out else model_file(args.model).parent / "eval"
+    out = args.out or output_dir(str(model_file(args.model).parent / "eval"))
     print(f"evaluate {args.model} on {args.data} {window} (randomized requests)")
     eval_set = build_examples(args.data, window, run_config, evaluation=True)
     preds = score_model(
@@ -125,34 +136,30 @@ def _calibration(args: argparse.Namespace, metadata: dict[str, Any]) -> Any:
     from transact.evaluation.calibration import Calibration
 
     if args.calibration:
-        try:
+        with reading("--calibration", args.calibration):
             data = json.loads(Path(args.calibration).read_text())
-            return Calibration.from_dict(data, source=args.calibration)
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"--calibration: {exc}") from None
+            return Calibration.from_dict(data, source=str(args.calibration))
     if "calibration" in metadata:
         return Calibration.from_dict(metadata["calibration"], source="model metadata")
     return None
 
 
 def _handle_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from transact.evaluation.pipeline import compare_files, write_comparison
 
     named: dict[str, str | Path] = {}
     for item in args.models:
         name, path = item.split("=", 1) if "=" in item else (Path(item).name, item)
         if name in named:
-            raise SystemExit(f"compare: model name {name!r} given twice")
+            raise UserError(f"model name {name!r} given twice")
         named[name] = path
     if len(named) < 2:
-        raise SystemExit("compare: give at least two models (a baseline and one more)")
+        raise UserError("give at least two models (a baseline and one more)")
     baseline = args.baseline or next(iter(named))
     if baseline not in named:
-        raise SystemExit(f"compare: --baseline {baseline!r} is not among {list(named)}")
+        raise UserError(f"--baseline {baseline!r} is not among {list(named)}")
     cmp = compare_files(named, baseline, with_oracle=args.oracle, config=_eval_config(args))
-    out = Path(args.out)
+    out = args.out
     write_comparison(cmp, out, title=f"HIT@{cmp.config.k} lifts over {baseline}")
     print(cmp.to_markdown())
     print(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, lifts.png and reliability.png")
@@ -160,7 +167,7 @@ def _handle_compare(args: argparse.Namespace) -> int:
 
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--k", type=int, help="HIT@K cut-off (default 3, as the paper)")
+    p.add_argument("--k", type=positive_int, help="HIT@K cut-off (default 3, as the paper)")
     p.add_argument(
         "--utility",
         type=parse_utility,
@@ -188,13 +195,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="run dir or model.pt from `transact train`")
-    p.add_argument("--data", required=True, help="dataset directory with manifest.json")
-    p.add_argument("--start", help="window start (default: manifest eval split)")
-    p.add_argument("--end", help="window end, exclusive")
-    p.add_argument("--out", help="output dir (default MODEL_RUN/eval)")
+    p.add_argument(
+        "--model", type=existing_path, required=True,
+        help="run dir or model.pt from `transact train`",
+    )  # fmt: skip
+    p.add_argument(
+        "--data", type=existing_dir, required=True, help="dataset directory with manifest.json"
+    )
+    p.add_argument("--start", type=time_arg, help="window start (default: manifest eval split)")
+    p.add_argument("--end", type=time_arg, help="window end, exclusive")
+    p.add_argument("--out", type=output_dir, help="output dir (default MODEL_RUN/eval)")
     p.add_argument(
         "--calibration",
+        type=existing_file,
         help="a Calibration JSON to also score calibrated probabilities with (default: the "
         "model's metadata['calibration'], if any)",
     )
@@ -216,6 +229,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("models", nargs="+", metavar="[NAME=]PATH", help="evaluated models")
     c.add_argument("--baseline", help="name of the baseline (default: the first model)")
     c.add_argument("--oracle", action="store_true", help="add the ground-truth oracle row")
-    c.add_argument("--out", default="runs/compare", help="output dir (default runs/compare)")
+    c.add_argument(
+        "--out", type=output_dir, default="runs/compare", help="output dir (default runs/compare)"
+    )
     _add_eval_flags(c)
     c.set_defaults(handler=_handle_compare)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transact.arguments import output_dir, positive_int
+
 NAMES = ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "all")
 
 EPILOG = """\
@@ -58,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("name", choices=NAMES, help="which experiment (or all)")
     parser.add_argument(
         "--dataset",
+        type=dataset_arg,
         default="world",
         help="world (simulated, default), movielens-latest-small, movielens-100k, or a "
         "prepared data directory (default: %(default)s)",
@@ -70,13 +73,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--out",
-        type=Path,
-        default=Path("runs/experiments"),
+        type=output_dir,
+        default="runs/experiments",
         help="output root (default: %(default)s)",
     )
-    parser.add_argument("--seeds", help="comma-separated training seeds (overrides the budget)")
     parser.add_argument(
-        "--steps", type=int, help="training steps per variant (overrides the budget)"
+        "--seeds", type=seed_list, help="comma-separated training seeds (overrides the budget)"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, help="training steps per variant (overrides the budget)"
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device")
     parser.add_argument(
@@ -87,13 +92,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         help="torch intra-op threads (default: torch's choice, every core); use 1 per run "
         "when running two datasets side by side on 2 cores, since oversubscribed OpenMP "
         "threads are many times slower than one thread each",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_handle)
+
+
+def dataset_arg(text: str) -> str:
+    """``--dataset``: ``world``, a shared dataset's name, or an existing directory (what it
+    holds is checked when the experiment prepares it)."""
+    from transact.experiments.datasets import SHARED_DATASETS
+
+    if text == "world" or text in SHARED_DATASETS or Path(text).is_dir():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: not 'world', one of {list(SHARED_DATASETS)}, or a directory"
+    )
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds``: comma-separated integers, at least one."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
+    return seeds
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -104,19 +132,11 @@ def _handle(args: argparse.Namespace) -> int:
 
     budget = get_budget(args.budget)
     if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
     if args.seeds:
-        try:
-            seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
-        except ValueError:
-            raise SystemExit(
-                f"--seeds must be comma-separated integers, got {args.seeds!r}"
-            ) from None
-        budget = replace(budget, seeds=seeds)
+        budget = replace(budget, seeds=args.seeds)
     if args.steps:
         budget = replace(
             budget, train_steps=args.steps, warmup_steps=min(budget.warmup_steps, args.steps)

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transact.data.schema import ActionVocabulary, events_schema
+from transact.features.flags import add_bench_arguments
 from transact.features.freshness import bench_freshness, plot_lag
 
 T0 = 1_700_000_000_000
@@ -293,19 +294,22 @@ def bench_embedding_join(workdir: str, n_users: int, repeats: int, d_item: int =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every figure and write them as JSON (``--json``); returns the exit status."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    """``python -m transact.features.bench`` (and ``benchmarks/bench_stream.py``): the
+    flags of ``transact stream bench`` (:func:`add_bench_arguments`), then :func:`run`."""
+    from transact.arguments import ArgumentParser, run_command
+
+    parser = ArgumentParser(
+        prog="python -m transact.features.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--json", required=True, help="output JSON path")
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    parser.add_argument("--skip-kafka", action="store_true")
-    parser.add_argument("--skip-redis", action="store_true")
-    parser.add_argument("--events", type=int, default=None, help="events for the throughput runs")
-    parser.add_argument(
-        "--rate", type=float, default=10_000.0, help="Kafka produce rate (events/s)"
-    )
-    args = parser.parse_args(argv)
+    add_bench_arguments(parser)
+    parser.set_defaults(handler=run)
+    return run_command(parser, argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every figure and write them as JSON to ``args.json``; returns the exit status."""
     n = args.events or (60_000 if args.quick else 400_000)
     n_users = 5_000 if args.quick else 20_000
     out: dict = {

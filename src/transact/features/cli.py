@@ -5,6 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+
+from transact.arguments import (
+    ArgumentParser,
+    UserError,
+    existing_path,
+    output_dir,
+    output_file,
+    port,
+    positive_float,
+    positive_int,
+    run_command,
+)
+from transact.features.flags import (
+    add_bench_arguments,
+    add_operator_arguments,
+    configs_from_args,
+)
 
 RUN_EPILOG = """\
 sources:
@@ -105,14 +123,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--source", required=True, help="parquet:PATH | stdin | kafka:TOPIC")
+    run.add_argument(
+        "--source", type=stream_source, required=True, help="parquet:PATH | stdin | kafka:TOPIC"
+    )
     run.add_argument(
         "--store",
+        type=store_location,
         default="runs/stream/seq.rocksdb",
         help="RocksDB path, redis:// URL or shards://DIR:N",
     )
     run.add_argument(
         "--dead-letters",
+        type=optional_output_file,
         default="runs/stream/dead_letters.jsonl",
         help="dead-letter JSON lines file ('' = count only)",
     )
@@ -126,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     run.add_argument("--group", default="transact-stream", help="Kafka consumer group id")
     run.add_argument(
-        "--session-timeout-ms", type=int, default=6000, help="Kafka group session timeout"
+        "--session-timeout-ms", type=positive_int, default=6000, help="Kafka group session timeout"
     )
     run.add_argument(
         "--fetch-wait-max-ms",
@@ -136,49 +158,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--idle-exit-s",
-        type=float,
+        type=positive_float,
         default=None,
         help="Kafka: exit after this long without messages",
     )
     run.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=10_000,
         help="events per micro-batch (one atomic commit each)",
     )
-    run.add_argument("--seq-len", type=int, default=100, help="actions kept per user (paper: 100)")
+    add_operator_arguments(run)
     run.add_argument(
-        "--allowed-lateness-ms",
-        type=int,
-        default=300_000,
-        help="max lag behind the user's newest action",
+        "--metrics-port", type=port, default=None, help="serve Prometheus metrics on this port"
     )
     run.add_argument(
-        "--dedup-window-ms",
-        type=int,
-        default=3_600_000,
-        help="how long dedup keys live (event time)",
-    )
-    run.add_argument(
-        "--max-future-ms",
-        type=int,
-        default=300_000,
-        help="tolerated client clock lead over server time",
-    )
-    run.add_argument(
-        "--n-items", type=int, default=None, help="item table size (item_id must be < it)"
-    )
-    run.add_argument(
-        "--include-actions",
-        default=None,
-        help="comma-separated action names to store, or 'all' (default: the training "
-        "sequences' engagements closeup,click,repin,hide)",
-    )
-    run.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
-    )
-    run.add_argument(
-        "--max-batches", type=int, default=None, help="stop after this many micro-batches"
+        "--max-batches", type=positive_int, default=None, help="stop after this many micro-batches"
     )
     run.add_argument(
         "--print-commits", action="store_true", help="print one line per commit to stdout"
@@ -193,18 +188,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=PRODUCE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    produce.add_argument("--events", required=True, help="world dir, events dir or Parquet file")
+    produce.add_argument(
+        "--events", type=existing_path, required=True, help="world dir, events dir or Parquet file"
+    )
     produce.add_argument("--bootstrap", default="127.0.0.1:9092")
     produce.add_argument("--topic", default="events")
     produce.add_argument(
-        "--partitions", type=int, default=4, help="partitions if the topic is created"
+        "--partitions", type=positive_int, default=4, help="partitions if the topic is created"
     )
     produce.add_argument(
-        "--rate", type=float, default=None, help="events per second (default: unthrottled)"
+        "--rate", type=positive_float, default=None, help="events per second (default: unthrottled)"
     )
-    produce.add_argument("--limit", type=int, default=None, help="stop after this many events")
     produce.add_argument(
-        "--linger-ms", type=float, default=5.0, help="producer linger.ms (batching delay)"
+        "--limit", type=positive_int, default=None, help="stop after this many events"
+    )
+    produce.add_argument(
+        "--linger-ms", type=positive_float, default=5.0, help="producer linger.ms (batching delay)"
     )
     produce.set_defaults(handler=_produce)
 
@@ -215,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n  transact stream broker --port 9092\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--port", type=port, default=9092)
     broker.set_defaults(handler=_broker)
 
     bench = sub.add_parser(
@@ -225,10 +224,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=BENCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("--json", required=True, help="output JSON path")
-    bench.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
-    bench.add_argument("--skip-kafka", action="store_true")
-    bench.add_argument("--skip-redis", action="store_true")
+    add_bench_arguments(bench)
     bench.set_defaults(handler=_bench)
 
     # '+' prefix: every '-'/'--' argument, --help included, belongs to the Flink job
@@ -243,31 +239,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stream.set_defaults(handler=lambda args: (stream.print_help(), 2)[1])
 
 
-def configs_from_args(args: argparse.Namespace):  # -> (ValidationConfig, ProcessorConfig)
-    """The validation and processor configs from the stream flags (`--seq-len`,
-    `--allowed-lateness-ms`, `--dedup-window-ms`, `--include-actions`, `--n-items`,
-    `--max-future-ms`); `transact stream run` and the PyFlink job both build them here."""
-    from transact.data.schema import ActionVocabulary
-    from transact.features.events import ValidationConfig
-    from transact.features.processor import ProcessorConfig
+def stream_source(text: str) -> str:
+    """``--source``: ``parquet:PATH`` (an existing path), ``stdin`` or ``kafka:TOPIC``."""
+    if text.startswith("parquet:"):
+        existing_path(text.removeprefix("parquet:"))
+    elif text != "stdin" and not (text.startswith("kafka:") and len(text) > len("kafka:")):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected parquet:PATH, stdin or kafka:TOPIC")
+    return text
 
-    actions = ActionVocabulary()
-    include: tuple[str, ...] | None = ProcessorConfig().include_actions
-    if args.include_actions == "all":
-        include = None
-    elif args.include_actions:
-        include = tuple(a for a in args.include_actions.split(",") if a)
-    processor = ProcessorConfig(
-        capacity=args.seq_len,
-        allowed_lateness_ms=args.allowed_lateness_ms,
-        dedup_window_ms=args.dedup_window_ms,
-        include_actions=include,
-        actions=actions,
-    )
-    validation = ValidationConfig(
-        actions=actions, n_items=args.n_items, max_future_ms=args.max_future_ms
-    )
-    return validation, processor
+
+def optional_output_file(text: str):  # -> Path | None
+    """``--dead-letters``: a writable file path, or '' for none."""
+    return output_file(text) if text else None
+
+
+def store_location(text: str) -> str:
+    """``--store``: a redis:// URL, or a RocksDB path / ``shards://DIR:N`` whose directory
+    can be written (checked now, before any event is read)."""
+    if text.startswith(("redis://", "rediss://", "unix://")):
+        return text
+    if text.startswith("shards://"):
+        root, _, n = text.removeprefix("shards://").rpartition(":")
+        if not root or not n.isdigit() or int(n) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected shards://DIR:N with N >= 1")
+        output_dir(root)
+    else:
+        output_dir(text.removeprefix("rocksdb://"))
+    return text
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -279,10 +277,12 @@ def _run(args: argparse.Namespace) -> int:
     from transact.features.store import open_store
 
     vcfg, pcfg = configs_from_args(args)
+    if args.store.startswith("shards://") and not args.source.startswith("kafka:"):
+        raise UserError("--store shards://DIR:N needs --source kafka:TOPIC")
     if not args.store.startswith("redis"):
         os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
     if args.dead_letters:
-        os.makedirs(os.path.dirname(os.path.abspath(args.dead_letters)), exist_ok=True)
+        args.dead_letters.parent.mkdir(parents=True, exist_ok=True)
     total = None
     src: EventSource
     if args.source.startswith("parquet:"):
@@ -290,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
         total = src.total_rows
     elif args.source == "stdin":
         src = JsonLinesSource(sys.stdin.buffer, batch_size=args.batch_size)
-    elif args.source.startswith("kafka:"):
+    else:  # kafka:TOPIC (stream_source checked the form)
         from transact.features.kafka import KafkaSource
 
         src = KafkaSource(
@@ -305,12 +305,6 @@ def _run(args: argparse.Namespace) -> int:
             if args.print_commits
             else None,
         )
-    else:
-        print(
-            f"--source must be parquet:PATH, stdin or kafka:TOPIC, got {args.source!r}",
-            file=sys.stderr,
-        )
-        return 2
     if args.metrics_port:
         from prometheus_client import start_http_server
 
@@ -318,12 +312,8 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(args.store, timeout_s=30.0)  # commits carry whole micro-batches
     set_partitions = getattr(store, "set_partitions", None)
     if set_partitions is not None:  # shards://: one RocksDB per Kafka partition
-        if not hasattr(src, "on_partitions"):
-            print("--store shards://DIR:N needs --source kafka:TOPIC", file=sys.stderr)
-            store.close()
-            return 2
         setattr(src, "on_partitions", set_partitions)  # noqa: B010 - src is a KafkaSource here
-    sink = DeadLetterSink(args.dead_letters or None)
+    sink = DeadLetterSink(str(args.dead_letters) if args.dead_letters else None)
     journal = _crash_journal(args)
 
     def on_commit(batch, committed_ms):  # type: ignore[no-untyped-def]
@@ -365,7 +355,7 @@ def _crash_journal(args: argparse.Namespace):  # -> CrashJournal | None
         dlq = args.dead_letters
         if not dlq or (os.path.exists(dlq) and not os.path.isfile(dlq)):
             return None
-        path = dlq + ".inflight"
+        path = str(dlq) + ".inflight"
     if not path:
         return None
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -406,16 +396,9 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from transact.features.bench import main as bench_main
+    from transact.features.bench import run
 
-    argv = ["--json", args.json]
-    if args.quick:
-        argv.append("--quick")
-    if args.skip_kafka:
-        argv.append("--skip-kafka")
-    if args.skip_redis:
-        argv.append("--skip-redis")
-    return bench_main(argv)
+    return run(args)
 
 
 def _flink(args: argparse.Namespace) -> int:
@@ -442,16 +425,12 @@ def _flink(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m transact.features.cli stream ...``: the same commands without importing
     the other stages' CLIs (a faster start for supervisors and the crash tests)."""
-    parser = argparse.ArgumentParser(prog="transact")
+    parser = ArgumentParser(prog="transact")
     register(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    return int(args.handler(args) or 0)
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

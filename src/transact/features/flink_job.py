@@ -62,8 +62,8 @@ from pyflink.datastream.connectors.file_system import (
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from transact.features.cli import configs_from_args
 from transact.features.events import EventColumns, ValidationConfig, columns_from_json
+from transact.features.flags import add_operator_arguments, configs_from_args
 from transact.features.flink_output import (
     DEAD_LETTERS_DIR,
     UPSERTS_DIR,
@@ -341,7 +341,6 @@ examples:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    pdef, vdef = ProcessorConfig(), ValidationConfig()
     p = argparse.ArgumentParser(
         prog="python -m transact.features.flink_job",
         description=(
@@ -365,13 +364,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="kafka: bootstrap servers")
     p.add_argument("--group", default="transact-flink", help="kafka: consumer group id")
     p.add_argument("--kafka-jar", default=None, help="kafka: flink-sql-connector-kafka jar")
-    # the processor's rules: same flags and defaults as `transact stream run`
-    p.add_argument("--seq-len", type=int, default=pdef.capacity)
-    p.add_argument("--allowed-lateness-ms", type=int, default=pdef.allowed_lateness_ms)
-    p.add_argument("--dedup-window-ms", type=int, default=pdef.dedup_window_ms)
-    p.add_argument("--max-future-ms", type=int, default=vdef.max_future_ms)
-    p.add_argument("--n-items", type=int, default=None)
-    p.add_argument("--include-actions", default=None, help="comma-separated names, or 'all'")
+    add_operator_arguments(p)  # the processor's rules: the flags of `transact stream run`
     return p.parse_args(argv)
 
 

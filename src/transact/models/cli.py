@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from transact.arguments import existing_file, output_file, reading
 
 EPILOG_SUMMARY = """examples:
   transact model summary --preset small
@@ -50,8 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sequence encoder: none, transact, avg_pool, cnn, rnn, lstm, "
         "vanilla_transformer, bst, bst_positive, wdl_seq (default: the preset's, transact)",
     )
-    p.add_argument("--spec", default=None, help="FeatureSpec JSON (FeatureSpec.to_dict())")
-    p.add_argument("--json", default=None, help="also write the summary to this JSON file")
+    p.add_argument(
+        "--spec", type=existing_file, default=None, help="FeatureSpec JSON (FeatureSpec.to_dict())"
+    )
+    p.add_argument(
+        "--json", type=output_file, default=None, help="also write the summary to this JSON file"
+    )
     p.set_defaults(handler=_summary)
 
 
@@ -64,7 +69,8 @@ def _summary(args: argparse.Namespace) -> int:
     overrides = {"encoder": args.encoder} if args.encoder else {}
     config = PinnabilityConfig.preset(args.preset, **overrides)
     if args.spec:
-        spec = FeatureSpec.from_dict(json.loads(Path(args.spec).read_text()))
+        with reading("--spec", args.spec):
+            spec = FeatureSpec.from_dict(json.loads(args.spec.read_text()))
     else:
         spec = example_feature_spec(args.preset)
     summary = summarize(spec, config, preset=args.preset)
@@ -79,8 +85,7 @@ def _summary(args: argparse.Namespace) -> int:
     )
     print(f"  sequence encoder   {summary.sequence_flops_per_example:,.0f}")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-        print(f"wrote {path}")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0

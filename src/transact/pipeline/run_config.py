@@ -34,6 +34,7 @@ from typing import Any
 
 from transact.evaluation.report import EvaluationConfig
 from transact.models import PinnabilityConfig
+from transact.models.config_utils import coerce_fields
 from transact.training.config import TrainConfig
 from transact.training.loss import LossConfig
 
@@ -111,8 +112,8 @@ def _build_plain(cls: type, d: dict[str, Any], table: str) -> Any:
     errors = [f"[{table}].{k}: unknown field (known: {sorted(names)})" for k in d if k not in names]
     if errors:
         raise ValueError("\n".join(errors))
-    try:
-        return cls(**d)
+    try:  # types first (a message naming the field), then the dataclass's own range checks
+        return cls(**coerce_fields(cls, d, f"[{table}]"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"[{table}]: {exc}") from None
 

@@ -1,4 +1,5 @@
-"""Inference benchmarks (``transact bench inference``, ``benchmarks/bench_inference.py``).
+"""Inference benchmarks (``transact bench inference``, ``benchmarks/bench_inference.py``;
+their flags: :mod:`transact.serving.bench_entry`).
 
 Every optimized figure is measured against a plain reference in the same run, on the same
 weights and inputs, with the timings interleaved (ref, fast, ref, fast, ...) so load from
@@ -595,24 +596,3 @@ __all__ = [
     "matmul_peak_gflops",
     "run_all",
 ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m transact.serving.benchmark --json PATH [--sections ...]``."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--json", required=True)
-    p.add_argument("--sections", nargs="+", default=["transact", "ranker", "cuda"],
-                   choices=["transact", "ranker", "cuda"])  # fmt: skip
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--threads", type=int, default=0)
-    a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    run_all(a.json, tuple(a.sections), a.repeats)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

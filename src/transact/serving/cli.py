@@ -7,11 +7,35 @@ import gc
 import logging
 import sys
 
+from transact.arguments import (
+    UserError,
+    directory_or_new,
+    existing_dir,
+    existing_file,
+    existing_path,
+    float_range,
+    int_range,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    port,
+    positive_int,
+)
+from transact.serving.bench_entry import (
+    INFERENCE_DESCRIPTION,
+    SERVICE_DESCRIPTION,
+    add_inference_arguments,
+    add_service_arguments,
+    run_inference,
+    run_service,
+)
+
 SERVE_EPILOG = """\
 The service loads the newest verified version in --models (see `transact serve publish`),
 polls for new ones every --watch-interval seconds and swaps them in atomically; a version
 with a bad checksum or a different FeatureSpec is refused with a REFUSED log line and the
-previous one keeps serving.
+previous one keeps serving. With no version yet (a missing or empty --models) it starts
+anyway and answers 503 until one is published.
 
 endpoints:
   POST /v1/rank    {"user_id": 7, "candidates": [3, 9, 4], "request_time_ms": ..., "context": {}}
@@ -49,31 +73,40 @@ def _add_inference_flags(p: argparse.ArgumentParser) -> None:
         "(GPU only; the fastest GPU path, with --precision fp16: docs/performance.md)",
     )  # fmt: skip
     g.add_argument(
-        "--chunk-size", type=int, default=None,
+        "--chunk-size", type=non_negative_int, default=None,
         help="TransAct candidates per chunk (0 = all at once; default 24 on CPU, 0 on GPU)",
     )  # fmt: skip
-    g.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    g.add_argument(
+        "--threads", type=non_negative_int, default=0, help="torch threads (0 = default)"
+    )
 
 
 def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--max-candidates", type=int, default=2000)
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
-    p.add_argument("--item-cache-rows", type=int, default=100_000, help="in-memory LRU rows")
-    p.add_argument("--item-cache-dir", default=None, help="on-disk RocksDB tier (default: off)")
-    p.add_argument("--watch-interval", type=float, default=30.0, help="seconds; 0 = no reload")
+    p.add_argument("--port", type=port, default=8080)
+    p.add_argument("--max-candidates", type=positive_int, default=2000)
+    p.add_argument("--max-body-bytes", type=int_range(1024), default=1_000_000)
     p.add_argument(
-        "--admin-token-file", default=None,
+        "--item-cache-rows", type=non_negative_int, default=100_000, help="in-memory LRU rows"
+    )
+    p.add_argument(
+        "--item-cache-dir", type=output_dir, default=None,
+        help="on-disk RocksDB tier (default: off)",
+    )  # fmt: skip
+    p.add_argument(
+        "--watch-interval", type=non_negative_float, default=30.0, help="seconds; 0 = no reload"
+    )
+    p.add_argument(
+        "--admin-token-file", type=existing_file, default=None,
         help="file whose first line is the admin token (else $TRANSACT_ADMIN_TOKEN); "
         "without one, POST /v1/admin/reload does not exist (docs/serving.md, threat model)",
     )  # fmt: skip
     p.add_argument(
-        "--concurrent-forwards", type=int, default=1,
+        "--concurrent-forwards", type=positive_int, default=1,
         help="forward passes run at once (e.g. 2 with --threads 1 on a 2-core box)",
     )  # fmt: skip
     p.add_argument(
-        "--micro-batch-ms", type=float, default=0.0,
+        "--micro-batch-ms", type=float_range(0.0, 1000.0), default=0.0,
         help="merge concurrent requests into one forward, waiting up to this long (0 = off)",
     )  # fmt: skip
     p.add_argument(
@@ -81,7 +114,9 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
         help="keep glibc's malloc defaults (default: keep freed activation memory for the "
         "next request instead of faulting it in again; see transact.serving.memory)",
     )  # fmt: skip
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,10 +139,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=SERVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--models", required=True, help="directory of published versions")
-    run.add_argument("--data", required=True, help="data dir with items.parquet")
-    run.add_argument("--sequence-store", default=None, help="RocksDB path or redis://... URL")
-    run.add_argument("--user-embeddings", default=None, help="dated user-embedding dir")
+    run.add_argument(
+        "--models", type=directory_or_new, required=True,
+        help="directory of published versions (may be empty or not exist yet: 503 until one is)",
+    )  # fmt: skip
+    run.add_argument("--data", type=existing_dir, required=True, help="data dir with items.parquet")
+    run.add_argument(
+        "--sequence-store", type=sequence_store, default=None,
+        help="RocksDB path or redis://... URL",
+    )  # fmt: skip
+    run.add_argument(
+        "--user-embeddings", type=existing_dir, default=None, help="dated user-embedding dir"
+    )
     _add_service_flags(run)
     _add_inference_flags(run)
     run.set_defaults(handler=_run)
@@ -120,8 +163,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--preset", default="small", choices=["small", "paper"])
-    demo.add_argument("--n-items", type=int, default=10_000)
-    demo.add_argument("--workdir", default="runs/serve-demo")
+    demo.add_argument("--n-items", type=positive_int, default=10_000)
+    demo.add_argument("--workdir", type=output_dir, default="runs/serve-demo")
     _add_service_flags(demo)
     _add_inference_flags(demo)
     demo.set_defaults(handler=_demo)
@@ -133,8 +176,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=SERVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pub.add_argument("model", help="model.pt or its run directory")
-    pub.add_argument("--models", required=True)
+    pub.add_argument("model", type=existing_path, help="model.pt or its run directory")
+    pub.add_argument("--models", type=output_dir, required=True)
     pub.add_argument("--version", required=True, help="version name, e.g. a date")
     pub.set_defaults(handler=_publish)
     serve.set_defaults(handler=lambda _a: (serve.print_help(), 2)[1])
@@ -150,86 +193,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inf = bsub.add_parser(
         "inference",
         help="TransAct module and paper-preset ranker: optimized vs plain eager PyTorch",
-        description=(
-            "TransAct S=100 batch 256 as one request and as 256 users (fast vs plain "
-            "nn.TransformerEncoder), the paper-preset ranker per batch of 256 with GFLOP/s "
-            "against the measured GEMM peak, and the CUDA figures when a GPU is present."
-        ),
+        description=INFERENCE_DESCRIPTION,
         epilog=BENCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    inf.add_argument("--json", required=True, help="output JSON path")
-    inf.add_argument("--sections", nargs="+", default=["transact", "ranker", "cuda"],
-                     choices=["transact", "ranker", "cuda"])  # fmt: skip
-    inf.add_argument("--repeats", type=int, default=20)
-    inf.add_argument("--threads", type=int, default=0)
-    inf.add_argument(
-        "--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
-        help="OpenMP wait policy of the benchmark process (passive: sane on a shared box)",
-    )  # fmt: skip
-    inf.add_argument(
-        "--malloc", default="tuned", choices=["tuned", "default"],
-        help="glibc malloc of the benchmark process, the same for plain and optimized "
-        "(tuned: freed buffers are reused, not faulted in again; transact.serving.memory)",
-    )  # fmt: skip
-    inf.set_defaults(handler=_bench_inference)
+    add_inference_arguments(inf)
+    inf.set_defaults(handler=run_inference)
     svc = bsub.add_parser(
         "service",
         help="end-to-end load test of the service on 127.0.0.1 (async client)",
-        description=(
-            "Starts the demo service (`transact serve demo`: a random `small` model,\n"
-            "synthetic items and sequences) in its own process on 127.0.0.1, then an open-loop\n"
-            "async client sends requests of --candidates candidates at each of --rates for\n"
-            "--duration seconds. Reports p50/p99 latency and errors per rate and the highest\n"
-            "rate held with p99 < 100 ms and zero errors. Client and server share the cores:\n"
-            "run it on a quiet machine, and compare --plain with the default in one sitting."
-        ),
+        description=SERVICE_DESCRIPTION,
         epilog=BENCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    svc.add_argument("--json", required=True, help="output JSON path (per-rate results)")
-    svc.add_argument(
-        "--rates",
-        type=float,
-        nargs="+",
-        default=[2, 5, 10, 20, 40, 80],
-        help="requests per second to try, in order; stops once a rate is saturated "
-        "(default: %(default)s)",
-    )
-    svc.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
-    svc.add_argument(
-        "--candidates", type=int, default=500, help="candidates per request (default: 500)"
-    )
-    svc.add_argument("--plain", action="store_true", help="serve with every optimization off")
-    svc.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16"],
-        help="model precision in the server (bf16: about 1.5x faster on AVX-512 CPUs; "
-        "docs/performance.md gives its score difference)",
-    )
-    svc.add_argument(
-        "--server-threads", type=int, default=2,
-        help="torch threads per forward (2: the TransAct chunks of a forward run on two "
-        "single-threaded workers)",
-    )  # fmt: skip
-    svc.add_argument(
-        "--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
-        help="OpenMP wait policy of the server process (passive: idle OpenMP threads sleep "
-        "instead of spinning on the cores the client and the chunk workers need)",
-    )  # fmt: skip
-    svc.add_argument("--default-malloc", action="store_true", help="server keeps glibc defaults")
-    svc.add_argument(
-        "--concurrent-forwards",
-        type=int,
-        default=1,
-        help="forwards the server runs at once (e.g. 2 with --server-threads 1: one per core)",
-    )
-    svc.set_defaults(handler=_bench_service)
+    add_service_arguments(svc)
+    svc.set_defaults(handler=run_service)
     bench.set_defaults(handler=lambda _a: (bench.print_help(), 2)[1])
 
 
 def _options(args: argparse.Namespace):  # -> InferenceOptions
+    """The inference switches; a bad combination raises ValueError naming the field."""
     from transact.serving.fast_transact import CPU_CHUNK_SIZE
     from transact.serving.ranker import InferenceOptions
 
@@ -242,16 +225,13 @@ def _options(args: argparse.Namespace):  # -> InferenceOptions
     chunk = args.chunk_size
     if chunk is None:  # on a GPU every chunk costs launches
         chunk = 0 if args.device.startswith("cuda") else CPU_CHUNK_SIZE
-    try:
-        return InferenceOptions(
-            device=args.device,
-            precision=args.precision,
-            compile=args.compile,
-            cuda_graphs=args.cuda_graphs,
-            chunk_size=chunk,
-        )
-    except ValueError as exc:  # a bad flag combination: say which, no traceback
-        raise SystemExit(f"transact: {exc}") from None
+    return InferenceOptions(
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
+        chunk_size=chunk,
+    )
 
 
 def _config(args: argparse.Namespace):  # -> ServiceConfig
@@ -275,7 +255,9 @@ def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
     try:
         app = create_app(parts.engine, admin_token=load_admin_token(args.admin_token_file))
     except (OSError, ValueError) as exc:  # unreadable file, empty or short token
-        raise SystemExit(f"transact: {exc}") from None
+        raise UserError(
+            f"admin token (--admin-token-file or $TRANSACT_ADMIN_TOKEN): {exc}"
+        ) from None
     # the model, item tables and caches built so far are long-lived: move them out of the
     # collector's reach, or every full collection walks them all in the middle of a request
     gc.collect()
@@ -294,48 +276,57 @@ def _start(args: argparse.Namespace) -> None:
         logging.getLogger(__name__).warning("malloc not tuned: not glibc")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def sequence_store(text: str) -> str:
+    """``--sequence-store``: a redis:// URL, or an existing RocksDB directory (read only)."""
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        existing_dir(text.removeprefix("rocksdb://"))
+    return text
 
-    from transact.data.io import ItemTable
-    from transact.serving.features import ItemFeatures
+
+def build_service(args: argparse.Namespace):  # -> ServiceParts
+    """The engine of ``transact serve run`` from its flags, without HTTP.
+
+    The sequence reader and the user embeddings are built for the served FeatureSpec
+    (its ``seq_len`` and ``d_user``) by :func:`transact.serving.service.build_engine`, so
+    a service started before any model version is published builds them then."""
+    from transact.data.io import ItemTable, UserTable
+    from transact.embeddings.store import DatedUserEmbeddings
+    from transact.features.reader import SequenceReader
+    from transact.features.store import open_store
+    from transact.serving.features import ItemFeatures, UserTableAttributes
     from transact.serving.service import build_engine
 
-    _start(args)
+    options, config = _options(args), _config(args)  # bad flags fail before any loading
     items = ItemTable.load(args.data)
     user_attributes = None
-    if (Path(args.data) / "users.parquet").exists():
-        from transact.data.io import UserTable
-        from transact.serving.features import UserTableAttributes
-
+    if (args.data / "users.parquet").exists():
         user_attributes = UserTableAttributes(UserTable.load(args.data))
-    sequences = None
-    if args.sequence_store:
-        from transact.features.reader import SequenceReader
-        from transact.features.store import open_store
-
-        sequences = SequenceReader(open_store(args.sequence_store, read_only=True))
-    user_embeddings = None
-    if args.user_embeddings:
-        from transact.embeddings.store import DatedUserEmbeddings
-
-        user_embeddings = DatedUserEmbeddings(args.user_embeddings)
-    parts = build_engine(
+    store = open_store(args.sequence_store, read_only=True) if args.sequence_store else None
+    if not args.models.is_dir():
+        logging.getLogger(__name__).warning(
+            "--models %s does not exist yet: answering 503 until a version is published there",
+            args.models,
+        )
+    return build_engine(
         args.models,
         lambda spec: ItemFeatures.from_item_table(items, spec),
-        sequences=sequences,
-        user_embeddings=user_embeddings,
+        sequences=None
+        if store is None
+        else lambda spec: SequenceReader(store, seq_len=spec.seq_len),
+        user_embeddings=None
+        if args.user_embeddings is None
+        else lambda spec: DatedUserEmbeddings(args.user_embeddings, d_user=spec.d_user),
         user_attributes=user_attributes,
-        options=_options(args),
-        config=_config(args),
+        options=options,
+        config=config,
         item_cache_rows=args.item_cache_rows,
         item_cache_dir=args.item_cache_dir,
     )
-    if sequences is not None:
-        sequences.seq_len = parts.engine.assembler.spec.seq_len
-    if user_embeddings is not None:
-        user_embeddings.d_user = parts.engine.assembler.spec.d_user
-    return _serve(parts, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    _start(args)
+    return _serve(build_service(args), args)
 
 
 def build_demo(workdir: str, preset: str, n_items: int, options, config):  # noqa: ANN001
@@ -362,9 +353,9 @@ def build_demo(workdir: str, preset: str, n_items: int, options, config):  # noq
 
 
 def _demo(args: argparse.Namespace) -> int:
+    options, config = _options(args), _config(args)  # bad flags fail before any work
     _start(args)
-    parts = build_demo(args.workdir, args.preset, args.n_items, _options(args), _config(args))
-    return _serve(parts, args)
+    return _serve(build_demo(args.workdir, args.preset, args.n_items, options, config), args)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -373,34 +364,6 @@ def _publish(args: argparse.Namespace) -> int:
     dest = publish_model(args.model, args.models, args.version)
     print(f"published {dest}")
     return 0
-
-
-def _bench_inference(args: argparse.Namespace) -> int:
-    """Runs benchmarks/bench_inference.py's logic in a fresh process: OpenMP's wait policy
-    must be set before torch loads, and this process has loaded it already."""
-    import subprocess
-
-    from transact.serving.memory import inference_env
-
-    env = inference_env(args.omp_wait_policy, tuned_malloc=args.malloc == "tuned")
-    cmd = [
-        sys.executable, "-m", "transact.serving.benchmark", "--json", args.json,
-        "--repeats", str(args.repeats), "--threads", str(args.threads),
-        "--sections", *args.sections,
-    ]  # fmt: skip
-    return subprocess.run(cmd, env=env, check=False).returncode
-
-
-def _bench_service(args: argparse.Namespace) -> int:
-    from transact.serving.load import run_service_benchmark
-
-    result = run_service_benchmark(
-        args.json, rates=args.rates, duration_s=args.duration, n_candidates=args.candidates,
-        plain=args.plain, precision=args.precision, threads=args.server_threads,
-        concurrent_forwards=args.concurrent_forwards, omp_wait_policy=args.omp_wait_policy,
-        default_malloc=args.default_malloc,
-    )  # fmt: skip
-    return 0 if result.get("best_rate_rps") is not None else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from transact.data.schema import FeatureSpec
 from transact.evaluation.report import DEFAULT_UTILITY  # rank online as evaluated offline
 from transact.serving.features import BadRequest, FeatureAssembler
 from transact.serving.registry import ModelRegistry
@@ -124,18 +125,19 @@ class _EngineCollector:
         self.engine = engine
 
     def collect(self) -> Any:
-        stats = self.engine.assembler.items.cache.stats
+        assembler = self.engine.built_assembler()
+        stats = assembler.items.cache.stats if assembler is not None else None
         lookups = CounterMetricFamily(
             "transact_item_cache_lookups", "Item-cache row lookups by tier served", labels=["tier"]
         )
         rate = GaugeMetricFamily(
             "transact_item_cache_hit_rate", "Share of lookups served by a tier", labels=["tier"]
         )
-        total = max(stats.lookups, 1)
+        total = max(stats.lookups, 1) if stats is not None else 1
         for tier, n in (
-            ("memory", stats.memory_hits),
-            ("disk", stats.disk_hits),
-            ("miss", stats.misses),
+            ("memory", stats.memory_hits if stats is not None else 0),
+            ("disk", stats.disk_hits if stats is not None else 0),
+            ("miss", stats.misses if stats is not None else 0),
         ):
             lookups.add_metric([tier], n)
             rate.add_metric([tier], n / total)
@@ -258,7 +260,10 @@ class RankingEngine:
 
     Args:
         registry: the served model version(s).
-        assembler: feature assembly from the stores.
+        assembler: feature assembly from the stores, or a function building it for a
+            FeatureSpec: then it is built for the spec of the first version the registry
+            serves, so a service can start before any version is published (it answers
+            503 until then).
         config: :class:`ServiceConfig`.
 
     Example::
@@ -271,11 +276,17 @@ class RankingEngine:
     def __init__(
         self,
         registry: ModelRegistry,
-        assembler: FeatureAssembler,
+        assembler: FeatureAssembler | Callable[[FeatureSpec], FeatureAssembler],
         config: ServiceConfig | None = None,
     ) -> None:
         self.registry = registry
-        self.assembler = assembler
+        self._assembler: FeatureAssembler | None = None
+        self._build_assembler: Callable[[FeatureSpec], FeatureAssembler] | None = None
+        if isinstance(assembler, FeatureAssembler):
+            self._assembler = assembler
+        else:
+            self._build_assembler = assembler
+        self._assembler_lock = threading.Lock()
         self.config = config or ServiceConfig()
         self._forward_slots = threading.BoundedSemaphore(self.config.max_concurrent_forwards)
         self.metrics = ServiceMetrics(self)
@@ -287,6 +298,27 @@ class RankingEngine:
                 self.config.micro_batch_max_candidates,
                 self.metrics,
             )
+
+    @property
+    def assembler(self) -> FeatureAssembler:
+        """The feature assembler; raises :class:`ModelNotReady` while it waits for the
+        first model version's FeatureSpec."""
+        assembler = self.built_assembler()
+        if assembler is not None:
+            return assembler
+        handle = self.registry.current()
+        if handle is None:
+            raise ModelNotReady("no model version loaded yet")
+        with self._assembler_lock:  # concurrent first requests build it once
+            if self._assembler is None:
+                assert self._build_assembler is not None
+                self._assembler = self._build_assembler(handle.spec)
+                log.info("feature sources built for the FeatureSpec of %s", handle.version)
+            return self._assembler
+
+    def built_assembler(self) -> FeatureAssembler | None:
+        """The assembler if it exists yet (never builds it; for metrics)."""
+        return self._assembler
 
     def validate(self, user_id: int, candidates: list[int], request_time_ms: int | None) -> int:
         """Raise :class:`BadRequest` for out-of-range fields; returns the request time."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeAlias, TypeVar
 
 import torch
 
@@ -28,6 +29,11 @@ from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRan
 from transact.serving.registry import ModelRegistry, list_versions
 
 log = logging.getLogger("transact.serving")
+
+T = TypeVar("T")
+# a feature source, or a function building it for the served FeatureSpec (its seq_len,
+# d_user, feature names), called once that spec is known
+PerSpec: TypeAlias = T | Callable[[FeatureSpec], T]
 
 
 def smoke_request(spec: FeatureSpec, n_candidates: int = 2) -> RequestTensors:
@@ -61,16 +67,24 @@ def smoke_check(ranker: ServingRanker, max_candidates: int | None = None) -> tor
 class ServiceParts:
     engine: RankingEngine
     registry: ModelRegistry
-    assembler: FeatureAssembler
+
+    @property
+    def assembler(self) -> FeatureAssembler:
+        """The engine's feature assembler (raises ``ModelNotReady`` before the first model)."""
+        return self.engine.assembler
+
+
+def _for_spec(source: PerSpec[T], spec: FeatureSpec) -> T:
+    return source(spec) if callable(source) else source
 
 
 def build_engine(
     models_dir: str | Path,
-    items: ItemFeatures | Callable[[FeatureSpec], ItemFeatures],
+    items: PerSpec[ItemFeatures],
     spec: FeatureSpec | None = None,
-    sequences: SequenceSource | None = None,
-    user_embeddings: UserEmbeddingSource | None = None,
-    user_attributes: UserAttributeSource | None = None,
+    sequences: PerSpec[SequenceSource] | None = None,
+    user_embeddings: PerSpec[UserEmbeddingSource] | None = None,
+    user_attributes: PerSpec[UserAttributeSource] | None = None,
     options: InferenceOptions | None = None,
     config: ServiceConfig | None = None,
     item_cache_rows: int = 100_000,
@@ -79,9 +93,12 @@ def build_engine(
     """Load the newest verified model version in ``models_dir`` and build the engine.
 
     ``spec`` defaults to the FeatureSpec of the newest version that verifies; every later
-    version must match it. ``items`` may be a function of that spec (the item table's
-    columns are read by the spec's feature names). Raises ``RuntimeError`` when no version
-    verifies.
+    version must match it. Each feature source may be a function of that spec (the item
+    table's columns are read by the spec's feature names, the sequence reader returns
+    ``spec.seq_len`` positions, the user embeddings have ``spec.d_user`` values), called
+    once the spec is known. With no loadable version yet (a missing or empty
+    ``models_dir``), the engine still builds and answers ``ModelNotReady`` (HTTP 503) until
+    the registry loads one; the sources are built then.
     """
     options = options or InferenceOptions()
     config = config or ServiceConfig()
@@ -91,16 +108,27 @@ def build_engine(
         expected_spec=spec,
         smoke=partial(smoke_check, max_candidates=config.max_candidates),
     )
+
+    def assembler_for(served: FeatureSpec) -> FeatureAssembler:
+        store = ItemFeatureStore(
+            _for_spec(items, served), served, memory_rows=item_cache_rows, disk_path=item_cache_dir
+        )
+        return FeatureAssembler(
+            served,
+            store,
+            _for_spec(sequences, served) if sequences is not None else None,
+            _for_spec(user_embeddings, served) if user_embeddings is not None else None,
+            _for_spec(user_attributes, served) if user_attributes is not None else None,
+        )
+
     handle = registry.reload()
     if handle is None:
-        raise RuntimeError(
-            f"{models_dir}: no loadable model version (published: {list_versions(models_dir)}); "
-            "see the REFUSED log lines"
+        log.warning(
+            "%s: no loadable model version yet (published: %s); answering 503 until one "
+            "is published and loaded",
+            models_dir,
+            list_versions(models_dir),
         )
-    spec = handle.spec
-    if callable(items):
-        items = items(spec)
-    store = ItemFeatureStore(items, spec, memory_rows=item_cache_rows, disk_path=item_cache_dir)
-    assembler = FeatureAssembler(spec, store, sequences, user_embeddings, user_attributes)
-    engine = RankingEngine(registry, assembler, config)
-    return ServiceParts(engine, registry, assembler)
+        return ServiceParts(RankingEngine(registry, assembler_for, config), registry)
+    engine = RankingEngine(registry, assembler_for(handle.spec), config)
+    return ServiceParts(engine, registry)

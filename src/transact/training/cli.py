@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import tomllib
+from pathlib import Path
 from typing import Any
+
+from transact.arguments import existing_dir, existing_file, output_dir, reading
 
 EPILOG = """\
 examples:
@@ -50,10 +53,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, str, Any]]) 
     return out
 
 
-def load_config_with_overrides(path: str | None, overrides: list[tuple[str, str, Any]]):
-    """A validated RunConfig from ``path`` (or defaults) with ``--set`` overrides applied."""
-    from pathlib import Path
+def load_config_with_overrides(
+    path: str | Path | None, overrides: list[tuple[str, str, Any]]
+):  # -> RunConfig
+    """A validated RunConfig from ``path`` (or defaults) with ``--set`` overrides applied.
 
+    Any file content ends in the RunConfig or a ``ValueError``/``OSError`` naming the file
+    (and every bad field): a missing file, bytes that are not UTF-8, TOML syntax, unknown
+    tables or fields, values of the wrong type or out of range.
+    """
     from transact.pipeline.run_config import run_config_from_dict
 
     raw: dict[str, Any] = {}
@@ -62,20 +70,30 @@ def load_config_with_overrides(path: str | None, overrides: list[tuple[str, str,
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"--config {path}: no such file")
-        raw = tomllib.loads(p.read_text())
+        with reading("--config", p):
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
         source = str(p)
     return run_config_from_dict(apply_overrides(raw, overrides), source=source)
 
 
-def _handle_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def time_arg(text: str) -> str:
+    """``--start``/``--end``: YYYY-MM-DD[THH:MM] (UTC) or epoch ms, checked when parsed."""
+    from transact.pipeline.windows import parse_time_ms
 
+    try:
+        parse_time_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _handle_train(args: argparse.Namespace) -> int:
     from transact.pipeline.run import build_examples, train_run
     from transact.pipeline.windows import resolve_window
 
     config = load_config_with_overrides(args.config, args.set or [])
+    out = args.out or output_dir(f"runs/train/{config.name}")  # checked before any work
     window = resolve_window(args.data, "train", args.start, args.end)
-    out = Path(args.out or f"runs/train/{config.name}")
     print(f"train {config.name}: data {args.data}, window {window}, out {out}")
     examples = build_examples(args.data, window, config, evaluation=False)
     print(f"  {len(examples):,} training examples")
@@ -123,11 +141,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", help="run config TOML (configs/*.toml); default: small TransAct")
-    p.add_argument("--data", required=True, help="dataset directory with manifest.json")
-    p.add_argument("--start", help="window start: YYYY-MM-DD[THH:MM] UTC or epoch ms")
-    p.add_argument("--end", help="window end (exclusive)")
-    p.add_argument("--out", help="run directory (default runs/train/NAME)")
+    p.add_argument(
+        "--config", type=existing_file,
+        help="run config TOML (configs/*.toml); default: small TransAct",
+    )  # fmt: skip
+    p.add_argument(
+        "--data", type=existing_dir, required=True, help="dataset directory with manifest.json"
+    )
+    p.add_argument(
+        "--start", type=time_arg, help="window start: YYYY-MM-DD[THH:MM] UTC or epoch ms"
+    )
+    p.add_argument("--end", type=time_arg, help="window end (exclusive)")
+    p.add_argument("--out", type=output_dir, help="run directory (default runs/train/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument(
         "--set",
