@@ -15,10 +15,10 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transact.pipeline.run_config import RunConfig, load_run_config
 
 from transact.arguments import USER_ERRORS
 from transact.data.world import WorldConfig
+from transact.pipeline.run_config import RunConfig, load_run_config
 from transact.training.cli import load_config_with_overrides
 
 SETTINGS = settings(
