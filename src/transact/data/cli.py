@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--signal",
         action="store_true",
         help="also score model-free rankings (static / daily profile / realtime / oracle) "
-        "on the randomized eval requests: does the world reward recent actions?",
+        "on the randomized eval requests: does the world reward recent actions? and the "
+        "recency diagnostic: how much of the sequence's signal lies in actions of the last "
+        "5 min, hour, day and week (docs/data.md)",
     )
     stats.set_defaults(handler=_clean_errors(_stats))
 
@@ -201,6 +203,10 @@ def _stats(args: argparse.Namespace) -> int:
             print(
                 f"HIT@3/{head}: {scores}; realtime vs daily p={r['p_realtime_vs_daily_profile']:.2g}"
             )
+        from transact.data.stats import format_recency
+
+        if sig.get("recency"):
+            print(format_recency(sig))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(stats, indent=2) + "\n")
