@@ -1,8 +1,10 @@
 """Summary figures of a world dir: what ``transact data stats`` prints and writes.
 
 Counts, per-head label rates (train / eval / randomized), the action mix of the event log,
-the distribution of realtime-sequence lengths at request time, and the core / non-core
-split (paper 4.2.1). Streams impressions; loads only engagement events for sequences.
+the distribution of realtime-sequence lengths at request time, the core / non-core split
+(paper 4.2.1), sessions and the time-spent proxy (simulated worlds), and with
+``--signal`` the model-free realtime-signal check and the recency diagnostic. Streams
+impressions; loads only engagement events for sequences.
 """
 
 from __future__ import annotations
@@ -13,8 +15,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from transact.data.io import load_event_arrays, load_manifest, read_events, read_impressions
+from transact.data.io import (
+    load_event_arrays,
+    load_manifest,
+    partition_files,
+    read_events,
+    read_impressions,
+)
 from transact.data.schema import DEFAULT_SEQ_LEN
 from transact.data.sequences import SequenceBuilder
 
@@ -79,6 +88,8 @@ def world_stats(
     in_train = (req_times >= m.train_start_ms) & (req_times < m.train_end_ms)
     eval_req = (req_times >= m.eval_start_ms) & (req_times < m.eval_end_ms)
 
+    edges = [e for e in (0, 1, 10, 25, 50, 75) if e < seq_len] + [seq_len, seq_len + 1]
+
     def length_summary(x: np.ndarray) -> dict[str, Any]:
         if x.size == 0:
             return {"requests": 0}
@@ -90,14 +101,13 @@ def world_stats(
             "p90": float(np.percentile(x, 90)),
             "share_empty": float((x == 0).mean()),
             "share_full": float((x == seq_len).mean()),
-            "histogram_edges": [0, 1, 10, 25, 50, 75, seq_len, seq_len + 1],
-            "histogram": np.histogram(x, bins=[0, 1, 10, 25, 50, 75, seq_len, seq_len + 1])[
-                0
-            ].tolist(),
+            "histogram_edges": edges,
+            "histogram": np.histogram(x, bins=edges)[0].tolist(),
         }
 
     total_events = sum(action_mix.values())
     return {
+        "sessions": _session_summary(data_dir),
         "dataset": m.dataset,
         "data_dir": str(data_dir),
         "n_users": m.n_users,
@@ -128,6 +138,33 @@ def world_stats(
     }
 
 
+def _session_summary(data_dir: Path | str) -> dict[str, Any] | None:
+    """Sessions and the time-spent proxy from the simulator's ``requests/`` table (None
+    for logs without one, e.g. imported real logs)."""
+    if not (Path(data_dir) / "requests").is_dir():
+        return None
+    cols = ["user_id", "session_id", "request_time_ms", "time_spent_ms", "feed_quality"]
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in cols}
+    for _, path in partition_files(data_dir, "requests"):
+        table = pq.read_table(path, columns=cols)
+        for c in cols:
+            parts[c].append(table.column(c).to_numpy())
+    if not parts["user_id"]:
+        return None
+    req = {c: np.concatenate(v) for c, v in parts.items()}
+    user_days = np.unique(req["user_id"] * 100_000 + req["request_time_ms"] // 86_400_000).size
+    n_sessions = int(np.unique(req["session_id"]).size)
+    return {
+        "sessions": n_sessions,
+        "requests_per_session": float(req["user_id"].size / max(n_sessions, 1)),
+        "active_user_days": int(user_days),
+        "time_spent_min_per_active_user_day": float(
+            req["time_spent_ms"].sum() / 60_000 / max(user_days, 1)
+        ),
+        "mean_feed_quality": float(req["feed_quality"].mean()),
+    }
+
+
 def format_stats(stats: dict[str, Any]) -> str:
     """A short human-readable rendering of :func:`world_stats`."""
     lines = [
@@ -152,6 +189,13 @@ def format_stats(stats: dict[str, Any]) -> str:
         f"{cs['users_ever_core_share']:.1%} of users ever core; repin rate core "
         f"{cs['core'].get('label_rate_repin', 0):.2%} vs non-core {cs['non_core'].get('label_rate_repin', 0):.2%}"
     )
+    sess = stats.get("sessions")
+    if sess:
+        lines.append(
+            f"sessions: {sess['sessions']:,}, {sess['requests_per_session']:.2f} requests each; "
+            f"time spent {sess['time_spent_min_per_active_user_day']:.1f} min per active "
+            f"user-day; mean feed quality {sess['mean_feed_quality']:.3f}"
+        )
     for split in ("train", "eval"):
         s = stats["sequence_length"][split]
         if s.get("requests"):
