@@ -171,19 +171,23 @@ def _generate(args: argparse.Namespace) -> int:
 
     from transact.data.world import PRESETS, WorldConfig, generate_world
 
-    if args.config is not None:
-        config = WorldConfig.from_toml(args.config)
-        preset = args.config.stem
-    else:
-        if args.preset not in PRESETS:
-            raise SystemExit(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
-        config, preset = PRESETS[args.preset], args.preset
-    if args.users is not None:
-        config = replace(config, n_users=args.users)
-    if args.days is not None:
-        config = replace(
-            config, warmup_days=args.days[0], train_days=args.days[1], eval_days=args.days[2]
-        )
+    try:
+        if args.config is not None:
+            config = WorldConfig.from_toml(args.config)
+            preset = args.config.stem
+        else:
+            if args.preset not in PRESETS:
+                raise ValueError(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
+            config, preset = PRESETS[args.preset], args.preset
+        if args.users is not None:
+            config = replace(config, n_users=args.users)
+        if args.days is not None:
+            config = replace(
+                config, warmup_days=args.days[0], train_days=args.days[1], eval_days=args.days[2]
+            )
+    except (ValueError, OSError) as exc:  # a bad preset, config file or override
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = generate_world(args.out, config, seed=args.seed, preset=preset)
     print(f"wrote {out} (preset {preset}, seed {args.seed}); next: transact data stats {out}")
     return 0

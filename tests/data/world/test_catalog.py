@@ -57,3 +57,34 @@ def test_item_in_leaf_draws_by_popularity(catalog):
     got = np.bincount(items, minlength=catalog.n_items)[members] / n
     want = catalog.popularity[members] / catalog.popularity[members].sum()
     assert np.abs(got - want).max() < 0.01
+
+
+def test_sorted_search_equals_searchsorted():
+    from transact.data.world.catalog import SORTED_SEARCH_MIN, search
+
+    rng = np.random.default_rng(3)
+    a = np.sort(rng.integers(0, 1_000, 5_000))  # many ties
+    for n in (10, SORTED_SEARCH_MIN + 7):
+        v = rng.integers(-5, 1_005, n)
+        for side in ("left", "right"):
+            assert np.array_equal(search(a, v, side), np.searchsorted(a, v, side))
+    f = np.sort(rng.random(1_000))
+    q = rng.random(SORTED_SEARCH_MIN * 2)
+    assert np.array_equal(search(f, q), np.searchsorted(f, q, "right"))
+
+
+def test_earlier_in_request_counts_earlier_rows_of_the_same_group():
+    from transact.data.world.response import earlier_in_request
+
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(1, 30, 200)
+    request = np.repeat(np.arange(sizes.size), sizes)
+    position = np.arange(request.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    group = rng.integers(0, 6, request.size)
+    want = np.array(
+        [((request[:i] == request[i]) & (group[:i] == group[i])).sum() for i in range(request.size)]
+    )
+    assert np.array_equal(earlier_in_request(request, group, position), want)
+    shuffled = rng.permutation(request.size)  # the general (unsorted) path
+    got = earlier_in_request(request[shuffled], group[shuffled], position[shuffled])
+    assert np.array_equal(got, want[shuffled])

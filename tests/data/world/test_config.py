@@ -48,3 +48,19 @@ def test_mechanisms_off_switches_every_closed_loop_mechanism():
     root = Path(__file__).resolve().parents[3] / "configs" / "world"
     for path in sorted(root.glob("*.toml")):
         WorldConfig.from_toml(path)
+
+
+def test_generate_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    from transact.cli import main
+
+    out = tmp_path / "w"
+    assert (
+        main(["data", "generate", "--out", str(out), "--preset", "tiny", "--days", "1", "1", "0"])
+        == 2
+    )
+    assert "WorldConfig.eval_days" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("satiation_weight = -1.0\n")
+    assert main(["data", "generate", "--out", str(out), "--config", str(bad)]) == 2
+    assert "satiation_weight" in capsys.readouterr().err
+    assert not (out / "manifest.json").exists()

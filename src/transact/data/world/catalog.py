@@ -18,8 +18,28 @@ BACK_CATALOG_DAYS = 730
 """Items that exist when the world starts were created over the two years before it."""
 
 
+SORTED_SEARCH_MIN = 20_000
+"""From this many queries on, :func:`search` sorts them first (cache-friendly)."""
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def search(a: np.ndarray, v: np.ndarray, side: str = "right") -> np.ndarray:
+    """``np.searchsorted(a, v, side)`` (the plain reference), faster for many queries.
+
+    Unsorted queries into a large array miss the cache on every step of every binary
+    search; sorted queries walk it in order (numpy also narrows each search by the
+    previous one), which is ~3x faster at a million queries even with the sort.
+    """
+    v = np.asarray(v)
+    if v.size < SORTED_SEARCH_MIN:
+        return np.searchsorted(a, v, side)  # type: ignore[call-overload]
+    order = np.argsort(v, kind="stable")
+    out = np.empty(v.shape, np.int64)
+    out[order] = np.searchsorted(a, v[order], side)  # type: ignore[call-overload]
+    return out
 
 
 class Catalog:
@@ -111,7 +131,7 @@ class Catalog:
     def _leaf_end(self, leaf: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
         """Index (in leaf order) one past the last item of ``leaf`` created at or before t."""
         offset = np.clip(np.asarray(t_ms, np.int64) - self._t0, -1, self._span - 1)
-        return np.searchsorted(self._leaf_key, leaf.astype(np.int64) * self._span + offset, "right")
+        return search(self._leaf_key, leaf.astype(np.int64) * self._span + offset)
 
     def item_in_leaf(self, leaf: np.ndarray, t_ms: np.ndarray, u: np.ndarray) -> np.ndarray:
         """An item of each ``leaf`` that exists at ``t_ms``, drawn by popularity."""
@@ -120,7 +140,7 @@ class Catalog:
         cum = self._leaf_cum
         before = np.where(lo > 0, cum[np.maximum(lo - 1, 0)], 0.0)
         target = before + u * (cum[hi - 1] - before)
-        pos = np.clip(np.searchsorted(cum, target, side="right"), lo, hi - 1)
+        pos = np.clip(search(cum, target), lo, hi - 1)
         return self._by_leaf[pos]
 
     def fresh_in_leaf(
@@ -141,9 +161,9 @@ class Catalog:
 
     def popular_item(self, t_ms: np.ndarray, u: np.ndarray) -> np.ndarray:
         """An item that exists at ``t_ms``, drawn by popularity ** 0.8."""
-        end = np.maximum(np.searchsorted(self._created_sorted, t_ms, side="right"), 1)
+        end = np.maximum(search(self._created_sorted, t_ms), 1)
         target = u * self._pop_cum[end - 1]
-        pos = np.minimum(np.searchsorted(self._pop_cum, target, side="right"), end - 1)
+        pos = np.minimum(search(self._pop_cum, target), end - 1)
         return self._by_time[pos]
 
     def exists(self, item_ids: np.ndarray, t_ms: np.ndarray) -> np.ndarray:

@@ -191,7 +191,8 @@ class WorldConfig:
              f"must be in 1..{len(TOP_INTERESTS)}")  # fmt: skip
         need(self.leaves_per_top >= 1, "leaves_per_top", "must be >= 1")
         need(self.d_item >= 2, "d_item", "must be >= 2")
-        need(self.train_days >= 1 and self.eval_days >= 1, "train_days", "train/eval >= 1 day")
+        need(self.train_days >= 1, "train_days", "must be >= 1")
+        need(self.eval_days >= 1, "eval_days", "must be >= 1")
         need(self.warmup_days >= 0, "warmup_days", "must be >= 0")
         need(1 <= self.min_items <= self.max_items, "min_items", "need 1 <= min <= max_items")
         need(self.max_items <= 1_000, "max_items", "must be <= 1000")

@@ -405,7 +405,7 @@ class WorldEnv:
         r_all = req.candidate_request
         shuffled = rs.uniform(Draw.SHUFFLE, rkey[r_all], req.slot)
         scores = np.where(req.randomized[r_all], shuffled, scores)
-        order = np.lexsort((req.slot, -scores, r_all))
+        order = np.lexsort((-scores, r_all))  # stable: ties keep slot order
         rank = np.arange(order.size) - np.searchsorted(r_all[order], r_all[order])
         shown = order[rank < req.n_show[r_all[order]]]
         r = r_all[shown]

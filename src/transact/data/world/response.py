@@ -130,9 +130,15 @@ def response_inputs(
 
 def earlier_in_request(request: np.ndarray, group: np.ndarray, position: np.ndarray) -> np.ndarray:
     """``[M]`` how many rows of the same request at lower positions share each row's group."""
-    order = np.lexsort((position, group, request))
-    r, g = request[order], group[order]
-    new = np.r_[True, (r[1:] != r[:-1]) | (g[1:] != g[:-1])]
+    # rows come sorted by (request, position): a stable sort on (request, group) keeps
+    # the position order inside each run
+    key = request.astype(np.int64) * (int(group.max(initial=0)) + 1) + group
+    if (np.diff(request) < 0).any() or ((np.diff(request) == 0) & (np.diff(position) < 0)).any():
+        order = np.lexsort((position, group, request))
+    else:
+        order = np.argsort(key, kind="stable")
+    k = key[order]
+    new = np.r_[True, k[1:] != k[:-1]]
     run_start = np.flatnonzero(new)[np.cumsum(new) - 1]
     out = np.empty(order.size, np.int64)
     out[order] = np.arange(order.size) - run_start
