@@ -214,6 +214,9 @@ def test_fork_continues_identically_and_users_restrict_traffic(tiny):
     arm = WorldEnv(tiny, users=np.arange(0, tiny.config.n_users, 2))
     res = run_day(arm, 0, ProductionRanker())
     assert (res.requests["user_id"] % 2 == 0).all() and res.n_impressions > 0
+    odd = env.fork(users=np.arange(1, tiny.config.n_users, 2))
+    res = run_day(odd, 3, ProductionRanker())
+    assert (res.requests["user_id"] % 2 == 1).all() and res.n_impressions > 0
 
 
 def test_oracle_beats_production_beats_random_on_ground_truth(small_config):

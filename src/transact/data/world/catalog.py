@@ -23,6 +23,7 @@ SORTED_SEARCH_MIN = 20_000
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, elementwise."""
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -123,9 +124,6 @@ class Catalog:
         pos = np.searchsorted(self._top_leaf_cdf, top + u, side="right")
         return np.clip(pos, top * self.per, top * self.per + self.per - 1)
 
-    def leaves_of(self, top: int) -> np.ndarray:
-        return np.arange(top * self.per, (top + 1) * self.per)
-
     # ---- samplers over existing items --------------------------------------------
 
     def _leaf_end(self, leaf: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
@@ -165,10 +163,6 @@ class Catalog:
         target = u * self._pop_cum[end - 1]
         pos = np.minimum(search(self._pop_cum, target), end - 1)
         return self._by_time[pos]
-
-    def exists(self, item_ids: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        """Whether each item was created at or before ``t_ms``."""
-        return self.created_ms[item_ids] <= t_ms
 
     def age_days(self, item_ids: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
         """Age of each item at ``t_ms`` in days (float32, >= 0)."""

@@ -247,6 +247,7 @@ class WorldConfig:
 
     @property
     def start_ms(self) -> int:
+        """UTC midnight of ``start_date`` in ms."""
         d = dt.datetime.fromisoformat(self.start_date).replace(tzinfo=dt.UTC)
         return int(d.timestamp() * 1000)
 

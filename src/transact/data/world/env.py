@@ -172,14 +172,7 @@ class WorldEnv:
         # the start state belongs to the world, not to an arm: stream 0
         self.state = UserState(cfg, world.catalog, world.population, RandomStreams(world.seed))
         n = cfg.n_users
-        self.enrolled = np.zeros(n, bool)
-        if users is None:
-            self.enrolled[:] = True
-        else:
-            ids = np.asarray(users, np.int64)
-            if ids.size and (ids.min() < 0 or ids.max() >= n):
-                raise ValueError(f"WorldEnv users: ids must be in 0..{n - 1}")
-            self.enrolled[ids] = True
+        self.enrolled = np.ones(n, bool) if users is None else self._enrolment(users)
         share = cfg.randomized_share if randomized_share is None else float(randomized_share)
         if not 0 <= share <= 1:
             raise ValueError(f"WorldEnv randomized_share must be in [0, 1], got {share}")
@@ -196,11 +189,21 @@ class WorldEnv:
 
     # ---- copies ----------------------------------------------------------------------
 
-    def fork(self, stream: int | None = None) -> WorldEnv:
+    def _enrolment(self, users: np.ndarray) -> np.ndarray:
+        n = self.config.n_users
+        ids = np.asarray(users, np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= n):
+            raise ValueError(f"WorldEnv users: ids must be in 0..{n - 1}")
+        enrolled = np.zeros(n, bool)
+        enrolled[ids] = True
+        return enrolled
+
+    def fork(self, stream: int | None = None, users: np.ndarray | None = None) -> WorldEnv:
         """An independent copy of this environment's users (same world, same state).
 
         With ``stream=None`` the copy keeps this stream (common random numbers: a paired
         counterfactual arm); another value gives it independent numbers from here on.
+        ``users`` restricts the copy to those user ids (an arm's traffic share).
         """
         if self._pending is not None:
             raise RuntimeError("WorldEnv.fork: step() the pending requests first")
@@ -213,11 +216,14 @@ class WorldEnv:
             setattr(new, name, getattr(self, name).copy())
         if stream is not None:
             new.streams = RandomStreams(self.world.seed, stream)
+        if users is not None:
+            new.enrolled = self._enrolment(users)
         return new
 
     # ---- days --------------------------------------------------------------------------
 
     def day_start_ms(self, day: int) -> int:
+        """UTC midnight of ``day`` (day 0 is ``config.start_date``) in ms."""
         return self.config.start_ms + day * MS_PER_DAY
 
     def start_day(self, day: int) -> DayPlan:

@@ -151,11 +151,6 @@ class RandomStreams:
         u = self.uniform(purpose, *keys)
         return poisson_from_uniform(np.broadcast_to(lam, u.shape), u)
 
-    def choice(self, cdf: np.ndarray, purpose: Draw | int, *keys: np.ndarray | int) -> np.ndarray:
-        """Indices drawn from a normalized 1-d ``cdf`` (inverse CDF with searchsorted)."""
-        u = self.uniform(purpose, *keys)
-        return np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1)
-
 
 def poisson_from_uniform(lam: np.ndarray, u: np.ndarray, max_k: int = 200) -> np.ndarray:
     """Smallest ``k`` with ``P(X <= k) >= u`` for ``X ~ Poisson(lam)``, elementwise."""

@@ -95,10 +95,12 @@ class UserState:
 
     @property
     def current_on(self) -> bool:
+        """Whether current interests are simulated (half-life > 0)."""
         return self.cfg.current_interest_half_life_hours > 0
 
     @property
     def satiation_on(self) -> bool:
+        """Whether satiation is simulated (weight > 0)."""
         return self.cfg.satiation_weight > 0
 
     # ---- long-term interests ---------------------------------------------------------
