@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Simulate users, items, requests and engagements (deterministic for a seed) and "
             "stream them to day-partitioned Parquet. Presets: tiny (tests, seconds), demo "
-            "(the demo, ~4M impressions, ~25 s of CPU), large (10^8 impressions)."
+            "(the demo, ~4M impressions, ~20 s of CPU), large (10^8 impressions)."
         ),
         epilog="example:\n  transact data generate --out runs/world --preset demo --seed 0\n"
         "  transact data generate --out runs/w2 --config configs/world/demo.toml",
