@@ -138,5 +138,5 @@ def test_wrong_types_name_the_field(tmp_path: Path) -> None:
             assert why in str(exc) and str(path) in str(exc), str(exc)
         else:
             raise AssertionError(f"{text!r} loaded")
-    path.write_text('preset = "tiny"\ncandidate_mix = [1, 0, 0]\n')
-    assert WorldConfig.from_toml(path).candidate_mix == (1.0, 0.0, 0.0)
+    path.write_text('preset = "tiny"\ncandidate_mix = [1, 0, 0, 0]\n')
+    assert WorldConfig.from_toml(path).candidate_mix == (1.0, 0.0, 0.0, 0.0)

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Simulate users, items, requests and engagements (deterministic for a seed) and "
             "stream them to day-partitioned Parquet. Presets: tiny (tests, seconds), demo "
-            "(the demo, ~4M impressions, ~15 s), large (10^8 impressions)."
+            "(the demo, ~4M impressions, ~20 s of CPU), large (10^8 impressions)."
         ),
         epilog="example:\n  transact data generate --out runs/world --preset demo --seed 0\n"
         "  transact data generate --out runs/w2 --config configs/world/demo.toml",
@@ -87,7 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--signal",
         action="store_true",
         help="also score model-free rankings (static / daily profile / realtime / oracle) "
-        "on the randomized eval requests: does the world reward recent actions?",
+        "on the randomized eval requests: does the world reward recent actions? and the "
+        "recency diagnostic: how much of the sequence's signal lies in actions of the last "
+        "5 min, hour, day and week (docs/data.md)",
     )
     stats.set_defaults(handler=_stats)
 
@@ -186,7 +188,10 @@ def _generate(args: argparse.Namespace) -> int:
             raise UserError(f"--preset {args.preset!r}: unknown; choose from {sorted(PRESETS)}")
         config, preset = PRESETS[args.preset], args.preset
     if args.users is not None:
-        config = replace(config, n_users=args.users)
+        try:
+            config = replace(config, n_users=args.users)
+        except ValueError as exc:
+            raise UserError(f"--users {args.users}: {exc}") from None
     if args.days is not None:
         warmup, train, evaluation = args.days
         try:
@@ -212,6 +217,10 @@ def _stats(args: argparse.Namespace) -> int:
             print(
                 f"HIT@3/{head}: {scores}; realtime vs daily p={r['p_realtime_vs_daily_profile']:.2g}"
             )
+        from transact.data.stats import format_recency
+
+        if sig.get("recency"):
+            print(format_recency(sig))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(stats, indent=2) + "\n")

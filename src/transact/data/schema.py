@@ -289,6 +289,33 @@ def impressions_schema(heads: tuple[str, ...] = ("click", "repin", "hide")) -> p
     )
 
 
+def requests_schema() -> pa.Schema:
+    """One row per request of a simulated world (additive table ``requests/``, optional).
+
+    ``time_spent_ms`` is the simulator's time-spent proxy (browsing the feed plus the
+    dwell of closeups); ``feed_quality`` the mean relevance of the shown items (what a
+    user perceives); ``satisfaction`` the user's recent satisfaction after the request
+    (it sets how often they return); ``continued`` whether the session went on after it.
+    Real logs have no such table; readers must not require it.
+    """
+    return pa.schema(
+        [
+            pa.field("request_id", pa.int64(), nullable=False),
+            pa.field("user_id", pa.int64(), nullable=False),
+            pa.field("session_id", pa.int64(), nullable=False),
+            pa.field("request_time_ms", pa.int64(), nullable=False),
+            pa.field("n_shown", pa.int16(), nullable=False),
+            pa.field("randomized", pa.bool_(), nullable=False),
+            pa.field("session_start", pa.bool_(), nullable=False),
+            pa.field("continued", pa.bool_(), nullable=False),
+            pa.field("time_spent_ms", pa.int64(), nullable=False),
+            pa.field("feed_quality", pa.float32(), nullable=False),
+            pa.field("satisfaction", pa.float32(), nullable=False),
+        ],
+        metadata={"schema_version": str(SCHEMA_VERSION), "table": "requests"},
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Tensors
 # --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from transact.data.schema import (
     items_schema,
     users_schema,
 )
-from transact.data.world import PRESETS, WorldConfig, generate_world
+from transact.data.world import PRESETS, generate_world
 
 
 def _table(world, name, **kw):
@@ -164,32 +164,6 @@ def test_generation_is_deterministic_for_a_seed(tmp_path, micro_config):
         generate_world(a, micro_config, seed=3, progress=False)
 
 
-def test_config_validation_and_toml(tmp_path):
-    with pytest.raises(ValueError, match="WorldConfig.min_items"):
-        WorldConfig(min_items=20, max_items=10)
-    with pytest.raises(ValueError, match="WorldConfig.candidate_mix"):
-        WorldConfig(candidate_mix=(0.5, 0.5, 0.5))
-    f = tmp_path / "w.toml"
-    f.write_text('preset = "tiny"\nn_users = 33\n')
-    assert WorldConfig.from_toml(f).n_users == 33
-    assert WorldConfig.from_toml(f).n_items == PRESETS["tiny"].n_items
-    f.write_text("n_userz = 3\n")
-    with pytest.raises(ValueError, match="n_userz"):
-        WorldConfig.from_toml(f)
-
-
-def test_realtime_signal_report_orders_the_rankers(tiny_world):
-    from transact.data.stats import realtime_signal_report
-
-    rep = realtime_signal_report(tiny_world, seq_len=50)
-    click = rep["heads"]["click"]
-    assert click["hit3_oracle"] > click["hit3_random"]
-    assert click["hit3_realtime"] > click["hit3_random"]
-    hide = rep["heads"]["hide"]
-    assert hide["hit3_oracle"] <= hide["hit3_random"]  # oracle shows the fewest hides
-    assert 0 <= click["p_realtime_vs_daily_profile"] <= 1
-
-
 def test_event_log_is_globally_time_ordered(tiny_world):
     last = -1
     for _, f in partition_files(tiny_world, "events"):
@@ -219,3 +193,57 @@ def test_long_term_interests_are_stored_and_drive_repins(tiny_world):
     chance = sizes.mean() / n_top
     # repins follow the stored long-term mixture far more often than a random interest would
     assert inside > 3 * chance, (inside, chance)
+
+
+def test_requests_table_sums_the_impressions(tiny_world):
+    from transact.data.schema import requests_schema
+
+    files = partition_files(tiny_world, "requests")
+    assert files
+    for _, f in files:
+        check_columns(pq.read_schema(f), requests_schema(), f)
+    req = pa.concat_tables(pq.read_table(f) for _, f in files)
+    imp = _table(tiny_world, "impressions")
+    assert req.num_rows == np.unique(imp["request_id"].to_numpy()).size
+    shown = np.bincount(imp["request_id"].to_numpy(), minlength=req.num_rows)
+    rid = req["request_id"].to_numpy()
+    assert (shown[rid] == req["n_shown"].to_numpy()).all()
+    spent = req["time_spent_ms"].to_numpy()
+    assert spent.min() >= 20_000  # at least the browsing time
+    assert 30_000 < spent.mean() < 200_000
+    # a session's requests come one after another: each starts after the last one ended
+    t = req["request_time_ms"].to_numpy()
+    sess = req["session_id"].to_numpy()
+    order = np.lexsort((t, sess))
+    same = sess[order][1:] == sess[order][:-1]
+    assert (t[order][1:][same] >= (t + spent)[order][:-1][same]).all()
+    starts = req["session_start"].to_numpy()
+    assert starts.sum() == np.unique(sess).size
+    m = load_manifest(tiny_world)
+    assert m.extra["counts"]["requests"] == req.num_rows
+
+
+def test_items_have_creation_times_and_appear_only_after_them(tiny_world):
+    items = pq.read_table(tiny_world / "items.parquet", columns=["item_id", "created_time_ms"])
+    created = items["created_time_ms"].to_numpy()
+    m = load_manifest(tiny_world)
+    cfg = PRESETS["tiny"]
+    fresh = created >= m.start_ms
+    expected = cfg.fresh_items_per_day * cfg.n_items * cfg.catalog_days
+    assert abs(fresh.sum() - expected) < 2
+    imp = _table(tiny_world, "impressions")
+    shown = imp["item_id"].to_numpy()
+    assert (created[shown] <= imp["request_time_ms"].to_numpy()).all()
+    # fresh items created during the world are shown
+    assert fresh[shown].mean() > 0.02
+
+
+def test_long_term_interests_drift_between_start_and_end(tiny_world):
+    users = pq.read_table(tiny_world / "users.parquet")
+    start = users["long_term_interests_start"].to_pylist()
+    end = users["long_term_interests_end"].to_pylist()
+    changed = np.mean([set(a) != set(b) for a, b in zip(start, end, strict=True)])
+    cfg = PRESETS["tiny"]
+    # per slot 0.5 ** (days / half-life) survive; users hold ~2.8 slots
+    p_slot = 0.5 ** ((cfg.n_days - 1) / cfg.drift_half_life_days)
+    assert 0.5 * (1 - p_slot**2) < changed < 1 - p_slot**4
