@@ -89,12 +89,17 @@ def test_train_and_evaluate_commands_on_the_tiny_world(tiny_demo, tmp_path):
     assert rc == 0
     saved = json.loads((run / "train_summary.json").read_text())
     assert saved["steps"] == 2
+    from transact.models.artifact import read_model
+
+    cal = read_model(run)._parse("calibration", dict)  # written after training
+    assert cal["keep_rate"] < 1.0 and cal["fitted_on"]["window_ms"][1] <= 1767830400000
     rc = main(["evaluate", "--model", str(run), "--data", str(world), "--utility", "repin=1"])
     assert rc == 0
     m = json.loads((run / "eval" / "metrics.json").read_text())
     assert m["utility"] == {"repin": 1.0}
     assert 0 <= m["heads"]["repin"]["all"]["hit_at_3"] <= 3
     assert m["heads"]["repin"]["all"]["oracle_hit_at_3"] >= 0
+    assert "calibrated" in m["calibration"]  # evaluate reads the model's calibration
 
 
 def test_acceptance_checks_need_direction_and_significance():

@@ -311,3 +311,44 @@ def test_signed_versions_when_a_key_is_set(
     # a checksum proves integrity, not origin
     monkeypatch.delenv(KEY_ENV)
     assert ModelRegistry(models, InferenceOptions.plain()).reload().version == "tampered"
+
+
+def _calibration(spec: FeatureSpec):
+    from transact.evaluation.calibration import Calibration
+
+    h = len(spec.heads)
+    return Calibration(
+        tuple(spec.heads), 0.1, "independent", slope=(0.8,) * h, intercept=(-0.3,) * h
+    )
+
+
+def test_a_model_with_a_calibration_serves_calibrated_probabilities(
+    spec: FeatureSpec, tmp_path: Path
+) -> None:
+    """``transact train`` writes the calibration into the metadata; the loaded ranker
+    serves ``calibration(sigmoid(logits))``, a model without one the raw sigmoid, and a
+    calibration that does not fit the model is refused naming it."""
+    from tests.serving.test_ranker import _request
+    from transact.models.artifact import update_metadata
+    from transact.serving.ranker import InferenceOptions
+
+    raw_file = write_model_file(tmp_path / "raw" / "model.pt", spec, "small", seed=1)
+    plain = load_verified(publish_model(raw_file, tmp_path / "m", "v1"), InferenceOptions())
+    cal = _calibration(spec)
+    update_metadata(raw_file, {"calibration": cal.to_dict()})
+    handle = load_verified(publish_model(raw_file, tmp_path / "m", "v2"), InferenceOptions())
+    assert plain.ranker.calibration is None and handle.ranker.calibration == cal
+    req = _request(spec)
+    raw, served = plain.ranker.score(req), handle.ranker.score(req)
+    assert torch.allclose(served, cal.apply_torch(raw), atol=1e-6)
+    # the correction pulls down-sampled probabilities down: keep rate 0.1 inflates them
+    assert float(served.mean()) < float(raw.mean()) - 0.05
+    many = handle.ranker.score_many([req, req])
+    assert torch.allclose(many[1], served, atol=1e-6)
+
+    bad = cal.to_dict() | {"heads": ["a", "b"]}
+    if len(spec.heads) == 2:
+        bad["heads"] = ["x", "y", "z"]
+    update_metadata(raw_file, {"calibration": bad})
+    with pytest.raises(ModelRefused, match="v3: .*calibration"):
+        load_verified(publish_model(raw_file, tmp_path / "m", "v3"), InferenceOptions())

@@ -5,7 +5,8 @@ set's negative keep rate is undone, then a per-head Platt step is fitted on a
 *calibration slice*, every impression (not down-sampled) of the randomized requests of
 the last days of the training window. :func:`calibration_slice` builds the slice,
 :func:`keep_rate_of` reads the keep rate from a training set, :func:`calibration_summary`
-is the JSON the runner keeps per (variant, seed).
+is the JSON the runner keeps per (variant, seed). The slice and the keep rate are the
+pipeline's (``transact.pipeline.calibrate``), the same that ``transact train`` uses.
 
 Why randomized requests: they have no position effect (paper 4.2.1), like the
 evaluation's, so the calibrated probability is the item's engagement probability
@@ -22,97 +23,34 @@ from typing import Any
 
 import numpy as np
 
-from transact.data.schema import MS_PER_DAY
 from transact.evaluation.calibration import Calibration
 from transact.evaluation.predictions import Predictions
 from transact.evaluation.reliability import calibration_report
+from transact.pipeline.calibrate import (  # noqa: F401  (the runner's names)
+    CALIBRATION_MAX_EXAMPLES,
+    keep_rate_of,
+)
+from transact.pipeline.calibrate import calibration_slice as pipeline_slice
 
-CALIBRATION_MAX_EXAMPLES = 20_000
-"""Impressions of the calibration slice every variant is scored on (about 20 s per variant
-at |S| = 100 on one core; enough for a per-head Platt fit of the rarest head, hide at
-0.5%, with about 100 positives)."""
 CALIBRATION_VERSION = 2
 """Part of every run key: bump it when the calibration changes, so cached runs refit."""
-
-
-def keep_rate_of(train_set: Any) -> float:
-    """Share ``q`` of all-negative examples the training set kept (1.0: not down-sampled),
-    from the data stage's ``ExampleSet.meta``; a set without that record counts as not
-    down-sampled."""
-    meta = getattr(train_set, "meta", None) or {}
-    if meta.get("negative_ratio") is None or not meta.get("negatives"):
-        return 1.0
-    kept = int(meta.get("negatives_kept", 0))
-    if kept <= 0:
-        raise ValueError(
-            "the training set kept no negatives (meta.negatives_kept = 0): its probabilities "
-            "cannot be corrected for down-sampling"
-        )
-    return kept / int(meta["negatives"])
-
-
-def request_subset_rows(source: Any, max_examples: int, seed: int = 0) -> np.ndarray | None:
-    """Rows of whole requests drawn uniformly, at most ``max_examples`` (``None``: all)."""
-    if len(source) <= max_examples:
-        return None
-    order = np.random.default_rng(seed).permutation(source.n_requests)
-    sizes = np.bincount(source.example_request, minlength=source.n_requests)[order]
-    take = order[np.cumsum(sizes) <= max_examples]
-    return np.flatnonzero(np.isin(source.example_request, take))
 
 
 def calibration_slice(
     data: Any, *, seq_len: int, user_embeddings: Any, max_examples: int, seed: int = 0
 ) -> tuple[Any, np.ndarray | None, dict[str, Any]]:
-    """Every impression of the randomized requests of the last days of the training
-    window, not down-sampled.
-
-    Starts with one day and doubles the days until the slice has ``max_examples``
-    impressions or covers the window (randomized requests are a small share of a day; a
-    sparse log like MovieLens needs more days). Returns ``(example set, rows to keep or
-    None, description)``; the rows draw whole requests uniformly down to ``max_examples``.
-    Raises ``DataError`` when the training window has no randomized request.
-    """
-    from transact.data.examples import build_example_set
-    from transact.data.io import DataError
-
+    """The calibration slice (:func:`transact.pipeline.calibrate.calibration_slice`) of a
+    prepared dataset's training window (``data.manifest``)."""
     m = data.manifest
-    days = 1
-    while True:
-        start = max(m.train_start_ms, m.train_end_ms - days * MS_PER_DAY)
-        try:
-            examples = build_example_set(
-                data.data_dir,
-                start,
-                m.train_end_ms,
-                seq_len=seq_len,
-                negative_ratio=None,
-                randomized_only=True,
-                user_embeddings=user_embeddings,
-                seed=seed,
-            )
-        except DataError:
-            if start == m.train_start_ms:
-                raise
-            days *= 2  # no impressions in these days (a sparse log): widen
-            continue
-        if len(examples) >= max_examples or start == m.train_start_ms:
-            break
-        days *= 2
-    if len(examples) == 0:
-        raise DataError(
-            f"{data.data_dir}: the training window has no randomized request to calibrate on "
-            "(the impressions' 'randomized' column is false everywhere)"
-        )
-    rows = request_subset_rows(examples, max_examples, seed)
-    info = {
-        "requests": "randomized",
-        "window_ms": [int(start), int(m.train_end_ms)],
-        "days": (m.train_end_ms - start) / MS_PER_DAY,
-        "impressions_in_window": len(examples),
-        "examples": len(examples) if rows is None else len(rows),
-    }
-    return examples, rows, info
+    return pipeline_slice(
+        data.data_dir,
+        m.train_start_ms,
+        m.train_end_ms,
+        seq_len=seq_len,
+        user_embeddings=user_embeddings,
+        max_examples=max_examples,
+        seed=seed,
+    )
 
 
 def calibration_summary(

@@ -277,6 +277,14 @@ def read_model(
     return ModelArtifact(file, weights, metadata, sha)
 
 
+def update_metadata(path: str | Path, extra: Mapping[str, Any]) -> str:
+    """Rewrite a verified model artifact with ``extra`` merged into its metadata (atomic,
+    a new checksum); returns the new SHA-256. Used to add what is known only after
+    training, e.g. the run's calibration."""
+    artifact = read_model(path)
+    return save_model(artifact.path, artifact.weights, {**artifact.metadata, **extra})
+
+
 def load_model(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, FeatureSpec, dict[str, Any]]:

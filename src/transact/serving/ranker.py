@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transact.data.schema import RankerInputs
+from transact.evaluation.calibration import Calibration
 from transact.models.layers import CrossNetV2
 from transact.models.pinnability import Pinnability, check_ranker_inputs
 from transact.models.sequence import SequenceEncoder
@@ -242,6 +243,9 @@ class ServingRanker:
     Args:
         model: a trained ``transact.models.Pinnability`` (copied; the original is untouched).
         options: :class:`InferenceOptions`.
+        calibration: the model's :class:`~transact.evaluation.calibration.Calibration`
+            (``transact train`` writes it into ``model.pt``'s metadata), applied to every
+            probability served; ``None`` serves the raw sigmoid of the logits.
 
     Example::
 
@@ -249,8 +253,19 @@ class ServingRanker:
         probs = ranker.score(request_tensors)       # [B, H] per-head probabilities
     """
 
-    def __init__(self, model: Pinnability, options: InferenceOptions | None = None) -> None:
+    def __init__(
+        self,
+        model: Pinnability,
+        options: InferenceOptions | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
         self.options = opts = options or InferenceOptions()
+        if calibration is not None and tuple(calibration.heads) != tuple(model.spec.heads):
+            raise ValueError(
+                f"calibration heads {list(calibration.heads)} differ from the model's "
+                f"{list(model.spec.heads)}"
+            )
+        self.calibration = calibration
         self.device = torch.device(opts.device)
         model = copy.deepcopy(model).eval().to(self.device)
         # a graph cannot raise on values: with cuda_graphs the checks run on the host
@@ -330,7 +345,7 @@ class ServingRanker:
 
     @torch.inference_mode()
     def _graph_body(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return torch.sigmoid(self.logits(self.assemble(RequestTensors(*tensors))))
+        return self.probabilities(self.logits(self.assemble(RequestTensors(*tensors))))
 
     def to_inputs(self, request: RequestTensors) -> ModelInputs:
         """Move a request to the device and build its :class:`ModelInputs` (batch B)."""
@@ -347,6 +362,14 @@ class ServingRanker:
             return ModelInputs(RankerInputs(*t), user_index)
         per_candidate = [x.expand(b, *x.shape[1:]).contiguous() for x in t[3:]]
         return ModelInputs(RankerInputs(*t[:3], *per_candidate), None)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[B, H]`` per-head probabilities from logits: ``sigmoid``, then the model's
+        calibration when it has one (negative down-sampling undone, per-head Platt;
+        ``transact.evaluation.calibration``), so a served probability is an engagement
+        rate, not the down-sampled training set's."""
+        p = torch.sigmoid(logits)
+        return p if self.calibration is None else self.calibration.apply_torch(p)
 
     @torch.inference_mode()
     def logits(self, batch: ModelInputs) -> torch.Tensor:
@@ -369,7 +392,7 @@ class ServingRanker:
         if self.graphed is not None:
             self._check_on_host(request)
             return self.graphed(list(request))
-        return torch.sigmoid(self.logits(self.to_inputs(request))).cpu()
+        return self.probabilities(self.logits(self.to_inputs(request))).cpu()
 
     def score_many(self, requests: Sequence[RequestTensors]) -> list[torch.Tensor]:
         """Score several requests (users) in ONE forward; ``[B_i, H]`` probabilities each.
@@ -395,5 +418,5 @@ class ServingRanker:
             batch = ModelInputs(RankerInputs(*t), user_index)
         else:
             batch = ModelInputs(RankerInputs(*t[:3], *(x[user_index] for x in t[3:])), None)
-        probs = torch.sigmoid(self.logits(batch)).cpu()
+        probs = self.probabilities(self.logits(batch)).cpu()
         return list(torch.split(probs, sizes))

@@ -49,6 +49,7 @@ from typing import Literal
 import torch
 
 from transact.data.schema import FeatureSpec
+from transact.evaluation.calibration import Calibration
 from transact.models.artifact import (
     CHECKSUM_SUFFIX,
     MODEL_FILE,
@@ -326,7 +327,18 @@ def load_verified(
         model = artifact.build()
     except ArtifactError as exc:
         raise ModelRefused(f"model {version}: {_reason(exc, vdir)}") from exc
-    ranker = ServingRanker(model, options)
+    calibration = None
+    if "calibration" in artifact.metadata:
+        try:
+            calibration = Calibration.from_dict(
+                artifact.metadata["calibration"], source="metadata calibration"
+            )
+        except (ValueError, TypeError) as exc:
+            raise ModelRefused(f"model {version}: {exc}") from None
+    try:
+        ranker = ServingRanker(model, options, calibration)
+    except ValueError as exc:
+        raise ModelRefused(f"model {version}: {exc}") from None
     if smoke is not None:
         out = smoke(ranker)
         if not bool(torch.isfinite(out).all()):

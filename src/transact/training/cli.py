@@ -112,10 +112,14 @@ def _handle_train(args: argparse.Namespace) -> int:
             }
         },
     )
+    calibration = None
+    if not args.no_calibrate:
+        calibration = _calibrate(args.data, window, config, examples, out)
     print(
         json.dumps(
             {
                 "model": str(out / "model.pt"),
+                "calibration": calibration,
                 "steps": result.steps,
                 "examples": result.examples,
                 "final_loss": round(result.final_loss, 5),
@@ -124,6 +128,40 @@ def _handle_train(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _calibrate(data: Any, window: Any, config: Any, train_set: Any, out: Path) -> Any:
+    """Fit the trained model's calibration on the randomized requests at the end of its
+    training window and write it into ``model.pt``'s metadata; returns the predicted /
+    observed summary line of the fit (``None`` when the window has no randomized request,
+    which is said on stderr: the model then serves raw probabilities)."""
+    import sys
+
+    from transact.data.io import DataError
+    from transact.models.artifact import load_model, update_metadata
+    from transact.pipeline.calibrate import calibrate_model
+
+    model, _, _ = load_model(out)
+    try:
+        cal = calibrate_model(
+            model,
+            data,
+            window.start_ms,
+            window.end_ms,
+            train_set=train_set,
+            seq_len=config.data.seq_len,
+            batch_size=config.data.eval_batch_size,
+        )
+    except DataError as exc:
+        print(f"  not calibrated: {exc}", file=sys.stderr)
+        return None
+    update_metadata(out, {"calibration": cal.to_dict()})
+    print(
+        f"  calibrated: keep rate {cal.keep_rate:.4f} undone, per-head Platt on "
+        f"{cal.fitted_on.get('examples', 0):,} randomized impressions of the last "
+        f"{cal.fitted_on.get('days', 0):g} day(s)"
+    )
+    return {"keep_rate": round(cal.keep_rate, 6), "fitted_on": cal.fitted_on}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -154,6 +192,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--end", type=time_arg, help="window end (exclusive)")
     p.add_argument("--out", type=output_dir, help="run directory (default runs/train/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip the calibration fitted after training (down-sampling undone + per-head "
+        "Platt on the window's last randomized requests); the model then serves raw "
+        "probabilities",
+    )
     p.add_argument(
         "--set",
         action="append",
