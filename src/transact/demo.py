@@ -222,6 +222,7 @@ def _train_stage(name: str) -> Callable[[DemoContext], None]:
             shutil.rmtree(out)
             result = train_run(config, train_set, train_set.feature_spec, out, metadata=metadata)
         ctx.state.setdefault("train_results", {})[name] = result
+        _calibrate(ctx, name, out, config, window)
         if result.resumed_from_step >= result.steps:  # nothing left to train: no loss to show
             ctx.log(f"{name}: already trained ({result.steps} steps), reusing {out}")
         else:
@@ -233,7 +234,33 @@ def _train_stage(name: str) -> Callable[[DemoContext], None]:
     return run
 
 
+def _calibrate(ctx: DemoContext, name: str, out: Path, config: Any, window: Any) -> None:
+    """Fit the run's calibration as ``transact train`` does (``pipeline/calibrate.py``) and
+    write it into its ``model.pt``; a model that already has one keeps it."""
+    from transact.models.artifact import load_model, update_metadata
+    from transact.pipeline.calibrate import calibrate_model
+
+    model, _, md = load_model(out)
+    if "calibration" in md:
+        return
+    cal = calibrate_model(
+        model,
+        ctx.world_dir,
+        window.start_ms,
+        window.end_ms,
+        train_set=ctx.state["train_set"],
+        seq_len=config.data.seq_len,
+        batch_size=config.data.eval_batch_size,
+    )
+    update_metadata(out, {"calibration": cal.to_dict()})
+    ctx.log(
+        f"{name}: calibrated (keep rate {cal.keep_rate:.4f} undone, Platt on "
+        f"{cal.fitted_on.get('examples', 0):,} randomized impressions)"
+    )
+
+
 def stage_evaluate(ctx: DemoContext) -> None:
+    from transact.evaluation.calibration import Calibration
     from transact.evaluation.pipeline import PREDICTIONS_FILE, score_model
     from transact.evaluation.report import compare
     from transact.models.artifact import load_model
@@ -243,14 +270,17 @@ def stage_evaluate(ctx: DemoContext) -> None:
     baseline = next(iter(configs))
     preds = {}
     for name, config in configs.items():
-        model, spec, _ = load_model(ctx.runs_dir / name)
-        preds[name] = score_model(
+        model, spec, md = load_model(ctx.runs_dir / name)
+        raw = score_model(
             model,
             eval_set,
             spec.heads,
             batch_size=config.data.eval_batch_size,
             progress=ctx.config.progress,
         )
+        # ranked and reported as served: on the calibrated probabilities (saved so)
+        cal = Calibration.from_dict(md["calibration"], source=f"{name} model.pt")
+        preds[name] = raw.with_scores(cal.apply(raw.scores))
         (ctx.runs_dir / name / "eval").mkdir(parents=True, exist_ok=True)
         preds[name].save(ctx.runs_dir / name / "eval" / PREDICTIONS_FILE)
     preds["oracle"] = preds[baseline].oracle()
