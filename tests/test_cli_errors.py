@@ -147,6 +147,12 @@ CASES: list[tuple[str, str, str]] = [
     ("experiment-out-is-file", "experiment table1 --budget smoke --out {tmp}/file.txt", "--out"),
     ("experiment-steps-negative", "experiment table1 --budget smoke --steps -1 --out {tmp}/ex", "--steps"),
     ("experiment-unknown-name", "experiment table7", "table7"),
+    ("experiment-unknown-variant", "experiment table1 --budget smoke --variants nope --out {tmp}/ex", "known"),
+    ("experiment-variants-table9", "experiment table9 --budget smoke --variants transact --out {tmp}/ex", "table9"),
+    ("experiment-power-no-results", "experiment power", "--results"),
+    ("experiment-power-bad-cell", "experiment power --results {tmp}/file.txt --cell transact", "--cell"),
+    ("experiment-power-missing-results", "experiment power --results {tmp}/missing.json", "missing"),
+    ("experiment-power-not-json", "experiment power --results {tmp}/file.txt", "file.txt"),
     # the top level
     ("unknown-command", "nosuch", "nosuch"),
     ("unknown-flag", "train --data {tmp}/empty --epochs 3", "--epochs"),

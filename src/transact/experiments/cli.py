@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transact.arguments import output_dir, positive_int
+from transact.arguments import existing_file, output_dir, positive_int
 
 NAMES = ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "all")
+TOOLS = ("power",)
 
 EPILOG = """\
 experiments (paper section):
@@ -23,6 +24,8 @@ experiments (paper section):
   table8   positional encodings (Appendix B)
   table9   parameters, FLOPs/example, latency/batch 256 at the paper preset (Appendix C)
   all      everything above, sharing trained variants; writes summary.md
+  power    not an experiment: project from a pilot's results.json the minimum detectable
+           lift of one cell for other numbers of users and seeds (--results, --cell)
 
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
@@ -30,6 +33,8 @@ budgets:
   default  demo world, 1 seed, 200 steps, 500 eval users, Figure 5 on {1,2} x {32,384}:
            about an hour per dataset on 2 cores (two datasets side by side: --threads 1)
   full     demo world, 3 seeds, 300 steps, every eval user, the paper's grids: ~9 h/dataset
+  settle   demo world, 3 seeds, one epoch (415 x 512), every eval user: sized so that
+           TransAct's repin lift has an mde <= 4.7% (see `power` below)
   large    longer training and 5 seeds, for more cores or a GPU
 
 outputs: OUT/NAME/results.json (every variant, head, all/non_core: HIT@3, lift, p-value,
@@ -41,6 +46,9 @@ examples:
   transact experiment table3 --dataset movielens-latest-small --budget default
   transact experiment table4 --dataset /data/my_logs --seeds 0,1 --steps 2000
   transact experiment table9 --device cuda
+  # a pilot of two rows, then the seeds and users that settle TransAct's repin lift
+  transact experiment table1 --variants transact --seeds 0,1 --budget settle --out runs/pilot
+  transact experiment power --results runs/pilot/table1/results.json --cell transact:repin/all
 """
 
 
@@ -57,7 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", choices=NAMES, help="which experiment (or all)")
+    parser.add_argument("name", choices=NAMES + TOOLS, help="which experiment (or all)")
+    parser.add_argument(
+        "--variants",
+        type=key_list,
+        help="run only these rows (comma-separated keys, as in results.json) beside the "
+        "baseline; default: every row",
+    )
     parser.add_argument(
         "--dataset",
         type=dataset_arg,
@@ -68,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--budget",
         default="default",
-        choices=("smoke", "quick", "default", "full", "large"),
+        choices=("smoke", "quick", "default", "full", "settle", "large"),
         help="scale preset (default: %(default)s)",
     )
     parser.add_argument(
@@ -98,7 +112,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "threads are many times slower than one thread each",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    power = parser.add_argument_group("power (transact experiment power)")
+    power.add_argument("--results", type=existing_file, help="a pilot's results.json")
+    power.add_argument(
+        "--cell",
+        default="transact:repin/all",
+        type=cell_arg,
+        help="ROW:HEAD/GROUP to plan for (default: %(default)s)",
+    )
+    power.add_argument(
+        "--target",
+        type=float,
+        help="the mde to reach, in percent (default: half the paper's lift of the cell)",
+    )
+    power.add_argument(
+        "--users",
+        type=key_list,
+        help="numbers of evaluation users to project for, comma-separated (default: the pilot's)",
+    )
     parser.set_defaults(handler=_handle)
+
+
+def key_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names, at least one."""
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not keys:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing")
+    return keys
+
+
+def cell_arg(text: str) -> tuple[str, str]:
+    """``--cell ROW:HEAD/GROUP``."""
+    row, _, column = text.partition(":")
+    if not row or "/" not in column:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected ROW:HEAD/GROUP, e.g. transact:repin/all"
+        )
+    return row, column
 
 
 def dataset_arg(text: str) -> str:
@@ -124,8 +174,39 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def _power(args: argparse.Namespace) -> int:
+    import json
+
+    from transact.arguments import UserError
+    from transact.experiments.power import plan_markdown, power_plan
+
+    if args.results is None:
+        raise UserError("transact experiment power needs --results PATH (a pilot's results.json)")
+    try:
+        users = tuple(int(u) for u in args.users) if args.users else ()
+    except ValueError:
+        raise UserError(f"--users {','.join(args.users)}: not integers") from None
+    row, column = args.cell
+    try:
+        plan = power_plan(
+            args.results,
+            row=row,
+            column=column,
+            target=None if args.target is None else args.target / 100,
+            users=users,
+        )
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"--results {args.results}: {exc.args[0]}") from None
+    print(plan_markdown(plan))
+    print(json.dumps(plan["smallest"]))
+    return 0
+
+
 def _handle(args: argparse.Namespace) -> int:
     from dataclasses import replace
+
+    if args.name in TOOLS:
+        return _power(args)
 
     from transact.experiments.budget import get_budget
     from transact.experiments.suite import run_named
@@ -141,6 +222,18 @@ def _handle(args: argparse.Namespace) -> int:
         budget = replace(
             budget, train_steps=args.steps, warmup_steps=min(budget.warmup_steps, args.steps)
         )
+    from transact.arguments import UserError
+
+    if args.variants:
+        from transact.experiments.suite import EXPERIMENTS, select_variants
+
+        if args.name == "table9":
+            raise UserError("--variants: table9 trains no variants")
+        names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+        try:
+            select_variants(names, budget, args.variants)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     results = run_named(
         args.name,
         dataset=args.dataset,
@@ -149,6 +242,7 @@ def _handle(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         user_embeddings=not args.no_user_embeddings,
+        variants=args.variants,
     )
     for name in results:
         print(f"{name}: {args.out / name / 'results.md'}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,19 @@ def run_named(
     progress: bool = True,
     backend: Any = None,
     user_embeddings: bool = True,
+    variants: tuple[str, ...] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run experiment ``name`` (or ``all``) and return ``{name: results}``.
 
     Outputs go to ``out_root/<name>/``; ``backend`` defaults to the real
-    :class:`~transact.experiments.backend.PaperBackend` on ``dataset``.
+    :class:`~transact.experiments.backend.PaperBackend` on ``dataset``. ``variants``
+    keeps only the rows with those keys beside the baseline (a pilot, or a rerun of one
+    row); a key that no chosen experiment has is a ``ValueError`` naming the known keys.
     """
     from transact.experiments.runner import RunCache, run_experiment
 
     names = list(EXPERIMENTS) if name == "all" else [name]
-    for n in names:
-        experiment_module(n)  # fail on a bad name before any work
+    specs = select_variants(names, budget, variants)  # fails on a bad name before any work
     out: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
     if any(n in TRAINED for n in names) and backend is None:
@@ -68,7 +71,7 @@ def run_named(
             out[n] = module.run(budget, out_root / n, device=device, progress=progress)
             continue
         out[n] = run_experiment(
-            module.build(budget),
+            specs[n],
             backend,
             budget,
             out_root / n,
@@ -79,6 +82,25 @@ def run_named(
     if name == "all":
         write_summary(out, out_root, time.perf_counter() - start)
     return out
+
+
+def select_variants(
+    names: list[str], budget: ExperimentBudget, variants: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """The specs of the trained experiments ``names`` at ``budget``, keeping only the rows
+    ``variants`` (``None``: all). Raises ``KeyError`` for an unknown experiment and
+    ``ValueError`` naming the known keys for an unknown row."""
+    specs = {n: experiment_module(n).build(budget) for n in names if n != "table9"}
+    if variants is None:
+        return specs
+    known = {v.key for spec in specs.values() for v in spec.variants}
+    unknown = sorted(set(variants) - known)
+    if unknown:
+        raise ValueError(f"--variants {unknown}: no such row; known: {sorted(known)}")
+    return {
+        n: replace(spec, variants=tuple(v for v in spec.variants if v.key in variants))
+        for n, spec in specs.items()
+    }
 
 
 def write_summary(all_results: dict[str, dict[str, Any]], out_root: Path, wall_s: float) -> None:
