@@ -150,6 +150,8 @@ CASES: list[tuple[str, str, str]] = [
     ("experiment-unknown-variant", "experiment table1 --budget smoke --variants nope --out {tmp}/ex", "known"),
     ("experiment-variants-table9", "experiment table9 --budget smoke --variants transact --out {tmp}/ex", "table9"),
     ("experiment-power-no-results", "experiment power", "--results"),
+    ("experiment-persistence-not-mask", "experiment table1 --budget smoke --persistence 6 --out {tmp}/ex", "--persistence"),
+    ("experiment-persistence-bad", "experiment mask --budget smoke --persistence 0,x --out {tmp}/ex", "--persistence"),
     ("experiment-power-bad-cell", "experiment power --results {tmp}/file.txt --cell transact", "--cell"),
     ("experiment-power-missing-results", "experiment power --results {tmp}/missing.json", "missing"),
     ("experiment-power-not-json", "experiment power --results {tmp}/file.txt", "file.txt"),

@@ -3,13 +3,14 @@ import json
 import pytest
 
 from transact.cli import build_parser, main
+from transact.experiments.cli import NAMES
 
 
 def test_help_teaches_every_experiment(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["experiment", "--help"])
     text = capsys.readouterr().out
-    for name in ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "all"):
+    for name in NAMES:
         assert name in text
     assert "examples:" in text and "--budget" in text
 
@@ -76,7 +77,17 @@ def test_experiment_all_smoke_runs_end_to_end(tmp_path):
     """`transact experiment all --budget smoke`: every experiment writes its outputs."""
     out = tmp_path / "exp"
     assert main(["experiment", "all", "--budget", "smoke", "--out", str(out), "--no-progress"]) == 0
-    for name in ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9"):
+    for name in (
+        "table1",
+        "table2",
+        "table3",
+        "fig4",
+        "fig5",
+        "table4",
+        "table8",
+        "table9",
+        "mask",
+    ):
         results = json.loads((out / name / "results.json").read_text())
         assert (out / name / "results.md").read_text().startswith(f"# {name}")
         if name == "table9":
@@ -93,8 +104,13 @@ def test_experiment_all_smoke_runs_end_to_end(tmp_path):
                     cell = v["metrics"][head][group]
                     assert cell["hit_at_3"] is not None and cell["hit_at_3"] >= 0
     assert (out / "fig4" / "fig4.png").exists() and (out / "fig5" / "fig5.png").exists()
-    for name in ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8"):
+    for name in ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "mask"):
         assert (out / name / "lifts.png").exists(), name
+    assert (out / "mask" / "mask.png").read_bytes()[:4] == b"\x89PNG"
+    mask = json.loads((out / "mask" / "results.json").read_text())
+    assert sorted(v["key"] for v in mask["variants"]) == [
+        "baseline", "transact", "transact_window_0h", "transact_window_1h", "transact_window_6h",
+    ]  # fmt: skip
     table8 = json.loads((out / "table8" / "results.json").read_text())
     assert table8["interval"]["null_claim"]  # "no real effect": the equivalence rule
     assert all(
@@ -113,4 +129,5 @@ def test_experiment_all_smoke_runs_end_to_end(tmp_path):
         "table4",
         "table8",
         "table9",
+        "mask",
     }

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from transact.arguments import existing_file, output_dir, positive_int
 
-NAMES = ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "all")
+NAMES = (
+    "table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "mask", "all",
+)  # fmt: skip
 TOOLS = ("power",)
 
 EPILOG = """\
@@ -23,6 +25,9 @@ experiments (paper section):
   table4   transformer output compression variants (4.3.5)
   table8   positional encodings (Appendix B)
   table9   parameters, FLOPs/example, latency/batch 256 at the paper preset (Appendix C)
+  mask     not in the paper: TransAct's lift against the random time window's maximum
+           (0, 1 h, 6 h, 24 h; 3.3.4), PNG plot; with --persistence H,H,... once per world
+           whose users' current interests persist H hours (the default world: 36)
   all      everything above, sharing trained variants; writes summary.md
   power    not an experiment: project from a pilot's results.json the minimum detectable
            lift of one cell for other numbers of users and seeds (--results, --cell)
@@ -112,6 +117,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "threads are many times slower than one thread each",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--persistence",
+        type=hours_list,
+        help="mask only: comma-separated half-lives (hours) of users' current interests; "
+        "one world each, generated from the budget's preset with nothing else changed",
+    )
     power = parser.add_argument_group("power (transact experiment power)")
     power.add_argument("--results", type=existing_file, help="a pilot's results.json")
     power.add_argument(
@@ -139,6 +150,17 @@ def key_list(text: str) -> tuple[str, ...]:
     if not keys:
         raise argparse.ArgumentTypeError(f"{text!r} names nothing")
     return keys
+
+
+def hours_list(text: str) -> tuple[float, ...]:
+    """``--persistence``: comma-separated positive numbers of hours."""
+    try:
+        hours = tuple(float(h) for h in text.split(",") if h.strip())
+    except ValueError:
+        hours = ()
+    if not hours or any(not h > 0 for h in hours):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of hours > 0")
+    return hours
 
 
 def cell_arg(text: str) -> tuple[str, str]:
@@ -234,6 +256,21 @@ def _handle(args: argparse.Namespace) -> int:
             select_variants(names, budget, args.variants)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+    if args.persistence:
+        if args.name != "mask":
+            raise UserError("--persistence: only for `transact experiment mask`")
+        from transact.experiments.mask import run_persistence
+
+        run_persistence(
+            args.persistence,
+            budget=budget,
+            out_root=args.out,
+            device=args.device,
+            progress=not args.no_progress,
+            user_embeddings=not args.no_user_embeddings,
+        )
+        print(f"mask: {args.out / 'mask' / 'persistence.png'}")
+        return 0
     results = run_named(
         args.name,
         dataset=args.dataset,

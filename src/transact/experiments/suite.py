@@ -17,7 +17,7 @@ from typing import Any
 
 from transact.experiments.budget import ExperimentBudget
 
-TRAINED = ("table1", "table2", "table4", "table8", "fig4", "fig5", "table3")
+TRAINED = ("table1", "table2", "table4", "table8", "fig4", "fig5", "table3", "mask")
 EXPERIMENTS = (*TRAINED, "table9")
 
 
