@@ -162,6 +162,7 @@ CASES: list[tuple[str, str, str]] = [
     ("online-run-bad-training-data", "online run --arm a=policy:production --training-data mine --out {tmp}/on", "--training-data"),
     ("online-run-bad-precision", "online run --arm a=policy:production --precision fp8 --out {tmp}/on", "--precision"),
     ("online-run-model-not-a-model", "online run --arm a={tmp}/garbage.pt --out {tmp}/on", "garbage.pt"),
+    ("online-run-user-embedding-model-missing", "online run --arm a=policy:production --user-embedding-model {tmp}/missing.pt --out {tmp}/on", "--user-embedding-model"),
     ("bench-online-demo-missing", "bench online --demo {tmp}/missing", "--demo"),
     ("bench-online-demo-empty", "bench online --demo {tmp}/empty", "world"),
     ("bench-online-json-is-dir", "bench online --json {tmp}/empty", "--json"),

@@ -11,6 +11,7 @@ from transact.arguments import (
     UserError,
     device,
     existing_dir,
+    existing_file,
     float_range,
     int_range,
     non_negative_int,
@@ -36,6 +37,11 @@ examples:
   transact online run --arm a=runs/models/v3 --arm b=runs/models/v3 --paired --days 2 --out runs/aa
   transact online run --data runs/demo/world --arm prod=policy:production \\
       --arm oracle=policy:oracle --days 7 --out runs/bounds
+
+  # hybrid models (TransAct + the batch PinnerFormer embedding): its daily tables are
+  # regenerated from each environment's logs with this checkpoint
+  transact online run --arm control=RUN_A --arm treatment=RUN_B \\
+      --user-embedding-model runs/pf/pinnerformer.pt --out runs/online3
 
 A model is a trained run (RUN or RUN/model.pt), a published version (MODELS/VERSION) or a
 models directory (its newest verified version), or policy:production|oracle|random. The
@@ -93,6 +99,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="ranking score weights, e.g. click=1,repin=2,hide=-5 (the service's default)")  # fmt: skip
     p.add_argument("--max-forward-candidates", type=positive_int, default=16_384,
                    help="candidates per model forward at most (default 16384)")  # fmt: skip
+    p.add_argument("--user-embedding-model", type=existing_file, default=None,
+                   help="PinnerFormer checkpoint (transact embed train) for models that read a batch user embedding")  # fmt: skip
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="served models' precision (default fp32, as trained)")  # fmt: skip
@@ -166,6 +174,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         pre_days=args.pre_days,
         utility=args.utility or dict(DEFAULT_UTILITY),
         max_forward_candidates=args.max_forward_candidates,
+        user_embedding_model=str(args.user_embedding_model) if args.user_embedding_model else None,
         device=args.device,
         precision=args.precision,
         progress=not args.no_progress,

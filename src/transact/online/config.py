@@ -113,16 +113,12 @@ class ArmSpec:
         share: share of the users assigned to the arm by the salted hash (None: the arms
             without a share split what the others leave equally).
         retrain: this arm's schedule (None: :attr:`OnlineConfig.retrain`).
-        user_embedding_model: the PinnerFormer checkpoint that generates the batch user
-            embeddings a model with ``d_user > 0`` reads (refreshed daily from the arm's
-            logs); ignored for models without one.
     """
 
     name: str
     model: str
     share: float | None = None
     retrain: RetrainSchedule | None = None
-    user_embedding_model: str | None = None
 
     def __post_init__(self) -> None:
         bad = []
@@ -178,6 +174,9 @@ class OnlineConfig:
         utility: ``u_h`` of the ranking score ``S = sum_h u_h f_h`` (the service's default).
         max_forward_candidates: most candidates one ``score_many`` forward takes (a round's
             requests are split into forwards of at most this many).
+        user_embedding_model: the PinnerFormer checkpoint (``transact embed train``) whose
+            daily tables, regenerated from each environment's logs, the models that read a
+            batch user embedding (``d_user > 0``) read; required when one does.
         device: torch device of the served models and of retraining.
         precision: the served models' precision, ``fp32`` (as trained) or ``bf16`` /
             ``fp16`` (``InferenceOptions.precision``; faster on CPU, scores change a little).
@@ -202,6 +201,7 @@ class OnlineConfig:
     pre_days: int = 7
     utility: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UTILITY))
     max_forward_candidates: int = 16_384
+    user_embedding_model: str | None = None
     device: str = "cpu"
     precision: str = "fp32"
     per_request_scoring: bool = False

@@ -16,7 +16,8 @@
    bias and draws the users' responses from its ground truth; the round's events go
    through the stream processor into the environment's store (``stream.py``) before the
    next round, and its logs are written as a world dir (``logs.py``) and measured
-   (``metrics.py``). No other path carries an action to a model.
+   (``metrics.py``). No other path carries an action to a model. After each day, the
+   batch user embeddings of hybrid models are regenerated from the logs (``embeddings.py``).
 4. **Retraining** at the midnights of each arm's schedule, from scratch on the sliding
    window of its own bucket's or all logs (``retrain.py``).
 
@@ -39,9 +40,11 @@ from tqdm import tqdm
 from transact.data.io import ItemTable, UserTable, day_string
 from transact.data.schema import MS_PER_DAY
 from transact.data.world.env import Requests, WorldEnv
+from transact.embeddings.train import LoadedPinnerFormer, load_pinnerformer
 from transact.features.reader import SequenceReader
 from transact.online.buckets import REST, assign_arms
 from transact.online.config import ArmSpec, OnlineConfig
+from transact.online.embeddings import DailyUserEmbeddings
 from transact.online.logs import LogWriter, training_dir
 from transact.online.metrics import DailyMetrics
 from transact.online.replay import OfflineEnd, replay_offline
@@ -81,6 +84,7 @@ class _Env:
     stream: OnlineStream
     logs: LogWriter
     metrics: DailyMetrics
+    embeddings: DailyUserEmbeddings | None = None
     scorers: dict[int, Scorer] = field(default_factory=dict)
     models: dict[int, ServedModel] = field(default_factory=dict)
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -135,6 +139,7 @@ class Simulation:
         self.rest_model = self._load(ArmSpec("rest", cfg.rest))
         models = [m for m in [*self.served.values(), self.rest_model] if m is not None]
         self.seq_len = max([m.spec.seq_len for m in models], default=1)
+        self.pinnerformer = self._pinnerformer(models)
         # the site's store at the end of the offline world; paired copies start from it
         t0 = time.perf_counter()
         base = self.out / "buckets" / "seq.rocksdb"
@@ -181,14 +186,29 @@ class Simulation:
         missing = sorted(set(spec.heads) - set(world.heads))
         if missing:
             problems.append(f"heads {missing} the world does not log")
-        if spec.d_user > 0:
+        if spec.d_user > 0 and self.config.user_embedding_model is None:
             problems.append(
-                f"it reads a batch user embedding (d_user={spec.d_user}), which the online "
-                "simulator does not refresh from the arm's logs; train it without one "
-                "(the experiments' --no-user-embeddings)"
+                f"it reads a batch user embedding (d_user={spec.d_user}): give the PinnerFormer "
+                "checkpoint whose daily tables it reads (--user-embedding-model), or train it "
+                "without one (the experiments' --no-user-embeddings)"
             )
         if problems:
             raise ValueError(f"arm {arm.name} ({arm.model}): " + "; ".join(problems))
+
+    def _pinnerformer(self, models: list[ServedModel]) -> LoadedPinnerFormer | None:
+        """The PinnerFormer of the models that read a batch user embedding (None: none do)."""
+        hybrid = [m for m in models if m.spec.d_user > 0]
+        path = self.config.user_embedding_model
+        if not hybrid or path is None:
+            return None
+        loaded = load_pinnerformer(path)
+        for m in hybrid:
+            if m.spec.d_user != loaded.config.model.d_user:
+                raise ValueError(
+                    f"{m.source} reads d_user={m.spec.d_user} user embeddings; the PinnerFormer "
+                    f"{path} makes d_user={loaded.config.model.d_user}"
+                )
+        return loaded
 
     def _make_env(
         self, name: str, design: str, env: WorldEnv, group: np.ndarray, root: Path
@@ -217,7 +237,13 @@ class Simulation:
             self.offline.world.config.n_top_interests,
             ~self.offline.core_at_end[users],
         )
-        return _Env(name, design, env, users, group, stream, logs, metrics)
+        e = _Env(name, design, env, users, group, stream, logs, metrics)
+        if self.pinnerformer is not None:  # the table the first online day reads
+            e.embeddings = DailyUserEmbeddings(
+                logs.root, self.pinnerformer, root / "user_embeddings"
+            )
+            e.embeddings.ensure([day_string(self.online_start_ms - 1)])
+        return e
 
     def _install(self, e: _Env, group: int, served: ServedModel | None) -> None:
         """Serve ``group`` of environment ``e`` with ``served`` (None: the group's policy)."""
@@ -229,12 +255,16 @@ class Simulation:
             return
         reader = SequenceReader(e.stream.store, seq_len=served.spec.seq_len)
         previous = e.scorers.get(group)
+        user_embeddings = None
+        if served.spec.d_user > 0:
+            assert e.embeddings is not None  # setup refuses a hybrid model without them
+            user_embeddings = e.embeddings.source
         scorer = model_scorer(
             served,
             self.items,
             reader,
             self.user_attributes,
-            None,
+            user_embeddings,
             cfg.utility,
             self.context,
             cfg.max_forward_candidates,
@@ -301,8 +331,12 @@ class Simulation:
         e.logs.end_day(self._midnight(k + 1))
         t1 = time.perf_counter()
         e.metrics.end_day(k, e.env.interest_entropy(e.users))
+        t2 = time.perf_counter()
+        if e.embeddings is not None:  # the daily batch job: tomorrow reads today's table
+            e.embeddings.ensure([day_string(self._midnight(k))])
         sec["logging"] += t1 - t0
-        sec["metrics"] += time.perf_counter() - t1
+        sec["metrics"] += t2 - t1
+        sec["embeddings"] += time.perf_counter() - t2
 
     def _score(self, e: _Env, requests: Requests) -> np.ndarray:
         """One score per candidate: each group's requests scored by its scorer (shuffled
@@ -365,6 +399,11 @@ class Simulation:
                 users = e.users if e.design == "paired" else np.flatnonzero(self.assignment == a)
             t0 = time.perf_counter()
             data = training_dir(e.logs.root, where / "data", window.start_ms, window.end_ms, users)
+            user_embeddings = None
+            if current.spec.d_user > 0:  # the tables the window's requests read
+                assert e.embeddings is not None
+                e.embeddings.ensure(self._window_dates(window))
+                user_embeddings = e.embeddings.source
             served, info = retrain(
                 run_config_of(current.metadata, current.source),
                 data,
@@ -373,6 +412,7 @@ class Simulation:
                 self.options,
                 steps=cfg.retrain_steps,
                 device="cuda" if cfg.device.startswith("cuda") else "cpu",
+                user_embeddings=user_embeddings,
             )
             self.seconds["retraining"] += time.perf_counter() - t0
             record = RetrainRecord(
@@ -385,6 +425,12 @@ class Simulation:
             raise ValueError(f"retrained {arm.name} has another FeatureSpec than the served model")
         self.retrains.append(record)
         self._install(e, a, served)
+
+    def _window_dates(self, window: Window) -> list[str]:
+        """Dates of the user-embedding tables the requests of ``window`` read (each day
+        reads the day before's), from the world's first day on."""
+        first = max(window.start_ms - MS_PER_DAY, self.offline.world.config.start_ms)
+        return [day_string(t) for t in range(first, window.end_ms - MS_PER_DAY, MS_PER_DAY)]
 
     # ---- the result --------------------------------------------------------------------
 
@@ -404,6 +450,7 @@ class Simulation:
                 "users": int(e.users.size),
                 "impressions": e.impressions,
                 "stream": e.stream.stats.to_dict(),
+                "user_embedding_tables": [] if e.embeddings is None else e.embeddings.generated,
                 "logs": str(e.logs.root),
             }
             for e in self.envs
