@@ -19,15 +19,19 @@ def test_online_run_writes_the_report(
     argv = [
         "online", "run", "--arm", f"control={online_models['baseline']}",
         "--arm", "oracle=policy:oracle", "--days", "1", "--pre-days", "2",
-        "--share", "control=0.4", "--out", str(out), "--no-progress", "--threads", "1",
+        "--share", "control=0.4", "--share", "oracle=0.3", "--out", str(out), "--threads", "1",
     ]  # fmt: skip
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "online day 1/1 (2026-01-09)" in captured.err  # a progress bar per simulated day
     assert "oracle over control (buckets): repins" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["data_dir"] == str(online_world)  # from the model's metadata
     assert report["config"]["arms"][0]["share"] == 0.4
-    assert report["bucket_users"]["control"] + report["bucket_users"]["oracle"] == 60
+    users = report["bucket_users"]
+    assert users["control"] + users["oracle"] + users["rest"] == 60 and users["rest"] > 5
+    assert report["designs"]["buckets"]["arms"]["rest"]["users"] == users["rest"]
     assert report["designs"]["buckets"]["lifts"]["oracle"]["repins"]["all"]["method"] == "cuped"
     text = (out / "report.md").read_text()
     assert "## Table 5: oracle over control, user buckets (CUPED)" in text

@@ -280,14 +280,14 @@ class Simulation:
     def run(self) -> OnlineResult:
         cfg = self.config
         self.setup()
-        bar = tqdm(range(cfg.days), desc="online days", unit="day", disable=not cfg.progress)
-        for k in bar:
+        for k in range(cfg.days):
             self._retrain_due(k)
-            for e in self.envs:
-                self._run_day(e, k)
-            done = sum(e.impressions for e in self.envs)
-            bar.set_postfix(impressions=f"{done:,}", date=day_string(self._midnight(k)))
-        bar.close()
+            # one bar per simulated day, over the sessions its environments planned
+            desc = f"online day {k + 1}/{cfg.days} ({day_string(self._midnight(k))})"
+            with tqdm(total=0, desc=desc, unit="session", disable=not cfg.progress) as bar:
+                for e in self.envs:
+                    self._run_day(e, k, bar)
+                bar.set_postfix(impressions=f"{sum(e.impressions for e in self.envs):,}")
         for e in self.envs:
             t0 = time.perf_counter()
             e.logs.close()
@@ -298,12 +298,14 @@ class Simulation:
     def _midnight(self, k: int) -> int:
         return self.online_start_ms + k * MS_PER_DAY
 
-    def _run_day(self, e: _Env, k: int) -> None:
+    def _run_day(self, e: _Env, k: int, bar: Any) -> None:
         day = self.first_day + k
         sec = e.seconds
         t0 = time.perf_counter()
-        e.env.start_day(day)
+        plan = e.env.start_day(day)
         sec["env"] += time.perf_counter() - t0
+        bar.total += int(plan.session_users.size)
+        bar.refresh()
         while True:
             t0 = time.perf_counter()
             requests = e.env.next_requests()
@@ -321,6 +323,7 @@ class Simulation:
             e.logs.add(result)
             t3 = time.perf_counter()
             e.metrics.add(k, requests, result)
+            bar.update(int(requests.session_start.sum()))
             t4 = time.perf_counter()
             sec["env"] += t1 - t0
             sec["stream"] += t2 - t1
