@@ -16,6 +16,7 @@ STAGES = (
     "evaluation",
     "pipeline",
     "serving",
+    "online",
     "experiments",
 )
 """Bottom to top (docs/architecture.md). ``demo.py`` and ``cli.py`` sit above all of them,

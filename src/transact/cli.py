@@ -28,6 +28,7 @@ STAGE_CLIS = (
     "transact.training.cli",  # train
     "transact.evaluation.cli",  # evaluate | compare
     "transact.serving.cli",  # serve | bench inference
+    "transact.online.cli",  # online run | bench online (after serving: adds to `bench`)
     "transact.experiments.cli",  # experiment NAME
     "transact.demo",  # demo
 )

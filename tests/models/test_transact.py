@@ -117,6 +117,24 @@ def test_random_time_window_only_in_training_with_uniform_T():
     assert all(bool((d[:-1] >= d[1:]).all()) for d in draws)
 
 
+def test_random_action_mask_hides_each_real_action_at_its_rate_in_training_only():
+    types, emb, times, request, cand = full_history(64, S)
+    types[:, 15:] = 0  # padding stays hidden whatever the draw
+    model = TransAct(small_config(time_window_max_ms=0, random_action_mask_rate=0.3))
+    assert not model.eval().sequence_mask(types, times, request)[:, :15].any()
+    model.train()
+    torch.manual_seed(0)
+    draws = torch.stack([model.sequence_mask(types, times, request) for _ in range(50)])
+    real = draws[:, :, :15].float()
+    assert abs(real.mean().item() - 0.3) < 0.01  # 48,000 draws: sd 0.002
+    assert draws[:, :, 15:].all()
+    # independent per action: the positions' rates agree, rows differ within a batch
+    assert (real.mean((0, 1)) - 0.3).abs().max() < 0.04
+    assert draws[0, :, :15].sum(1).unique().numel() > 3
+    with pytest.raises(ValueError, match="random_action_mask_rate"):
+        small_config(random_action_mask_rate=1.0)
+
+
 def test_time_window_per_example_differs_between_rows():
     types, emb, times, request, cand = full_history(64, S)
     torch.manual_seed(1)

@@ -64,6 +64,9 @@ class TransActConfig:
         time_window_max_ms: training-only random window T ~ U[0, max] ms; actions in
             (request - T, request] are hidden (3.3.4; 24 h). 0 disables it.
         time_window_per_example: sample T per example instead of once per batch.
+        random_action_mask_rate: training-only share of the real actions hidden at random,
+            each independently (0 disables it). Not the paper's model: one of the two
+            alternatives to the time window it reports as costing engagement (4.4.4).
         use_action_types: embed action types (False for the vanilla transformer and BST).
         attend_action_types: if non-empty, only these action ids are read (BST on
             positive actions only); every other action is masked like padding.
@@ -86,6 +89,7 @@ class TransActConfig:
     k: int = 10
     time_window_max_ms: int = 24 * MS_PER_HOUR
     time_window_per_example: bool = False
+    random_action_mask_rate: float = 0.0
     use_action_types: bool = True
     attend_action_types: tuple[int, ...] = ()
     attention: str = "sdpa"
@@ -115,6 +119,8 @@ class TransActConfig:
         need(self.compression in COMPRESSIONS, "compression", f"not in {COMPRESSIONS}")
         need(1 <= self.k <= self.seq_len, "k", f"must be in 1..seq_len={self.seq_len}")
         need(self.time_window_max_ms >= 0, "time_window_max_ms", "must be >= 0")
+        need(0.0 <= self.random_action_mask_rate < 1.0, "random_action_mask_rate",
+             "must be in [0, 1)")  # fmt: skip
         need(self.attention in ATTENTION_IMPLS, "attention", f"not in {ATTENTION_IMPLS}")
         need(
             all(1 <= a < self.num_action_types for a in self.attend_action_types),
@@ -276,7 +282,8 @@ class TransAct(SequenceEncoder):
         request_time_ms: torch.Tensor,
     ) -> torch.Tensor:
         """``[B, S]`` bool, True = hidden: padding, future actions, filtered action types,
-        and in training the random time window (request - T, request] of 3.3.4."""
+        and in training the random time window (request - T, request] of 3.3.4 and the
+        random action mask (``random_action_mask_rate``)."""
         cfg = self.config
         mask = history_mask(action_types, action_times_ms, request_time_ms)
         if cfg.attend_action_types:
@@ -287,6 +294,9 @@ class TransAct(SequenceEncoder):
                 0, cfg.time_window_max_ms + 1, (rows, 1), device=action_types.device
             )
             mask = mask | (action_times_ms > request_time_ms.reshape(-1, 1) - window)
+        if self.training and cfg.random_action_mask_rate > 0:
+            drop = torch.rand(action_types.shape, device=action_types.device)
+            mask = mask | (drop < cfg.random_action_mask_rate)
         return mask
 
     def forward(

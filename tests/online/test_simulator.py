@@ -1,0 +1,207 @@
+"""The online simulator end to end on a 60-user world: designs, stream, logs, retraining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from transact.data.examples import DEFAULT_SEQUENCE_ACTIONS
+from transact.data.io import load_event_arrays, load_manifest, partition_files, read_impressions
+from transact.data.sequences import build_sequences
+from transact.online import ArmSpec, OnlineConfig, RetrainSchedule, simulate, write_report
+from transact.online.metrics import METRICS, SEGMENTS
+from transact.online.result import OnlineResult
+from transact.serving.features import FeatureAssembler
+
+pytestmark = pytest.mark.slow
+
+
+def _config(world: Path, arms: tuple[ArmSpec, ...], **kwargs: object) -> OnlineConfig:
+    base: dict[str, object] = {"days": 2, "pre_days": 2, "progress": False}
+    return OnlineConfig(str(world), arms, **{**base, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def recorded(online_world: Path, online_models: dict[str, Path], tmp_path_factory):
+    """A paired run of the baseline against the production ranker, recording every
+    sequence the model's feature assembly read (user, request time, the sequence)."""
+    seen: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    original = FeatureAssembler.assemble_many
+
+    def recording(self, user_ids, request_times_ms, offsets, item_ids, context=None):  # noqa: ANN001
+        out = original(self, user_ids, request_times_ms, offsets, item_ids, context)
+        types = np.stack([a.tensors.action_types[0].numpy() for a in out])
+        times = np.stack([a.tensors.action_times_ms[0].numpy() for a in out])
+        store = str(Path(self.sequences.store.path).parent.relative_to(out_dir))
+        seen.append((store, np.asarray(user_ids), np.asarray(request_times_ms), types, times))
+        return out
+
+    arms = (
+        ArmSpec("control", "policy:production"),
+        ArmSpec("model", str(online_models["baseline"])),
+    )
+    out = out_dir = tmp_path_factory.mktemp("recorded") / "run"
+    FeatureAssembler.assemble_many = recording  # type: ignore[method-assign]
+    try:
+        result = simulate(_config(online_world, arms, paired=True), out)
+    finally:
+        FeatureAssembler.assemble_many = original  # type: ignore[method-assign]
+    return result, out, seen
+
+
+def test_the_model_reads_what_the_stream_processor_stored(recorded) -> None:
+    """Every sequence served equals the one the offline builder makes from the logs: the
+    actions of earlier rounds are in it, nothing else is (no side channel, no leak)."""
+    result, out, seen = recorded
+    assert seen
+    fresh, checked = 0, set()
+    events = {}
+    for env, users, times, types, action_times in seen:
+        if env not in events:
+            events[env] = load_event_arrays(out / env / "logs", actions=DEFAULT_SEQUENCE_ACTIONS)
+        ev = events[env]
+        want = build_sequences(
+            ev.user_ids, ev.item_ids, ev.action_types, ev.times_ms,
+            users, times, seq_len=types.shape[1],
+        )  # fmt: skip
+        assert np.array_equal(want.action_types.numpy(), types)
+        assert np.array_equal(want.action_times_ms.numpy(), action_times)
+        age = times[:, None] - np.where(types > 0, action_times, 0)
+        fresh += int((age < 3_600_000).any(axis=1).sum())
+        checked.add(env)
+    assert checked == {"buckets", "paired/model"}
+    assert fresh > 20  # many requests read an action of the last hour: the previous round
+
+
+def test_the_paired_copy_of_a_bucket_is_the_bucket(recorded) -> None:
+    """Common random numbers: the users of a bucket, served by the same policy in the
+    bucket design and in that arm's paired copy, live the same days exactly."""
+    result: OnlineResult = recorded[0]
+    for arm in ("control", "model"):
+        bucket = result.arm(arm, "buckets")
+        copy = result.arm(arm, "paired").metrics.select(bucket.users)
+        for metric in METRICS:
+            for segment in SEGMENTS:
+                assert np.array_equal(
+                    copy.get(metric, segment).values, bucket.metrics.get(metric, segment).values
+                ), (arm, metric, segment)
+
+
+def test_logs_are_a_world_dir_linked_to_the_offline_days(recorded, online_world: Path) -> None:
+    result, out, _ = recorded
+    logs = out / "buckets" / "logs"
+    manifest = load_manifest(logs)
+    online = manifest.extra["online"]
+    assert online["design"] == "buckets" and online["users"] == 60
+    files = partition_files(logs, "events")
+    offline = [f for d, f in files if d < "2026-01-09"]
+    assert offline and all(f.is_symlink() for f in offline)
+    assert not any(f.is_symlink() for d, f in files if d >= "2026-01-09")
+    times = np.concatenate([pq.read_table(f).column("timestamp_ms").to_numpy() for _, f in files])
+    assert (np.diff(times) >= 0).all()  # the log replays as a stream
+    # what the logs hold is what the metrics counted
+    arms = result.arms["buckets"]
+    counted = sum(a.metrics.get("impressions").values.sum() for a in arms.values())
+    logged = sum(b.num_rows for b in read_impressions(logs, online["online_start_ms"]))
+    # the offline world's last sessions ran past its last midnight: logged there, not online
+    carried = sum(b.num_rows for b in read_impressions(online_world, online["online_start_ms"]))
+    assert logged - carried == counted == result.environments["buckets"]["impressions"]
+    # nothing was written into the offline world
+    assert load_manifest(online_world).end_ms < online["online_start_ms"] + 86_400_000
+    stream = result.environments["buckets"]["stream"]
+    assert stream["dead_letters_total"] == 0 and stream["outcomes"]["accepted"] > 0
+
+
+def test_an_aa_test_with_paired_copies_has_lift_exactly_zero(
+    online_world: Path, online_models: dict[str, Path], tmp_path: Path
+) -> None:
+    model = str(online_models["baseline"])
+    arms = (ArmSpec("a", model), ArmSpec("b", model))
+    result = simulate(_config(online_world, arms, paired=True, days=1), tmp_path / "aa")
+    for metric in METRICS:
+        for segment in SEGMENTS:
+            lift = result.lift("b", metric, segment, "paired")
+            if np.isfinite(lift.lift):
+                assert lift.lift == 0.0 and lift.ci_low == lift.ci_high == 0.0, metric
+    assert result.lift("b", "repins", "all", "paired").n_t == 60
+    a, b = (pq.read_table(p).drop(["event_id"]) for p in (
+        next((tmp_path / "aa" / "paired" / n / "logs" / "events").glob("day=2026-01-09/*"))
+        for n in ("a", "b")
+    ))  # fmt: skip
+    assert a.equals(b)
+
+
+def test_retraining_on_schedule_reads_only_its_window(
+    online_world: Path, online_models: dict[str, Path], tmp_path: Path
+) -> None:
+    arms = (
+        ArmSpec("control", "policy:production"),
+        ArmSpec("model", str(online_models["baseline"]), retrain=RetrainSchedule.parse("every:1d")),
+    )
+    cfg = _config(online_world, arms, days=3, paired=True, retrain_steps=2, window_days=2)
+    result = simulate(cfg, tmp_path / "run")
+    records = [(r.design, r.arm, r.day) for r in result.retrains]
+    assert records == [("buckets", "model", 1), ("paired/model", "model", 1),
+                       ("buckets", "model", 2), ("paired/model", "model", 2)]  # fmt: skip
+    bucket_users = set(result.arm("model").users.tolist())
+    for r in result.retrains:
+        assert r.window_end_ms == result.online_start_ms + r.day * 86_400_000
+        assert r.window_end_ms - r.window_start_ms == 2 * 86_400_000
+        data = tmp_path / "run" / r.model / ".." / "data"
+        imp = pq.read_table(data / "impressions")
+        times = imp.column("request_time_ms").to_numpy()
+        assert times.max() < r.window_end_ms  # no future day
+        assert times.min() >= r.window_start_ms
+        ev = pq.read_table(data / "events").column("timestamp_ms").to_numpy()
+        assert ev.max() < r.window_end_ms
+        users = set(imp.column("user_id").to_numpy().tolist())
+        if r.design == "buckets":  # its own bucket's logs
+            assert users <= bucket_users and r.users == len(bucket_users)
+        else:
+            assert len(users) > len(bucket_users)
+        assert (tmp_path / "run" / r.model / "model.pt").exists() and r.steps == 2
+    report = result.to_dict()
+    assert [r["day"] for r in report["retrains"]] == [1, 1, 2, 2]
+    assert "wall_s" not in report["retrains"][0]
+
+
+def test_pooled_paired_copies_reuse_the_bucket_arms_model(
+    online_world: Path, online_models: dict[str, Path], tmp_path: Path
+) -> None:
+    arms = (
+        ArmSpec("control", "policy:production"),
+        ArmSpec("model", str(online_models["baseline"])),
+    )
+    cfg = _config(
+        online_world, arms, paired=True, training_data="pooled",
+        retrain=RetrainSchedule.parse("days:1"), retrain_steps=2, window_days=2,
+    )  # fmt: skip
+    result = simulate(cfg, tmp_path / "run")
+    bucket, paired = result.retrains
+    assert bucket.users is None and bucket.reused_from is None  # every user's logs
+    assert paired.reused_from == "buckets/model/day-01" and paired.model == bucket.model
+
+
+def test_reports_are_reproducible_from_the_seed(
+    online_world: Path, online_models: dict[str, Path], tmp_path: Path
+) -> None:
+    arms = (
+        ArmSpec("control", "policy:production"),
+        ArmSpec("model", str(online_models["baseline"])),
+    )
+    texts = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        result = simulate(_config(online_world, arms, days=1, seed=seed), tmp_path / name)
+        paths = write_report(result, tmp_path / name)
+        texts.append(paths["report.json"].read_bytes())
+        for file in ("report.md", "fig6.png", "diversity.png", "timings.json"):
+            assert paths[file].stat().st_size > 0
+    assert texts[0] == texts[1]
+    assert texts[0] != texts[2]
+    report = json.loads(texts[0])
+    assert report["config"]["salt"] == "online-0"
+    assert set(report["designs"]) == {"buckets"}
