@@ -237,14 +237,13 @@ def _train_stage(name: str) -> Callable[[DemoContext], None]:
 def _calibrate(ctx: DemoContext, name: str, out: Path, config: Any, window: Any) -> None:
     """Fit the run's calibration as ``transact train`` does (``pipeline/calibrate.py``) and
     write it into its ``model.pt``; a model that already has one keeps it."""
-    from transact.models.artifact import load_model, update_metadata
-    from transact.pipeline.calibrate import calibrate_model
+    from transact.models.artifact import read_model
+    from transact.pipeline.calibrate import calibrate_run
 
-    model, _, md = load_model(out)
-    if "calibration" in md:
+    if "calibration" in read_model(out).metadata:
         return
-    cal = calibrate_model(
-        model,
+    cal = calibrate_run(
+        out,
         ctx.world_dir,
         window.start_ms,
         window.end_ms,
@@ -252,7 +251,8 @@ def _calibrate(ctx: DemoContext, name: str, out: Path, config: Any, window: Any)
         seq_len=config.data.seq_len,
         batch_size=config.data.eval_batch_size,
     )
-    update_metadata(out, {"calibration": cal.to_dict()})
+    if cal is None:
+        raise RuntimeError(f"{name}: the world's training window has no randomized request")
     ctx.log(
         f"{name}: calibrated (keep rate {cal.keep_rate:.4f} undone, Platt on "
         f"{cal.fitted_on.get('examples', 0):,} randomized impressions)"

@@ -19,6 +19,7 @@ from typing import Any
 
 from transact.data.schema import UserEmbeddingSource
 from transact.online.scoring import ServedModel, load_served
+from transact.pipeline.calibrate import calibrate_run
 from transact.pipeline.run import build_examples, train_run
 from transact.pipeline.run_config import RunConfig, run_config_from_dict
 from transact.pipeline.windows import Window
@@ -112,6 +113,18 @@ def retrain(
                 "n_examples": len(examples),
             }
         },
+    )
+    # calibrated like every trained run (transact train): served probabilities are rates
+    calibrate_run(
+        out_dir,
+        data_dir,
+        window.start_ms,
+        window.end_ms,
+        train_set=examples,
+        seq_len=config.data.seq_len,
+        user_embeddings=user_embeddings,
+        batch_size=config.data.eval_batch_size,
+        device=device,
     )
     served = load_served(out_dir, options)
     return served, {

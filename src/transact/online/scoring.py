@@ -31,6 +31,7 @@ from transact.data.schema import FeatureSpec, SequenceSource, UserEmbeddingSourc
 from transact.data.world import OracleRanker, ProductionRanker, RandomRanker
 from transact.data.world.env import Requests, WorldEnv
 from transact.models.artifact import read_model
+from transact.pipeline.calibrate import calibration_of
 from transact.serving.features import (
     FeatureAssembler,
     ItemFeatures,
@@ -226,9 +227,10 @@ def load_served(path: str | Path, options: InferenceOptions) -> ServedModel:
         )
     artifact = read_model(p)
     model = artifact.build()
+    calibration = calibration_of(artifact.metadata, source=f"{p}: calibration")
     return ServedModel(
-        ServingRanker(model, options), artifact.feature_spec(), artifact.metadata, str(p),
-        artifact.sha256,
+        ServingRanker(model, options, calibration), artifact.feature_spec(), artifact.metadata,
+        str(p), artifact.sha256,
     )  # fmt: skip
 
 

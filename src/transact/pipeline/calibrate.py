@@ -166,3 +166,50 @@ def calibrate_model(
     return fit_calibration(
         fit_on.scores, fit_on.labels, heads, keep_rate=keep_rate_of(train_set), fitted_on=info
     )
+
+
+def calibrate_run(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    start_ms: int,
+    end_ms: int,
+    *,
+    train_set: Any,
+    seq_len: int,
+    user_embeddings: Any = None,
+    batch_size: int = 4096,
+    device: str | torch.device = "cpu",
+) -> Calibration | None:
+    """Calibrate the trained run in ``run_dir`` (:func:`calibrate_model` on its training
+    window ``[start_ms, end_ms)``) and write the calibration into its ``model.pt``'s
+    metadata, which the serving registry, ``transact evaluate`` and the online simulator
+    read. Returns it, or ``None`` when the window has no randomized request (the model then
+    serves raw probabilities; the caller says so)."""
+    from transact.data.io import DataError
+    from transact.models.artifact import load_model, update_metadata
+
+    model, _, _ = load_model(run_dir, device)
+    try:
+        cal = calibrate_model(
+            model,
+            data_dir,
+            start_ms,
+            end_ms,
+            train_set=train_set,
+            seq_len=seq_len,
+            user_embeddings=user_embeddings,
+            batch_size=batch_size,
+            device=device,
+        )
+    except DataError:
+        return None
+    update_metadata(run_dir, {"calibration": cal.to_dict()})
+    return cal
+
+
+def calibration_of(metadata: dict[str, Any], source: str = "model metadata") -> Calibration | None:
+    """The calibration a model's metadata holds (``None``: none); ``ValueError`` naming
+    ``source`` when it is malformed."""
+    if "calibration" not in metadata:
+        return None
+    return Calibration.from_dict(metadata["calibration"], source=source)

@@ -49,7 +49,6 @@ from typing import Literal
 import torch
 
 from transact.data.schema import FeatureSpec
-from transact.evaluation.calibration import Calibration
 from transact.models.artifact import (
     CHECKSUM_SUFFIX,
     MODEL_FILE,
@@ -59,6 +58,7 @@ from transact.models.artifact import (
     model_file,
     read_model,
 )
+from transact.pipeline.calibrate import calibration_of
 from transact.serving.ranker import InferenceOptions, ServingRanker
 
 log = logging.getLogger("transact.serving")
@@ -327,14 +327,10 @@ def load_verified(
         model = artifact.build()
     except ArtifactError as exc:
         raise ModelRefused(f"model {version}: {_reason(exc, vdir)}") from exc
-    calibration = None
-    if "calibration" in artifact.metadata:
-        try:
-            calibration = Calibration.from_dict(
-                artifact.metadata["calibration"], source="metadata calibration"
-            )
-        except (ValueError, TypeError) as exc:
-            raise ModelRefused(f"model {version}: {exc}") from None
+    try:
+        calibration = calibration_of(artifact.metadata, source="metadata calibration")
+    except (ValueError, TypeError) as exc:
+        raise ModelRefused(f"model {version}: {exc}") from None
     try:
         ranker = ServingRanker(model, options, calibration)
     except ValueError as exc:

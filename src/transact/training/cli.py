@@ -132,30 +132,25 @@ def _handle_train(args: argparse.Namespace) -> int:
 
 def _calibrate(data: Any, window: Any, config: Any, train_set: Any, out: Path) -> Any:
     """Fit the trained model's calibration on the randomized requests at the end of its
-    training window and write it into ``model.pt``'s metadata; returns the predicted /
-    observed summary line of the fit (``None`` when the window has no randomized request,
-    which is said on stderr: the model then serves raw probabilities)."""
+    training window and write it into ``model.pt``'s metadata; returns a summary of the
+    fit (``None`` when the window has no randomized request, said on stderr: the model
+    then serves raw probabilities)."""
     import sys
 
-    from transact.data.io import DataError
-    from transact.models.artifact import load_model, update_metadata
-    from transact.pipeline.calibrate import calibrate_model
+    from transact.pipeline.calibrate import calibrate_run
 
-    model, _, _ = load_model(out)
-    try:
-        cal = calibrate_model(
-            model,
-            data,
-            window.start_ms,
-            window.end_ms,
-            train_set=train_set,
-            seq_len=config.data.seq_len,
-            batch_size=config.data.eval_batch_size,
-        )
-    except DataError as exc:
-        print(f"  not calibrated: {exc}", file=sys.stderr)
+    cal = calibrate_run(
+        out,
+        data,
+        window.start_ms,
+        window.end_ms,
+        train_set=train_set,
+        seq_len=config.data.seq_len,
+        batch_size=config.data.eval_batch_size,
+    )
+    if cal is None:
+        print("  not calibrated: the window has no randomized request", file=sys.stderr)
         return None
-    update_metadata(out, {"calibration": cal.to_dict()})
     print(
         f"  calibrated: keep rate {cal.keep_rate:.4f} undone, per-head Platt on "
         f"{cal.fitted_on.get('examples', 0):,} randomized impressions of the last "
