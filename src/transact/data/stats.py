@@ -18,17 +18,22 @@ from transact.data.io import load_event_arrays, load_manifest, read_events, read
 from transact.data.schema import DEFAULT_SEQ_LEN
 from transact.data.sequences import SequenceBuilder
 
-DEFAULT_SEQUENCE_ACTIONS = ("closeup", "click", "repin", "hide")
+ENGAGEMENTS = "engagements"
 
 
 def world_stats(
     data_dir: Path | str,
     seq_len: int = DEFAULT_SEQ_LEN,
-    sequence_actions: tuple[str, ...] | None = DEFAULT_SEQUENCE_ACTIONS,
+    sequence_actions: tuple[str, ...] | str | None = ENGAGEMENTS,
 ) -> dict[str, Any]:
-    """Compute the summary of a world dir as a JSON-ready dict (see module docstring)."""
+    """Compute the summary of a world dir as a JSON-ready dict (see module docstring).
+
+    ``sequence_actions``: the actions counted in sequence lengths; ``"engagements"``
+    (default): the dataset vocabulary's, every action but the impression."""
     m = load_manifest(data_dir)
     heads = m.heads
+    if sequence_actions == ENGAGEMENTS:
+        sequence_actions = m.actions.engagements
     action_mix: Counter[str] = Counter()
     for batch in read_events(data_dir, columns=["action_type"]):
         vc = pc.value_counts(batch.column("action_type"))
@@ -71,7 +76,9 @@ def world_stats(
     core_users = np.unique(imp["user_id"][core])
     all_users = np.unique(imp["user_id"])
 
-    ev = load_event_arrays(data_dir, actions=sequence_actions)
+    ev = load_event_arrays(
+        data_dir, actions=None if isinstance(sequence_actions, str) else sequence_actions
+    )
     builder = SequenceBuilder(
         ev.user_ids, ev.item_ids, ev.action_types, ev.times_ms, seq_len=seq_len
     )
@@ -100,6 +107,7 @@ def world_stats(
     return {
         "dataset": m.dataset,
         "data_dir": str(data_dir),
+        "main_positive": m.actions.main_positive,
         "n_users": m.n_users,
         "n_items": m.n_items,
         "events": total_events,
@@ -147,10 +155,12 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"{split:>16}: {r['impressions']:,} impressions, {r['requests']:,} requests; {rate}"
         )
     cs = stats["core_split"]
+    main = stats.get("main_positive")
+    rate = f"label_rate_{main}"
     lines.append(
         f"core: {cs['impression_share_core']:.1%} of impressions, "
-        f"{cs['users_ever_core_share']:.1%} of users ever core; repin rate core "
-        f"{cs['core'].get('label_rate_repin', 0):.2%} vs non-core {cs['non_core'].get('label_rate_repin', 0):.2%}"
+        f"{cs['users_ever_core_share']:.1%} of users ever core; {main} rate core "
+        f"{cs['core'].get(rate, 0):.2%} vs non-core {cs['non_core'].get(rate, 0):.2%}"
     )
     for split in ("train", "eval"):
         s = stats["sequence_length"][split]
@@ -191,10 +201,8 @@ def realtime_signal_report(data_dir: Path | str, seq_len: int = DEFAULT_SEQ_LEN)
     times = ev.seq_times_ms[req]
     item_emb = emb[ev.seq_items[req]]
     t_req = ev.request_times_ms[req][:, None]
-    engaged = np.isin(
-        types, [vocab.id(a) for a in ("click", "repin", "closeup") if a in vocab.names]
-    )
-    hidden = types == vocab.id("hide") if "hide" in vocab.names else np.zeros_like(engaged)
+    engaged = np.isin(types, vocab.positive_ids())
+    hidden = np.isin(types, vocab.negative_ids())
 
     def mean_emb(mask: np.ndarray) -> np.ndarray:
         m = mask[..., None]
@@ -234,7 +242,7 @@ def realtime_signal_report(data_dir: Path | str, seq_len: int = DEFAULT_SEQ_LEN)
             "realtime": realtime,
             "oracle": ev.gt_probs[:, h] if np.isfinite(ev.gt_probs[:, h]).all() else None,
         }
-        if head == "hide" and scores["oracle"] is not None:
+        if vocab.is_negative(head) and scores["oracle"] is not None:
             scores["oracle"] = -scores["oracle"]  # the best ranking shows the fewest hides
         hits = {k: hit3_per_user(v, h) for k, v in scores.items() if v is not None}
         p = float(st.ttest_rel(hits["realtime"], hits["daily_profile"]).pvalue)
