@@ -35,10 +35,11 @@ from transact.data.io import DataError
 ITEM_REPRESENTATIONS = ("auto", "text", "genre", "id-string", "learned")
 LEARNED_METHODS = ("item2vec", "mf")
 
-ItemEmbedder = Callable[[pa.Table, int, int, str, int], np.ndarray]
-"""``(events, n_items, d_item, method, seed) -> [n_items, d_item] float32``: item vectors
-learned from ``events`` (columns ``user_id``, ``item_id`` (dense index), ``action_type``,
-``timestamp_ms``: the engagements before the end of the training window). Items with no
+ItemEmbedder = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, str, int], np.ndarray]
+"""``(user_ids, item_ids, times_ms, n_items, d_item, method, seed) -> [n_items, d_item]
+float32``: item vectors learned from engagement events (``[N]`` int64 each; ``item_ids``
+dense indices in ``0..n_items-1``; only the engagements before the end of the training
+window). The signature of ``transact.data.item_repr.learn_item_embeddings``. Items with no
 engagement get the embedder's documented cold-start vector."""
 
 
@@ -106,8 +107,13 @@ def default_item_embedder() -> ItemEmbedder:
 def learned_embeddings(
     embedder: ItemEmbedder, events: pa.Table, n_items: int, d_item: int, method: str, seed: int
 ) -> np.ndarray:
-    """Call ``embedder`` and check what it returns: ``[n_items, d_item]`` finite floats."""
-    emb = np.asarray(embedder(events, n_items, d_item, method, seed), dtype=np.float32)
+    """Call ``embedder`` on the ``user_id``, ``item_id`` and ``timestamp_ms`` columns of
+    ``events`` and check what it returns: ``[n_items, d_item]`` finite floats."""
+    users, items, times = (
+        np.asarray(events.column(c).to_numpy(), dtype=np.int64)
+        for c in ("user_id", "item_id", "timestamp_ms")
+    )
+    emb = np.asarray(embedder(users, items, times, n_items, d_item, method, seed), dtype=np.float32)
     if emb.shape != (n_items, d_item) or not np.isfinite(emb).all():
         raise DataError(
             f"learned item embeddings ({method}): shape {emb.shape} (want {(n_items, d_item)}) "
