@@ -202,6 +202,7 @@ class FakeBackend:
     )
     calls: list[tuple[str, int]] = field(default_factory=list)
     ground_truth: bool = True
+    roles: dict[str, str] = field(default_factory=dict)  # paper column -> this fake's head
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(123)

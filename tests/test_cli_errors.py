@@ -45,11 +45,25 @@ CASES: list[tuple[str, str, str]] = [
     ("data-prepare-seq-len-zero", "data prepare {tmp}/empty --split train --seq-len 0", "--seq-len"),
     ("data-prepare-bad-split", "data prepare {tmp}/empty --split test", "--split"),
     ("data-import-missing-path", "data import movielens --path {tmp}/missing --out {tmp}/ml", "missing"),
-    ("data-import-log-missing", "data import log --path {tmp}/missing.csv --out {tmp}/lg", "missing.csv"),
-    ("data-import-log-empty", "data import log --path {tmp}/empty.csv --out {tmp}/lg", "empty.csv"),
+    ("data-import-no-source", "data import --path {tmp}/missing.csv", "invalid choice"),
+    ("data-import-events-missing", "data import events --path {tmp}/missing.csv --out {tmp}/lg", "missing.csv"),
+    ("data-import-events-empty", "data import events --path {tmp}/empty.csv --out {tmp}/lg", "empty.csv"),
     ("data-import-bad-rating-map", "data import movielens --path {tmp}/empty --out {tmp}/ml --rating-map garbage", "--rating-map"),
-    ("data-import-out-is-file", "data import log --path {tmp}/file.txt --out {tmp}/file.txt", "--out"),
-    ("data-import-d-item-zero", "data import log --path {tmp}/file.txt --out {tmp}/lg --d-item 0", "--d-item"),
+    ("data-import-out-is-file", "data import impressions --path {tmp}/file.txt --out {tmp}/file.txt --labels a=b", "--out"),
+    ("data-import-d-item-zero", "data import events --path {tmp}/file.txt --out {tmp}/lg --d-item 0", "--d-item"),
+    ("data-import-impressions-no-labels", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv", "--labels"),
+    ("data-import-impressions-bad-labels", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels =like", "--labels"),
+    ("data-import-impressions-labels-twice", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels a=like,b=like", "--labels"),
+    ("data-import-impressions-label-not-binary", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels is_like=like --item-repr genre", "labels.csv"),
+    ("data-import-impressions-missing-column", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels is_follow=follow", "is_follow"),
+    ("data-import-impressions-negative-not-a-label", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels is_like=like --negative dislike", "dislike"),
+    ("data-import-bad-item-repr", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels is_like=like --item-repr learned:svd", "--item-repr"),
+    ("data-import-text-without-items", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels is_like=like --text-cols title", "--items-path"),
+    ("data-import-history-negative", "data import impressions --path {tmp}/labels.csv --out {tmp}/sv --labels is_like=like --history-days -1", "--history-days"),
+    ("data-import-eval-fraction-zero", "data import events --path {tmp}/labels.csv --out {tmp}/sv --eval-fraction 0", "--eval-fraction"),
+    ("data-import-window-negative", "data import events --path {tmp}/labels.csv --out {tmp}/sv --window-min -5", "--window-min"),
+    ("data-import-memory-rows-zero", "data import events --path {tmp}/labels.csv --out {tmp}/sv --memory-rows 0", "--memory-rows"),
+    ("data-import-items-path-missing", "data import events --path {tmp}/labels.csv --out {tmp}/sv --items-path {tmp}/missing.csv", "missing.csv"),
     # stream run | produce | broker | bench
     ("stream-run-bad-source", "stream run --source bogus --store {tmp}/s.rdb --dead-letters ''", "--source"),
     ("stream-run-parquet-missing", "stream run --source parquet:{tmp}/missing --store {tmp}/s.rdb", "missing"),
@@ -97,6 +111,7 @@ CASES: list[tuple[str, str, str]] = [
     ("train-config-bad-toml", "train --config {tmp}/bad.toml --data {tmp}/empty", "bad.toml"),
     ("train-config-binary", "train --config {tmp}/binary.toml --data {tmp}/empty", "binary.toml"),
     ("train-config-unknown-field", "train --config {tmp}/run_unknown.toml --data {tmp}/empty", "nosuch"),
+    ("train-config-bad-heads", "train --config {tmp}/run_heads.toml --data {tmp}/empty", "heads.utility.like"),
     ("train-data-missing", "train --data {tmp}/missing", "missing"),
     ("train-data-empty", "train --data {tmp}/empty --out {tmp}/t", "empty"),
     ("train-set-malformed", "train --data {tmp}/empty --set nodot", "--set"),
@@ -167,6 +182,9 @@ CASES: list[tuple[str, str, str]] = [
     ("bench-online-demo-empty", "bench online --demo {tmp}/empty", "world"),
     ("bench-online-json-is-dir", "bench online --json {tmp}/empty", "--json"),
     ("bench-online-days", "bench online --days 15", "--days"),
+    ("bench-import-rows-zero", "bench import --rows 0", "--rows"),
+    ("bench-import-json-is-dir", "bench import --json {tmp}/empty", "--json"),
+    ("bench-import-memory-rows-zero", "bench import --memory-rows 0", "--memory-rows"),
     # experiment
     ("experiment-missing-dataset", "experiment table1 --dataset {tmp}/missing --budget smoke --out {tmp}/ex", "missing"),
     ("experiment-threads-zero", "experiment table1 --budget smoke --threads 0 --out {tmp}/ex", "--threads"),
@@ -202,6 +220,10 @@ def make_inputs(tmp: Path) -> Path:
     (tmp / "world_unknown.toml").write_text('preset = "tiny"\nnosuch = 1\n')
     (tmp / "world_wrong_type.toml").write_text('n_users = "many"\n')
     (tmp / "run_unknown.toml").write_text("[model]\nnosuch = 1\n")
+    (tmp / "run_heads.toml").write_text('[heads]\nutility = { like = "much" }\n')
+    (tmp / "labels.csv").write_text(
+        "user_id,item_id,timestamp_ms,is_like\n1,7,1767571200000,0\n1,8,1767571205000,2\n"
+    )
     return tmp
 
 

@@ -69,3 +69,50 @@ def test_labeled_batch_to_moves_every_tensor():
     assert all(t.device.type == "meta" for t in moved.inputs)
     assert all(getattr(moved, f.name).device.type == "meta" for f in fields(LabeledBatch)[1:])
     assert batch.labels.device.type == "cpu"  # the original is untouched
+
+
+def test_a_dataset_declares_its_actions_and_their_roles():
+    vocab = ActionVocabulary(
+        names=("view", "click", "long_view", "like", "hate"),
+        positive=("click", "long_view", "like"),
+        negative=("hate",),
+        impression="view",
+        main_positive="like",
+        main_negative="hate",
+    )
+    assert vocab.engagements == ("click", "long_view", "like", "hate")
+    assert vocab.negative_ids() == (5,) and vocab.is_negative("hate")
+    assert ActionVocabulary.from_dict(vocab.to_dict()) == vocab
+    world = ActionVocabulary()
+    assert world.engagements == ("closeup", "click", "repin", "hide")
+    assert (world.negative, world.main_positive, world.main_negative) == (
+        ("hide",),
+        "repin",
+        "hide",
+    )
+    # a manifest from before issue 17 (names and positive only) reads with the world's roles
+    legacy = ActionVocabulary.from_dict(
+        {"names": list(world.names), "positive": list(world.positive)}
+    )
+    assert legacy == world
+    ml = ActionVocabulary.from_dict(
+        {
+            "names": ["impression", "click", "repin", "hide", "tag"],
+            "positive": ["click", "repin", "tag"],
+        }
+    )
+    assert ml.negative == ("hide",) and ml.impression == "impression"
+    for kwargs, message in [
+        ({"negative": ("like",), "positive": ("like",)}, "both positive and negative"),
+        ({"impression": "like"}, "neither positive nor negative"),
+        ({"impression": "shown"}, "impression 'shown' is not an action"),
+        ({"main_positive": "hate"}, "main_positive 'hate' is not one of the positive"),
+        ({"negative": ("dislike",)}, r"negative names unknown actions \['dislike'\]"),
+    ]:
+        fields = {"names": ("view", "like", "hate"), "positive": ("like",), "negative": ("hate",),
+                  "impression": "view", "main_positive": "like", "main_negative": "hate"}  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            ActionVocabulary(**{**fields, **kwargs})
+    with pytest.raises(ValueError, match="'view' is the impression every example has"):
+        FeatureSpec(categorical=(), numerical=(), heads=("view",), actions=vocab,
+                    user_weight_features=())  # fmt: skip

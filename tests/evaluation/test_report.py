@@ -8,6 +8,7 @@ from transact.evaluation.report import EvaluationConfig, compare, evaluate
 from transact.evaluation.significance import paired_t_test
 
 HEADS = ("click", "repin", "hide")
+CONFIG = EvaluationConfig(utility={"click": 1.0, "repin": 2.0, "hide": -5.0})
 
 
 def _preds(repin_first_for_users, *, gt=False):
@@ -42,7 +43,7 @@ def _preds(repin_first_for_users, *, gt=False):
 
 
 def test_evaluate_reports_hits_per_segment():
-    res = evaluate(_preds([0, 1, 2]), EvaluationConfig())
+    res = evaluate(_preds([0, 1, 2]), CONFIG)
     np.testing.assert_allclose(res.segments["all"].hit, [0.0, 0.75, 0.0])
     np.testing.assert_allclose(res.segments["non_core"].hit, [0.0, 1.0, 0.0])  # users 0, 2
     assert res.segments["non_core"].n_users == 2
@@ -56,7 +57,10 @@ def test_compare_lifts_p_values_and_oracle_share_by_hand():
     model = _preds([0, 1, 2])
     oracle = _preds([0, 1, 2, 3], gt=True).oracle()
     cmp = compare(
-        {"baseline": base, "transact": model, "oracle": oracle}, "baseline", oracle="oracle"
+        {"baseline": base, "transact": model, "oracle": oracle},
+        "baseline",
+        oracle="oracle",
+        config=CONFIG,
     )
     all_r = cmp.rows["transact"]["repin"]["all"]
     assert all_r["hit_at_3"] == pytest.approx(0.75)
@@ -86,9 +90,9 @@ def test_compare_refuses_models_evaluated_on_different_users():
     base = _preds([0])
     other = base.subset(base.user_ids != 3)
     with pytest.raises(ValueError, match="different users"):
-        compare({"baseline": base, "m": other}, "baseline")
+        compare({"baseline": base, "m": other}, "baseline", config=CONFIG)
     with pytest.raises(KeyError, match="baseline 'nope'"):
-        compare({"baseline": base}, "nope")
+        compare({"baseline": base}, "nope", config=CONFIG)
 
 
 def test_predictions_validate_and_round_trip(tmp_path):
@@ -114,7 +118,7 @@ def test_compare_reports_expected_hits_intervals_and_calibration():
 
     base = _preds([0], gt=True)
     model = _preds([0, 1, 2], gt=True)
-    cmp = compare({"baseline": base, "transact": model}, "baseline")
+    cmp = compare({"baseline": base, "transact": model}, "baseline", config=CONFIG)
     r = cmp.rows["transact"]["repin"]["all"]
     # gt_probs = scores here, so a user's expected hits are the top-3 scores' sum: 0.9 +
     # 0.4 + 0.3 when row 0 ranks first, 0.4 + 0.3 + 0.2 when it ranks last
@@ -137,7 +141,9 @@ def test_compare_reports_expected_hits_intervals_and_calibration():
     d = json.loads(json.dumps(cmp.to_dict()))
     assert d["interval"] == "delta" and len(d["models"]["transact"]["repin"]["all"]["ci95"]) == 2
     # without ground truth: no expected table, the cells are null
-    plain = compare({"baseline": _preds([0]), "transact": _preds([0, 1, 2])}, "baseline")
+    plain = compare(
+        {"baseline": _preds([0]), "transact": _preds([0, 1, 2])}, "baseline", config=CONFIG
+    )
     assert not plain.has_expected
     assert plain.to_dict()["models"]["transact"]["repin"]["all"]["expected_hit_at_3"] is None
     assert "expected HIT@3" not in plain.to_markdown()
@@ -151,7 +157,7 @@ def test_evaluation_dict_scores_raw_and_calibrated_probabilities(tmp_path):
     cal = Calibration(
         HEADS, keep_rate=0.5, joint="exclusive", slope=(1.0,) * 3, intercept=(-1.0,) * 3
     )
-    out = evaluation_dict(preds, EvaluationConfig(), cal)
+    out = evaluation_dict(preds, CONFIG, cal)
     raw = out["calibration"]["raw"]["repin"]
     calibrated = out["calibration"]["calibrated"]["repin"]
     assert raw["mean_predicted"] == pytest.approx(preds.scores[:, 1].mean())
@@ -161,8 +167,8 @@ def test_evaluation_dict_scores_raw_and_calibrated_probabilities(tmp_path):
     assert out["heads"]["repin"]["all"]["expected_hit_at_3"] is not None
     assert set(out["calibrated"]["heads"]["repin"]["all"]) >= {"hit_at_3", "expected_hit_at_3"}
     json.dumps(out, allow_nan=False)  # strict JSON
-    assert "calibrated" not in evaluation_dict(preds, EvaluationConfig())["calibration"]
-    cmp = compare({"baseline": _preds([0]), "m": preds}, "baseline")
+    assert "calibrated" not in evaluation_dict(preds, CONFIG)["calibration"]
+    cmp = compare({"baseline": _preds([0]), "m": preds}, "baseline", config=CONFIG)
     write_comparison(cmp, tmp_path / "cmp", title="t")
     for png in ("reliability.png", "lifts.png"):
         assert (tmp_path / "cmp" / png).read_bytes()[:4] == b"\x89PNG"
@@ -192,3 +198,31 @@ def test_evaluate_cli_reads_a_calibration_file_and_refuses_a_bad_one(tmp_path):
         _calibration(argparse.Namespace(calibration=str(bad)), {})
     with pytest.raises(UserError, match="--calibration"):
         _calibration(argparse.Namespace(calibration=str(tmp_path / "missing.json")), {})
+
+
+def test_evaluation_refuses_a_utility_that_weighs_no_head():
+    with pytest.raises(ValueError, match=r"no utility weight for any head of \['click', 'repin'"):
+        evaluate(_preds([0]), EvaluationConfig())
+    with pytest.raises(ValueError, match="no utility weight"):
+        evaluate(_preds([0]), EvaluationConfig(utility={"click": 0.0}))
+
+
+def test_compare_takes_the_utility_the_models_were_evaluated_with(tmp_path):
+    from transact.evaluation.pipeline import PREDICTIONS_FILE, compare_files, write_json
+
+    for name, users in (("base", [0]), ("model", [0, 1, 2])):
+        (tmp_path / name).mkdir()
+        _preds(users).save(tmp_path / name / PREDICTIONS_FILE)
+        write_json(tmp_path / name / "metrics.json", {"utility": {"repin": 3.0}})
+    paths = {"base": tmp_path / "base", "model": tmp_path / "model"}
+    cmp = compare_files(paths, "base", with_oracle=False, config=EvaluationConfig())
+    assert dict(cmp.config.utility) == {"repin": 3.0}
+    write_json(tmp_path / "model" / "metrics.json", {"utility": {"repin": 1.0}})
+    with pytest.raises(ValueError, match="different utility weights"):
+        compare_files(paths, "base", with_oracle=False, config=EvaluationConfig())
+    explicit = compare_files(paths, "base", with_oracle=False, config=CONFIG)
+    assert dict(explicit.config.utility) == dict(CONFIG.utility)
+    (tmp_path / "base" / "metrics.json").unlink()
+    (tmp_path / "model" / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="give --utility"):
+        compare_files(paths, "base", with_oracle=False, config=EvaluationConfig())

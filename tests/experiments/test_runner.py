@@ -228,3 +228,31 @@ def test_figures_write_a_png_and_every_grid_point(tmp_path, name):
     else:
         assert len(rows) == len(budget.fig5_layers) * len(budget.fig5_ffn_dims)
         assert all(v["latency_ms"] > 0 for v in rows)  # Figure 5 times every variant
+
+
+def test_another_vocabulary_plays_the_papers_repin_and_hide_columns(tmp_path):
+    """On a log whose heads are click/like/hate, the paper's repin and hide columns are the
+    heads its vocabulary names as main positive and main negative."""
+    from transact.experiments.runner import dataset_columns
+
+    backend = FakeBackend(
+        quality={"baseline": 0.2, "good": 0.9},
+        heads=("click", "like", "hate"),
+        utility={"click": 1.0, "like": 5.0, "hate": -20.0},
+        roles={"repin": "like", "hide": "hate"},
+    )
+    good = Variant(key="good", label="good", encoder="transact",
+                   paper=(("repin/all", 9.4), ("hide/all", -14.9)))  # fmt: skip
+    res = run_experiment(_spec(good), backend, BUDGETS["smoke"], tmp_path, progress=False)
+    assert res["columns"] == ["like/all", "hate/all"]
+    assert res["paper_columns"] == {"like/all": "repin/all", "hate/all": "hide/all"}
+    row = next(v for v in res["variants"] if v["key"] == "good")
+    assert row["paper"] == {"like/all": 9.4, "hate/all": -14.9}
+    assert row["metrics"]["like"]["all"]["verdict"] == "holds"
+    assert row["metrics"]["hate"]["all"]["verdict"] in ("holds", "unsettled")
+    # the best row of a negative head (negative utility) is the lowest lift
+    assert res["agreement"]["hate/all"]["best_ours"] in ("good", "base")
+    # a vocabulary without a main negative has no hide column
+    assert dataset_columns(("repin/all", "hide/all"), {"repin": "like"}, ("click", "like")) == {
+        "like/all": "repin/all"
+    }

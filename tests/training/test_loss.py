@@ -9,11 +9,23 @@ from transact.training.loss import (
     LossConfig,
     WeightedMultiHeadBCE,
     diagonal_matrix,
+    label_weight_matrix,
     standard_matrix,
-    table7_matrix,
 )
 
 HEADS = ("click", "repin", "hide")
+# the paper's Appendix A, Table 7, by action name: M[head][action]
+TABLE7 = {
+    "click": {"click": 100, "repin": 0, "hide": 100},
+    "repin": {"click": 0, "repin": 100, "hide": 100},
+    "hide": {"click": 1, "repin": 5, "hide": 10},
+}
+
+
+def table7_matrix(heads=HEADS, impression_weight=1.0):
+    return label_weight_matrix(heads, TABLE7, impression_weight=impression_weight)
+
+
 SPEC = FeatureSpec(
     categorical=(
         CategoricalFeature("user_state", 4, group="user"),
@@ -69,8 +81,24 @@ def test_table7_matrix_gives_the_appendix_worked_weights():
     # heads in another order: the same weights follow the names
     reordered = table7_matrix(("hide", "click", "repin"), impression_weight=0.0)
     assert reordered[0, :3].tolist() == [10, 1, 5]  # hide row: hide, click, repin
-    with pytest.raises(ValueError, match="Table 7 covers heads"):
-        table7_matrix(("click", "save", "hide"))
+
+
+def test_label_weights_by_name_for_any_vocabulary():
+    heads = ("click", "long_view", "like", "hate")
+    m = label_weight_matrix(
+        heads, {"like": {"like": 10, "hate": 50, "view": 2}, "hate": {"like": 5}},
+        impression="view", impression_weight=1.0,
+    )  # fmt: skip
+    assert m.shape == (4, 5)
+    assert m[2].tolist() == [0, 0, 10, 50, 2]  # like row: its own impression weight 2
+    assert m[3].tolist() == [0, 0, 5, 0, 1]  # hate row: the default impression column
+    assert m[0].tolist() == [0, 0, 0, 0, 1]  # no row: standard BCE
+    with pytest.raises(ValueError) as err:
+        label_weight_matrix(heads, {"like": {"follow": 1, "hate": -1}, "save": {"like": 1}})
+    msg = str(err.value)
+    assert "heads.label_weights.save: not a head" in msg
+    assert "heads.label_weights.like.follow: not a head" in msg
+    assert "heads.label_weights.like.hate: must be finite and >= 0, got -1" in msg
 
 
 def test_hand_computed_value_with_user_weights():
@@ -120,20 +148,24 @@ def test_validation_names_the_problem():
 
 
 def test_loss_config_from_dict_builds_the_loss():
-    cfg = LossConfig.from_dict(
-        {"label_weights": "table7", "impression_weight": 2, "user_weights": {"country": {"3": 1.5}}}
-    )
+    cfg = LossConfig.from_dict({"impression_weight": 2, "user_weights": {"country": {"3": 1.5}}})
     assert cfg.user_weights == {"country": {3: 1.5}} and cfg.impression_weight == 2.0
-    loss = cfg.build(SPEC)
+    loss = cfg.build(SPEC, TABLE7)  # M by name, its impression column the loss's weight
     torch.testing.assert_close(loss.label_weights, table7_matrix(HEADS, 2.0))
     cat = torch.tensor([[0, 3, 0, 0], [0, 2, 0, 0]])
     assert loss.user_weight(cat, 2).tolist() == [1.5, 1.0]
     explicit = LossConfig.from_dict({"label_weights": [[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 1]]})
     assert explicit.matrix(HEADS).shape == (3, 4)
     with pytest.raises(ValueError, match=r"LossConfig: unknown field\(s\) \['weights'\]"):
-        LossConfig.from_dict({"weights": "table7"})
+        LossConfig.from_dict({"weights": "standard"})
     with pytest.raises(ValueError, match="LossConfig.label_weights='table9'"):
         LossConfig.from_dict({"label_weights": "table9"})
+    with pytest.raises(
+        ValueError, match=r"Table 7 is written by action name in \[heads.label_weights\]"
+    ):
+        LossConfig.from_dict({"label_weights": "table7"})
+    with pytest.raises(ValueError, match="both set M"):
+        explicit.matrix(HEADS, TABLE7)
     with pytest.raises(ValueError, match="LossConfig.user_weights.country: keys must be integer"):
         LossConfig.from_dict({"user_weights": {"country": {"us": 2.0}}})
     with pytest.raises(ValueError, match="LossConfig.combine='mean'"):

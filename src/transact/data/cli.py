@@ -10,10 +10,12 @@ from transact.arguments import (
     existing_dir,
     existing_file,
     existing_path,
+    float_range,
     non_negative_float,
     non_negative_int,
     output_dir,
     output_file,
+    positive_float,
     positive_int,
 )
 
@@ -24,9 +26,9 @@ examples:
   transact data prepare runs/world --split train --negative-ratio 1.0
   transact data prepare runs/world --split eval
   transact data import movielens --path ../shared/datasets/movielens-100k --out runs/ml100k
-  transact data import log --path log.csv --user-col uid --item-col pin \\
-      --action-col action --time-col ts --time-unit s \\
-      --items-path pins.csv --item-id-col pin_id --text-cols title --out runs/mylog
+  transact data import impressions --path log.parquet --out runs/sv \\
+      --labels is_click=click,long_view,is_like=like,is_hate=hate --negative hate
+  transact data import events --path events.csv --out runs/shop --action-col event
 
 A world dir holds manifest.json, items.parquet, users.parquet and day-partitioned
 events/ and impressions/ (docs/data.md). Example sets are what `transact train` and
@@ -116,53 +118,215 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument(
         "--sequence-actions",
-        default="closeup,click,repin,hide",
-        help="comma-separated actions kept in sequences, or 'all' (default engagements)",
+        default="engagements",
+        help="comma-separated actions kept in sequences, 'all', or 'engagements' (default: "
+        "every action of the dataset's vocabulary but the impression)",
     )
     prep.set_defaults(handler=_prepare)
 
     imp = sub.add_parser(
         "import",
-        help="turn a real log (MovieLens or any CSV/Parquet) into a world dir",
+        help="turn a real log (impression table, event log, MovieLens) into a world dir",
         description=(
-            "Adapters from real logs to the world-dir layout. movielens: ratings become "
-            "actions by a configurable mapping, requests are time windows of a user's "
-            "ratings, item embeddings come from titles+genres (sentence model, PCA). log: "
-            "any CSV/Parquet with a column mapping."
+            "Adapters from real logs to the world-dir layout, streamed in bounded memory. "
+            "impressions: one row per shown item with 0/1 label columns (short-video and "
+            "feed logs). events: one row per action, grouped into impressions by (user, "
+            "item). movielens: ratings become actions by a mapping. Each declares its action "
+            "vocabulary (names, negative actions, the paper's repin/hide roles)."
         ),
-        epilog=_EPILOG,
+        epilog=IMPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    imp.add_argument("source", choices=("movielens", "log"))
-    imp.add_argument(
-        "--path", type=existing_path, required=True, help="dataset dir (movielens) or file (log)"
+    isub = imp.add_subparsers(dest="import_source", metavar="SOURCE")
+    imp.set_defaults(handler=lambda _a: (imp.print_help(), 2)[1])
+
+    ml = isub.add_parser(
+        "movielens",
+        help="a MovieLens release (any GroupLens layout or RecBole atomic files)",
+        description="Ratings become actions by --rating-map; titles and genres are embedded.",
+        epilog="example:\n  transact data import movielens --path ../shared/datasets/movielens-100k "
+        "--out runs/ml100k",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    imp.add_argument("--out", type=output_dir, required=True)
-    imp.add_argument("--seed", type=int, default=0)
-    imp.add_argument("--d-item", type=positive_int, default=32)
-    imp.add_argument(
+    ml.add_argument("--path", type=existing_dir, required=True, help="the release's folder")
+    _add_output_flags(ml)
+    ml.add_argument(
         "--embeddings",
         choices=("auto", "text", "genre"),
         default="auto",
         help="item embeddings: sentence model (text), genre projection (genre) or auto",
     )
-    imp.add_argument(
+    ml.add_argument(
         "--rating-map",
         type=rating_map,
         default=None,
-        help="movielens: e.g. 'repin>=4.5,click>=3.5,hide<=2'",
+        help="rating -> action rules, first match wins, e.g. 'repin>=4.5,click>=3.5,hide<=2'",
     )
-    imp.add_argument("--user-col", default="user_id")
-    imp.add_argument("--item-col", default="item_id")
-    imp.add_argument("--action-col", default="action_type")
-    imp.add_argument("--time-col", default="timestamp_ms")
-    imp.add_argument("--time-unit", choices=("ms", "s"), default="ms")
-    imp.add_argument(
-        "--items-path", type=existing_file, default=None, help="log: optional item table with text"
+    _add_request_flags(ml, with_keys=False)
+    ml.set_defaults(handler=_import_movielens)
+
+    im = isub.add_parser(
+        "impressions",
+        help="one row per impression with 0/1 label columns (short-video, feed logs)",
+        description=(
+            "One row per item shown to a user; --labels maps each 0/1 column to an action "
+            "name. Every label of an impression is kept. Requests come from --request-col "
+            "or from time gaps; item statistics are point-in-time (no target leakage)."
+        ),
+        epilog=IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    imp.add_argument("--item-id-col", default="item_id", help="log: id column of --items-path")
-    imp.add_argument("--text-cols", default="", help="log: item columns to embed, comma-separated")
-    imp.set_defaults(handler=_import)
+    im.add_argument(
+        "--path", type=existing_path, required=True, help="a CSV/Parquet file or folder"
+    )
+    _add_output_flags(im)
+    _add_id_flags(im)
+    im.add_argument(
+        "--labels",
+        type=label_map,
+        required=True,
+        help="label columns as COLUMN=ACTION, e.g. is_click=click,is_like=like,long_view",
+    )
+    _add_vocabulary_flags(im)
+    _add_item_flags(im)
+    _add_request_flags(im, with_keys=True)
+    im.set_defaults(handler=_import_impressions)
+
+    ev = isub.add_parser(
+        "events",
+        help="one row per action, grouped into impressions by (user, item)",
+        description=(
+            "One row per action of a user on an item. An impression row (--impression-value) "
+            "opens an impression; actions on the same (user, item) within --window-min join "
+            "it (without impression rows, a burst of actions on an item is one impression). "
+            "Every action becomes a label of its impression."
+        ),
+        epilog=IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument(
+        "--path", type=existing_path, required=True, help="a CSV/Parquet file or folder"
+    )
+    _add_output_flags(ev)
+    _add_id_flags(ev)
+    ev.add_argument("--action-col", default="action", help="the action column (default action)")
+    ev.add_argument(
+        "--actions",
+        type=label_map,
+        default=None,
+        help="raw action values as VALUE=ACTION (default: every value is its own action)",
+    )
+    ev.add_argument(
+        "--impression-value",
+        default="impression",
+        help="the action value of an impression row (default impression)",
+    )
+    ev.add_argument(
+        "--window-min",
+        type=non_negative_float,
+        default=30.0,
+        help="an action joins an impression of the same item at most this long after it "
+        "(default 30)",
+    )
+    _add_vocabulary_flags(ev)
+    _add_item_flags(ev)
+    _add_request_flags(ev, with_keys=True)
+    ev.set_defaults(handler=_import_events)
+
+
+IMPORT_EPILOG = """\
+examples:
+  # a short-video log: one row per impression, 0/1 label columns, no item content
+  transact data import impressions --path log.parquet --out runs/sv \\
+      --user-col user_id --item-col video_id --time-col time_ms \\
+      --labels is_click=click,long_view=long_view,is_like=like,is_hate=hate \\
+      --negative hate --main-positive like --main-negative hate --history-days 2
+
+  # an event log with impression rows and an item file with titles
+  transact data import events --path events.csv --out runs/shop --time-unit s \\
+      --action-col event --actions view=impression,cart=cart,buy=buy \\
+      --impression-value view --items-path items.csv --text-cols title
+
+A world dir holds manifest.json, items.parquet, users.parquet and day-partitioned
+events/ and impressions/ (docs/data.md section 5)."""
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=output_dir, required=True, help="new world dir to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of shuffled positions (default 0)")
+    p.add_argument("--d-item", type=positive_int, default=32, help="item embedding size (32)")
+
+
+def _add_id_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user-col", default="user_id", help="integer user ids (default user_id)")
+    p.add_argument("--item-col", default="item_id", help="item ids (default item_id)")
+    p.add_argument("--time-col", default="timestamp_ms", help="time (default timestamp_ms)")
+    p.add_argument("--time-unit", choices=("ms", "s"), default="ms")
+
+
+def _add_vocabulary_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--negative", type=name_list, default=(), help="negative actions, e.g. hate,dislike"
+    )
+    p.add_argument(
+        "--positive",
+        type=name_list,
+        default=None,
+        help="positive actions (default: every action that is not negative)",
+    )
+    p.add_argument(
+        "--main-positive", help="the action that plays the paper's repin (default: first positive)"
+    )
+    p.add_argument(
+        "--main-negative", help="the action that plays the paper's hide (default: first negative)"
+    )
+    p.add_argument(
+        "--impression-action",
+        default="impression",
+        help="name of the action every shown item has (default impression)",
+    )
+
+
+def _add_item_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--items-path", type=existing_file, default=None, help="optional item file")
+    p.add_argument("--item-id-col", default="item_id", help="id column of --items-path")
+    p.add_argument("--text-cols", type=name_list, default=(), help="item columns to embed")
+    p.add_argument(
+        "--item-repr",
+        type=item_repr,
+        default=None,
+        help="item representation: text (needs --text-cols), genre, id-string (the id's text: "
+        "no meaning), learned[:item2vec|mf] (from training engagements); default text "
+        "with --text-cols, else learned",
+    )
+
+
+def _add_request_flags(p: argparse.ArgumentParser, *, with_keys: bool) -> None:
+    if with_keys:
+        p.add_argument("--request-col", help="request/session id column (default: time gaps)")
+        p.add_argument("--position-col", help="display position column")
+        p.add_argument("--randomized-col", help="0/1: the request's order was shuffled")
+        p.add_argument("--surface-col", help="surface (tab, page) column")
+    p.add_argument(
+        "--session-gap-min", type=positive_float, default=30.0,
+        help="without request ids: a gap over this many minutes starts a request (30)",
+    )  # fmt: skip
+    p.add_argument("--max-items", type=positive_int, default=30, help="items per request (30)")
+    p.add_argument(
+        "--min-items", type=positive_int, default=4, help="smaller requests are dropped (4)"
+    )
+    p.add_argument(
+        "--eval-fraction", type=float_range(0.0, 1.0, low_open=True), default=0.2,
+        help="share of the requests after the history that evaluate (0.2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--history-days", type=non_negative_float, default=0.0,
+        help="first days of the log that feed sequences only (default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--memory-rows", type=positive_int, default=2_000_000,
+        help="log rows held in memory at once (the spill's bucket; default 2,000,000)",
+    )  # fmt: skip
 
 
 def rating_map(text: str):  # -> adapters.RatingMapping
@@ -231,7 +395,11 @@ def _stats(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from transact.data.examples import build_split
 
-    actions = None if args.sequence_actions == "all" else tuple(args.sequence_actions.split(","))
+    actions = (
+        args.sequence_actions
+        if args.sequence_actions in ("all", "engagements")
+        else tuple(a for a in args.sequence_actions.split(",") if a)
+    )
     ex = build_split(
         args.data_dir,
         args.split,
@@ -248,23 +416,118 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
+def label_map(text: str) -> tuple[tuple[str, str], ...]:
+    """``--labels`` / ``--actions``: ``COLUMN=ACTION,...`` pairs."""
+    from transact.data.adapters import parse_pairs
+
+    try:
+        return parse_pairs(text, "map")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected name,name,...")
+    return names
+
+
+def item_repr(text: str):  # -> adapters.ItemRepresentation
+    """``--item-repr``: text | genre | id-string | learned[:item2vec|mf]."""
+    from transact.data.adapters import ItemRepresentation
+
+    try:
+        return ItemRepresentation.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _request_config(args: argparse.Namespace, **more: float):  # -> RequestConfig
+    from transact.data.adapters import RequestConfig
+
+    try:
+        return RequestConfig(
+            session_gap_ms=int(args.session_gap_min * 60_000),
+            max_items=args.max_items,
+            min_items=args.min_items,
+            eval_fraction=args.eval_fraction,
+            history_days=args.history_days,
+            **more,  # type: ignore[arg-type]
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _context(args: argparse.Namespace):  # -> ContextColumns
+    from transact.data.adapters import ContextColumns
+
+    return ContextColumns(
+        request=args.request_col, position=args.position_col,
+        randomized=args.randomized_col, surface=args.surface_col,
+    )  # fmt: skip
+
+
+def _vocabulary(args: argparse.Namespace) -> dict:
+    return {
+        "negative": args.negative,
+        "positive": args.positive,
+        "main_positive": args.main_positive,
+        "main_negative": args.main_negative,
+        "impression": args.impression_action,
+    }
+
+
+def _items(args: argparse.Namespace) -> dict:
+    return {
+        "items_path": args.items_path,
+        "item_id_column": args.item_id_col,
+        "text_columns": args.text_cols,
+        "item_repr": args.item_repr,
+        "d_item": args.d_item,
+    }
+
+
+def _import_movielens(args: argparse.Namespace) -> int:
     from transact.data import adapters
 
-    if args.source == "movielens":
-        out = adapters.import_movielens(
-            args.path, args.out, d_item=args.d_item, embeddings=args.embeddings,
-            rating_mapping=args.rating_map, seed=args.seed,
-        )  # fmt: skip
-    else:
-        columns = adapters.LogColumns(
-            user=args.user_col, item=args.item_col, action=args.action_col,
-            timestamp=args.time_col, time_unit=args.time_unit, item_id_column=args.item_id_col,
-        )  # fmt: skip
-        out = adapters.import_log(
-            args.path, args.out, columns, items_path=args.items_path,
-            text_columns=tuple(c for c in args.text_cols.split(",") if c),
-            d_item=args.d_item, embeddings=args.embeddings, seed=args.seed,
-        )  # fmt: skip
+    out = adapters.import_movielens(
+        args.path, args.out, d_item=args.d_item, embeddings=args.embeddings,
+        rating_mapping=args.rating_map, seed=args.seed, requests=_request_config(args),
+    )  # fmt: skip
+    print(f"wrote {out}; next: transact data stats {out}")
+    return 0
+
+
+def _import_impressions(args: argparse.Namespace) -> int:
+    from transact.data import adapters
+
+    columns = adapters.ImpressionColumns(
+        labels=args.labels, user=args.user_col, item=args.item_col, time=args.time_col,
+        time_unit=args.time_unit, context=_context(args),
+    )  # fmt: skip
+    out = adapters.import_impressions(
+        args.path, args.out, columns, **_vocabulary(args), **_items(args),
+        requests=_request_config(args), seed=args.seed, bucket_rows=args.memory_rows,
+        progress=True,
+    )  # fmt: skip
+    print(f"wrote {out}; next: transact data stats {out}")
+    return 0
+
+
+def _import_events(args: argparse.Namespace) -> int:
+    from transact.data import adapters
+
+    columns = adapters.EventColumns(
+        user=args.user_col, item=args.item_col, action=args.action_col, time=args.time_col,
+        time_unit=args.time_unit, context=_context(args),
+    )  # fmt: skip
+    out = adapters.import_events(
+        args.path, args.out, columns, actions=args.actions,
+        impression_value=args.impression_value, **_vocabulary(args), **_items(args),
+        requests=_request_config(args, window_ms=int(args.window_min * 60_000)),
+        seed=args.seed, bucket_rows=args.memory_rows, progress=True,
+    )  # fmt: skip
     print(f"wrote {out}; next: transact data stats {out}")
     return 0

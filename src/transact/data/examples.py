@@ -41,9 +41,11 @@ from transact.data.io import (
     load_manifest,
     read_impressions,
 )
+from transact.data.item_stats import ItemStatsConfig, point_in_time_item_stats
 from transact.data.schema import (
     DEFAULT_SEQ_LEN,
     MS_PER_HOUR,
+    ActionVocabulary,
     FeatureSpec,
     LabeledBatch,
     RankerInputs,
@@ -51,8 +53,13 @@ from transact.data.schema import (
 )
 from transact.data.sequences import SequenceBuilder
 
-DEFAULT_SEQUENCE_ACTIONS: tuple[str, ...] = ("closeup", "click", "repin", "hide")
-"""Actions in the realtime sequence by default: engagements (impressions would flood it)."""
+ENGAGEMENTS = "engagements"
+"""``include_actions`` default: the vocabulary's engagements (every action but the
+impression; impressions would flood the sequence)."""
+
+DEFAULT_SEQUENCE_ACTIONS: tuple[str, ...] = ActionVocabulary().engagements
+"""The default vocabulary's (the simulated world's) engagements; a dataset's own are
+``manifest.actions.engagements``."""
 
 _ARRAYS = (
     "request_ids", "request_user_ids", "request_times_ms", "seq_types", "seq_items",
@@ -238,8 +245,9 @@ def build_example_set(
     randomized_only: bool = False,
     user_embeddings: UserEmbeddingSource | None = None,
     seed: int = 0,
-    include_actions: Sequence[str] | None = DEFAULT_SEQUENCE_ACTIONS,
+    include_actions: Sequence[str] | str | None = ENGAGEMENTS,
     progress: bool = False,
+    heads: Sequence[str] | None = None,
 ) -> ExampleSet:
     """Build the examples of every impression with ``start_ms <= request_time_ms < end_ms``.
 
@@ -254,15 +262,27 @@ def build_example_set(
         user_embeddings: batch user embeddings, looked up per request (as of the day
             before it); ``feature_spec.d_user`` becomes its ``d_user`` (0 without one).
         seed: seed of the negative sampling.
-        include_actions: action names kept in sequences (None: all, impressions too).
+        include_actions: action names kept in sequences; ``"engagements"`` (default) the
+            vocabulary's engagements, ``"all"`` or None every action, impressions too.
         progress: show progress bars.
+        heads: the label actions to keep as heads, in order (default: the manifest's);
+            each must have labels in the dataset.
 
     Raises:
         DataError: impressions of unknown users or items, bad timestamps, empty range.
     """
     m = load_manifest(data_dir)
     spec = m.feature_spec
-    heads = spec.heads
+    if heads is None:
+        heads = spec.heads
+    missing = [h for h in heads if h not in spec.heads]
+    if missing:
+        raise DataError(
+            f"{data_dir}/manifest.json: no labels of {missing} (label actions: {list(spec.heads)})"
+        )
+    heads = tuple(heads)
+    spec = replace(spec, heads=heads)
+    include_actions = sequence_actions(spec.actions, include_actions)
     items = ItemTable.load(data_dir)
     users = UserTable.load(data_dir)
     if end_ms <= start_ms:
@@ -374,10 +394,7 @@ def build_example_set(
         "surface": imp["surface"],
         "hour_of_day": hour,
     }
-    num_values = {
-        "quality": items.quality[item_ids],
-        "log_popularity": items.log_popularity[item_ids],
-    }
+    num_values = item_statistics(data_dir, m, items, item_ids, imp["request_time_ms"])
     for feat in spec.categorical:
         if feat.name not in cat_values:
             raise DataError(
@@ -447,6 +464,60 @@ def build_example_set(
     )
 
 
+def sequence_actions(
+    actions: ActionVocabulary, include: Sequence[str] | str | None
+) -> tuple[str, ...] | None:
+    """``include_actions`` as names: ``"engagements"`` -> the vocabulary's engagements,
+    ``"all"`` / None -> None (every action); a list is checked against the vocabulary."""
+    if include is None or include == "all":
+        return None
+    if include == ENGAGEMENTS:
+        return actions.engagements
+    if isinstance(include, str):
+        include = (include,)
+    for name in include:
+        actions.id(name)  # raises naming the unknown action
+    return tuple(include)
+
+
+def item_statistics(
+    data_dir: Path | str,
+    manifest: Any,
+    items: ItemTable,
+    item_ids: np.ndarray,
+    request_times_ms: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """``{"quality", "log_popularity"}`` ``[N]`` of the examples' items.
+
+    A dataset whose ``extra.item_statistics`` mode is ``point_in_time`` (imported logs)
+    gets them from the impressions strictly before each request
+    (:mod:`transact.data.item_stats`: no target leakage); ``static`` (the simulated
+    world, whose items have true attributes) reads ``items.parquet``.
+    """
+    config = ItemStatsConfig.from_dict(manifest.extra.get("item_statistics"))
+    if config.mode == "static" or item_ids.size == 0:
+        return {
+            "quality": items.quality[item_ids],
+            "log_popularity": items.log_popularity[item_ids],
+        }
+    label_cols = [f"label_{a}" for a in config.positive_labels]
+    parts: dict[str, list[np.ndarray]] = {"item": [], "time": [], "engaged": []}
+    end = int(request_times_ms.max()) + 1
+    cols = ["item_id", "request_time_ms", *label_cols]
+    for batch in read_impressions(data_dir, None, end, heads=manifest.heads, columns=cols):
+        parts["item"].append(np.asarray(batch.column("item_id")))
+        parts["time"].append(np.asarray(batch.column("request_time_ms")))
+        engaged = np.zeros(batch.num_rows, bool)
+        for c in label_cols:
+            engaged |= np.asarray(batch.column(c)) > 0
+        parts["engaged"].append(engaged)
+    shown = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in parts.items()}
+    quality, popularity = point_in_time_item_stats(
+        shown["item"], shown["time"], shown["engaged"], item_ids, request_times_ms, config
+    )
+    return {"quality": quality, "log_popularity": np.log(popularity).astype(np.float32)}
+
+
 def build_split(
     data_dir: Path | str,
     split: str,
@@ -455,8 +526,9 @@ def build_split(
     negative_ratio: float | None = None,
     user_embeddings: UserEmbeddingSource | None = None,
     seed: int = 0,
-    include_actions: Sequence[str] | None = DEFAULT_SEQUENCE_ACTIONS,
+    include_actions: Sequence[str] | str | None = ENGAGEMENTS,
     progress: bool = False,
+    heads: Sequence[str] | None = None,
 ) -> ExampleSet:
     """The paper's sets: ``"train"`` (train range, optional negative down-sampling) or
     ``"eval"`` (eval range, randomized requests only, never down-sampled)."""
@@ -465,7 +537,7 @@ def build_split(
         return build_example_set(
             data_dir, m.train_start_ms, m.train_end_ms, seq_len=seq_len,
             negative_ratio=negative_ratio, user_embeddings=user_embeddings, seed=seed,
-            include_actions=include_actions, progress=progress,
+            include_actions=include_actions, progress=progress, heads=heads,
         )  # fmt: skip
     if split == "eval":
         if negative_ratio is not None:
@@ -475,6 +547,6 @@ def build_split(
         return build_example_set(
             data_dir, m.eval_start_ms, m.eval_end_ms, seq_len=seq_len, randomized_only=True,
             user_embeddings=user_embeddings, seed=seed, include_actions=include_actions,
-            progress=progress,
+            progress=progress, heads=heads,
         )  # fmt: skip
     raise ValueError(f"split must be 'train' or 'eval', got {split!r}")

@@ -21,6 +21,7 @@ Bump :data:`SCHEMA_VERSION` on any incompatible change; readers check it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -49,34 +50,87 @@ MS_PER_HOUR = 3_600_000
 
 @dataclass(frozen=True)
 class ActionVocabulary:
-    """Named user-action types. Id ``i + 1`` is ``names[i]``; id 0 is padding.
+    """A dataset's named user-action types: data, declared by the dataset (its manifest).
+
+    Id ``i + 1`` is ``names[i]``; id 0 is padding. The defaults are the simulated world's
+    (the paper's Pinterest) vocabulary; a log with other actions declares every field
+    (``transact data import ...`` writes it into the manifest).
 
     Args:
         names: every real action type, in id order.
-        positive: the action types that count as positive engagement (BST's
-            "positive actions only" variant reads this).
+        positive: positive engagements (BST's "positive actions only" variant attends to
+            these; item ``quality`` counts them).
+        negative: negative engagements (a hide, a "hate"): lower HIT@K is better for a
+            head of a negative action.
+        impression: the action every shown item has (an impression, a view), or None when
+            the log has none. It is never a head; the label-weight matrix M keeps an
+            always-present column under this name (``../shared/README.md``).
+        main_positive / main_negative: the actions that play the paper's "repin" (its main
+            positive engagement) and "hide" (its main negative): the columns of the
+            paper's tables on this dataset, and the non-core rule of 4.2.1 (no
+            ``main_positive`` action in the last 28 days). None when there is none.
+
+    Every action but the impression is an *engagement* (:attr:`engagements`): those feed
+    the realtime sequences by default.
 
     Example::
 
         vocab = ActionVocabulary()
         vocab.id("repin")   # 4
         vocab.name(4)       # "repin"
+        vocab.engagements   # ("closeup", "click", "repin", "hide")
     """
 
     names: tuple[str, ...] = ("impression", "closeup", "click", "repin", "hide")
     positive: tuple[str, ...] = ("closeup", "click", "repin")
+    negative: tuple[str, ...] = ("hide",)
+    impression: str | None = "impression"
+    main_positive: str | None = "repin"
+    main_negative: str | None = "hide"
 
     def __post_init__(self) -> None:
+        if not self.names:
+            raise ValueError("ActionVocabulary.names: no actions")
+        bad = [n for n in self.names if not isinstance(n, str) or not n or n != n.strip()]
+        if bad:
+            raise ValueError(f"ActionVocabulary.names: not a name: {bad}")
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"ActionVocabulary.names has duplicates: {self.names}")
-        unknown = [p for p in self.positive if p not in self.names]
-        if unknown:
-            raise ValueError(f"ActionVocabulary.positive names unknown actions {unknown}")
+        for what in ("positive", "negative"):
+            unknown = [p for p in getattr(self, what) if p not in self.names]
+            if unknown:
+                raise ValueError(f"ActionVocabulary.{what} names unknown actions {unknown}")
+        both = sorted(set(self.positive) & set(self.negative))
+        if both:
+            raise ValueError(f"ActionVocabulary: {both} both positive and negative")
+        if self.impression is not None:
+            if self.impression not in self.names:
+                raise ValueError(
+                    f"ActionVocabulary.impression {self.impression!r} is not an action "
+                    f"{list(self.names)}"
+                )
+            if self.impression in self.positive or self.impression in self.negative:
+                raise ValueError(
+                    f"ActionVocabulary.impression {self.impression!r} is every shown item's "
+                    "action, so it is neither positive nor negative"
+                )
+        for what, group in (("main_positive", "positive"), ("main_negative", "negative")):
+            value = getattr(self, what)
+            if value is not None and value not in getattr(self, group):
+                raise ValueError(
+                    f"ActionVocabulary.{what} {value!r} is not one of the {group} actions "
+                    f"{list(getattr(self, group))}"
+                )
 
     @property
     def size(self) -> int:
         """Embedding-table size: real actions plus the padding id 0."""
         return len(self.names) + 1
+
+    @property
+    def engagements(self) -> tuple[str, ...]:
+        """Every action but the impression, in id order: the default sequence actions."""
+        return tuple(n for n in self.names if n != self.impression)
 
     def id(self, name: str) -> int:
         try:
@@ -91,6 +145,42 @@ class ActionVocabulary:
 
     def positive_ids(self) -> tuple[int, ...]:
         return tuple(self.id(n) for n in self.positive)
+
+    def negative_ids(self) -> tuple[int, ...]:
+        return tuple(self.id(n) for n in self.negative)
+
+    def is_negative(self, name: str) -> bool:
+        """Whether ``name`` is a negative action (its HIT@K is better when lower)."""
+        return name in self.negative
+
+    def to_dict(self) -> dict:
+        return {
+            "names": list(self.names),
+            "positive": list(self.positive),
+            "negative": list(self.negative),
+            "impression": self.impression,
+            "main_positive": self.main_positive,
+            "main_negative": self.main_negative,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ActionVocabulary:
+        """From :meth:`to_dict`. A vocabulary written before the ``negative`` /
+        ``impression`` / ``main_*`` keys existed (schema 1 files from before issue 17)
+        gets those fields from the defaults, kept where its names have them."""
+        names = tuple(d["names"])
+        default = cls()
+
+        def legacy(field_name: str) -> object:
+            value = getattr(default, field_name)
+            if isinstance(value, tuple):
+                return tuple(v for v in value if v in names)
+            return value if value in names else None
+
+        fields_ = ("negative", "impression", "main_positive", "main_negative")
+        kwargs = {f: d[f] if f in d else legacy(f) for f in fields_}
+        kwargs["negative"] = tuple(kwargs["negative"])  # type: ignore[arg-type]
+        return cls(names=names, positive=tuple(d["positive"]), **kwargs)  # type: ignore[arg-type]
 
 
 FEATURE_GROUPS = ("user", "item", "context")
@@ -143,7 +233,8 @@ class FeatureSpec:
         d_item: item content-embedding size (the paper's PinSage, 32).
         d_user: batch user-embedding size (PinnerFormer); 0 when there is none.
         seq_len: realtime sequence length |S| (paper: 100).
-        heads: action heads of the ranker, each a name in ``actions``.
+        heads: action heads of the ranker, each an action of ``actions`` other than the
+            impression (the defaults are the simulated world's).
         actions: the action vocabulary of the sequences and labels.
         user_weight_features: categorical features (names in ``categorical``) that the
             loss's per-user weight w_u may read (paper: user state, location, gender).
@@ -159,8 +250,14 @@ class FeatureSpec:
     user_weight_features: tuple[str, ...] = ("user_state", "country", "gender")
 
     def __post_init__(self) -> None:
+        if len(set(self.heads)) != len(self.heads):
+            raise ValueError(f"FeatureSpec.heads has duplicates: {self.heads}")
         for h in self.heads:
             self.actions.id(h)  # raises with the head's name if unknown
+            if h == self.actions.impression:
+                raise ValueError(
+                    f"FeatureSpec.heads: {h!r} is the impression every example has, not a head"
+                )
         names = [c.name for c in self.categorical]
         for f in self.user_weight_features:
             if f not in names:
@@ -190,7 +287,7 @@ class FeatureSpec:
             "d_user": self.d_user,
             "seq_len": self.seq_len,
             "heads": list(self.heads),
-            "actions": {"names": list(self.actions.names), "positive": list(self.actions.positive)},
+            "actions": self.actions.to_dict(),
             "user_weight_features": list(self.user_weight_features),
         }
 
@@ -203,9 +300,7 @@ class FeatureSpec:
             d_user=int(d["d_user"]),
             seq_len=int(d["seq_len"]),
             heads=tuple(d["heads"]),
-            actions=ActionVocabulary(
-                names=tuple(d["actions"]["names"]), positive=tuple(d["actions"]["positive"])
-            ),
+            actions=ActionVocabulary.from_dict(d["actions"]),
             user_weight_features=tuple(d.get("user_weight_features", ())),
         )
 
@@ -260,11 +355,13 @@ def users_schema() -> pa.Schema:
     )
 
 
-def impressions_schema(heads: tuple[str, ...] = ("click", "repin", "hide")) -> pa.Schema:
+def impressions_schema(heads: Sequence[str]) -> pa.Schema:
     """One row per item shown in a request (chunk): labels and ground-truth probabilities.
 
-    ``is_core`` is computed at request time: the user saved (repinned) at least once in the
-    28 days before ``request_time_ms`` (paper 4.2.1). ``gt_prob_<head>`` is the simulator's
+    ``heads`` are the dataset's label actions (the manifest's ``heads``). ``is_core`` is
+    computed at request time: the user took the vocabulary's ``main_positive`` action (a
+    repin on Pinterest) in the 28 days before ``request_time_ms`` (paper 4.2.1).
+    ``gt_prob_<head>`` is the simulator's
     true probability (NaN for real logs); the oracle ranks by it.
     """
     fields = [

@@ -27,17 +27,22 @@ from transact.data.io import (
 from transact.data.schema import DEFAULT_SEQ_LEN
 from transact.data.sequences import SequenceBuilder
 
-DEFAULT_SEQUENCE_ACTIONS = ("closeup", "click", "repin", "hide")
+ENGAGEMENTS = "engagements"
 
 
 def world_stats(
     data_dir: Path | str,
     seq_len: int = DEFAULT_SEQ_LEN,
-    sequence_actions: tuple[str, ...] | None = DEFAULT_SEQUENCE_ACTIONS,
+    sequence_actions: tuple[str, ...] | str | None = ENGAGEMENTS,
 ) -> dict[str, Any]:
-    """Compute the summary of a world dir as a JSON-ready dict (see module docstring)."""
+    """Compute the summary of a world dir as a JSON-ready dict (see module docstring).
+
+    ``sequence_actions``: the actions counted in sequence lengths; ``"engagements"``
+    (default): the dataset vocabulary's, every action but the impression."""
     m = load_manifest(data_dir)
     heads = m.heads
+    if sequence_actions == ENGAGEMENTS:
+        sequence_actions = m.actions.engagements
     action_mix: Counter[str] = Counter()
     for batch in read_events(data_dir, columns=["action_type"]):
         vc = pc.value_counts(batch.column("action_type"))
@@ -80,7 +85,9 @@ def world_stats(
     core_users = np.unique(imp["user_id"][core])
     all_users = np.unique(imp["user_id"])
 
-    ev = load_event_arrays(data_dir, actions=sequence_actions)
+    ev = load_event_arrays(
+        data_dir, actions=None if isinstance(sequence_actions, str) else sequence_actions
+    )
     builder = SequenceBuilder(
         ev.user_ids, ev.item_ids, ev.action_types, ev.times_ms, seq_len=seq_len
     )
@@ -110,6 +117,7 @@ def world_stats(
         "sessions": _session_summary(data_dir),
         "dataset": m.dataset,
         "data_dir": str(data_dir),
+        "main_positive": m.actions.main_positive,
         "n_users": m.n_users,
         "n_items": m.n_items,
         "events": total_events,
@@ -184,10 +192,12 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"{split:>16}: {r['impressions']:,} impressions, {r['requests']:,} requests; {rate}"
         )
     cs = stats["core_split"]
+    main = stats.get("main_positive")
+    rate = f"label_rate_{main}"
     lines.append(
         f"core: {cs['impression_share_core']:.1%} of impressions, "
-        f"{cs['users_ever_core_share']:.1%} of users ever core; repin rate core "
-        f"{cs['core'].get('label_rate_repin', 0):.2%} vs non-core {cs['non_core'].get('label_rate_repin', 0):.2%}"
+        f"{cs['users_ever_core_share']:.1%} of users ever core; {main} rate core "
+        f"{cs['core'].get(rate, 0):.2%} vs non-core {cs['non_core'].get(rate, 0):.2%}"
     )
     sess = stats.get("sessions")
     if sess:
@@ -266,10 +276,8 @@ def realtime_signal_report(data_dir: Path | str, seq_len: int = DEFAULT_SEQ_LEN)
     t_req = ev.request_times_ms[:, None]
     age = t_req - times
     real = types != 0
-    engaged = np.isin(
-        types, [vocab.id(a) for a in ("click", "repin", "closeup") if a in vocab.names]
-    )
-    hidden = types == vocab.id("hide") if "hide" in vocab.names else np.zeros_like(engaged)
+    engaged = np.isin(types, vocab.positive_ids())
+    hidden = np.isin(types, vocab.negative_ids())
 
     def similarity(mask: np.ndarray) -> np.ndarray:
         """``[N]`` candidate . mean embedding of the masked actions of its request."""
@@ -327,7 +335,7 @@ def realtime_signal_report(data_dir: Path | str, seq_len: int = DEFAULT_SEQ_LEN)
             "realtime": realtime,
             "oracle": ev.gt_probs[:, h] if np.isfinite(ev.gt_probs[:, h]).all() else None,
         }
-        if head == "hide" and scores["oracle"] is not None:
+        if vocab.is_negative(head) and scores["oracle"] is not None:
             scores["oracle"] = -scores["oracle"]  # the best ranking shows the fewest hides
         hits = {k: hit3_per_user(v, h) for k, v in scores.items() if v is not None}
         p = float(st.ttest_rel(hits["realtime"], hits["daily_profile"]).pvalue)
@@ -335,7 +343,7 @@ def realtime_signal_report(data_dir: Path | str, seq_len: int = DEFAULT_SEQ_LEN)
             **{f"hit3_{k}": float(v.mean()) for k, v in hits.items()},
             "p_realtime_vs_daily_profile": p,
         }
-        sign = -1.0 if head == "hide" else 1.0
+        sign = -1.0 if vocab.is_negative(head) else 1.0
         # expected hits (ground truth) where the data has it: the same signal without the
         # label noise; the labels otherwise
         has_gt = bool(np.isfinite(ev.gt_probs[:, h]).all())

@@ -135,15 +135,52 @@ def write_comparison(cmp: Comparison, out_dir: Path, *, title: str, preface: str
         reliability_plot(cmp.calibration, out_dir / RELIABILITY_FILE, title=title)
 
 
-def load_predictions(path: str | Path) -> Predictions:
-    """Predictions from a ``.npz`` file, an evaluation dir, or a run dir (``RUN/eval``)."""
+def predictions_file(path: str | Path) -> Path:
+    """The predictions file of a ``.npz`` path, an evaluation dir or a run dir (``RUN/eval``)."""
     path = Path(path)
     for candidate in (path, path / PREDICTIONS_FILE, path / "eval" / PREDICTIONS_FILE):
         if candidate.is_file():
-            return Predictions.load(candidate)
+            return candidate
     raise FileNotFoundError(
         f"{path}: no {PREDICTIONS_FILE} (run `transact evaluate --model RUN` first)"
     )
+
+
+def load_predictions(path: str | Path) -> Predictions:
+    """Predictions from a ``.npz`` file, an evaluation dir, or a run dir (``RUN/eval``)."""
+    return Predictions.load(predictions_file(path))
+
+
+def recorded_utility(path: str | Path) -> dict[str, float] | None:
+    """The utility weights ``transact evaluate`` scored ``path``'s predictions with (its
+    ``metrics.json`` beside ``predictions.npz``), or None when there is no such file."""
+    metrics = predictions_file(path).parent / "metrics.json"
+    if not metrics.is_file():
+        return None
+    utility = json.loads(metrics.read_text()).get("utility")
+    return {str(h): float(w) for h, w in utility.items()} if isinstance(utility, dict) else None
+
+
+def comparison_utility(named_paths: dict[str, str | Path]) -> dict[str, float]:
+    """The one utility every model was evaluated with (their ``metrics.json``).
+
+    Raises ``ValueError`` naming the models when they were scored with different weights
+    or when none recorded any: the lifts would compare rankings under different S."""
+    found = {name: recorded_utility(p) for name, p in named_paths.items()}
+    known = {name: u for name, u in found.items() if u is not None}
+    if not known:
+        raise ValueError(
+            f"none of {list(named_paths)} records its utility weights (metrics.json of "
+            "`transact evaluate`); give --utility head=weight,..."
+        )
+    first_name, first = next(iter(known.items()))
+    for name, u in known.items():
+        if u != first:
+            raise ValueError(
+                f"models {first_name!r} and {name!r} were evaluated with different utility "
+                f"weights ({first} vs {u}); give --utility to compare them under one"
+            )
+    return first
 
 
 def compare_files(
@@ -153,8 +190,15 @@ def compare_files(
     with_oracle: bool,
     config: EvaluationConfig,
 ) -> Comparison:
-    """Load every model's predictions and compare them with ``baseline`` (and the oracle)."""
+    """Load every model's predictions and compare them with ``baseline`` (and the oracle).
+
+    Without utility weights in ``config``, the ones the models were evaluated with
+    (:func:`comparison_utility`)."""
+    from dataclasses import replace
+
     preds = {name: load_predictions(p) for name, p in named_paths.items()}
+    if not config.utility:
+        config = replace(config, utility=comparison_utility(named_paths))
     oracle = None
     if with_oracle:
         oracle = "oracle"

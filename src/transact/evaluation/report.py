@@ -40,13 +40,6 @@ from transact.evaluation.significance import (
 SEGMENTS = ("all", "non_core")
 TESTS = ("t_test", "bootstrap")
 
-DEFAULT_UTILITY: dict[str, float] = {"click": 1.0, "repin": 2.0, "hide": -5.0}
-"""Utility weights u_h of Eq. (3). The paper does not publish its values. These are about
-the inverse base rates of the heads in the simulated world (click 2.9%, repin 1.4%, hide
-0.5% of impressions), normalized to click = 1 and signed (hide negative), so each head
-moves S by a comparable amount and no single noisy head dominates the ranking (see
-docs/evaluation.md)."""
-
 
 @dataclass(frozen=True)
 class EvaluationConfig:
@@ -54,8 +47,10 @@ class EvaluationConfig:
 
     Args:
         k: HIT@K cut-off (paper: 3).
-        utility: u_h per head name for the ranking score S (Eq. 3); negative for hide.
-            Heads not named weigh 0.
+        utility: u_h per head name for the ranking score S (Eq. 3); negative for a
+            negative action. Heads not named weigh 0. The weights are data: a run config's
+            ``[heads] utility`` (``transact.pipeline.heads``); empty until given, and
+            :func:`evaluate` refuses a utility that weighs none of the heads.
         test: ``"t_test"`` (paired t-test over users; the 95% interval by the delta
             method) or ``"bootstrap"`` (paired bootstrap of the relative lift over users,
             for the p-value and the interval's standard error).
@@ -65,7 +60,7 @@ class EvaluationConfig:
     """
 
     k: int = 3
-    utility: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UTILITY))
+    utility: Mapping[str, float] = field(default_factory=dict)
     test: str = "t_test"
     n_bootstrap: int = 2000
     alpha: float = 0.05
@@ -147,6 +142,12 @@ def evaluate(preds: Predictions, config: EvaluationConfig | None = None) -> Mode
     """HIT@K, AUC, log loss and diversity of one model, for all and non-core users."""
     config = config or EvaluationConfig()
     u = utility_vector(preds.heads, config.utility)
+    if not np.any(u):
+        raise ValueError(
+            f"no utility weight for any head of {list(preds.heads)} (utility "
+            f"{dict(config.utility)}): the ranking score S would be 0; give --utility or a "
+            "run config's [heads] utility"
+        )
     segments: dict[str, SegmentResult] = {}
     for segment in SEGMENTS:
         p = preds.subset(_segment_mask(preds, segment))

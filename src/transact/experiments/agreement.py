@@ -21,7 +21,8 @@ def column_agreement(results: dict[str, Any], column: str) -> dict[str, Any]:
     Returns ``{"verdicts", "pairs", "concordant", "concordance", "signs",
     "sign_agreement", "best_paper", "best_ours"}``; the ratios are ``None`` when nothing
     is comparable; ``verdicts`` counts the cells' holds / contradicted / unsettled.
-    ``best_*`` name the best row (highest lift, or lowest for hide, the negative head).
+    ``best_*`` name the best row (highest lift, or lowest for a head whose utility weight
+    is negative: hide on the world).
     """
     head, _, group = column.partition("/")
     points: list[tuple[str, float, float]] = []
@@ -43,7 +44,7 @@ def column_agreement(results: dict[str, Any], column: str) -> dict[str, Any]:
         concordant += (pa - pb) * (oa - ob) > 0
     signs = [(p, o) for label, p, o in points if p != 0.0]
     sign_ok = sum((p > 0) == (o > 0) for p, o in signs)
-    lower_is_better = head == "hide"
+    lower_is_better = results.get("utility", {}).get(head, 0.0) < 0
 
     def best(idx: int) -> str | None:
         if len(points) < 2:

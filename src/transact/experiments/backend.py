@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from transact.data.schema import MS_PER_DAY, FeatureSpec, LabeledBatch, RankerInputs
+from transact.data.schema import (
+    MS_PER_DAY,
+    ActionVocabulary,
+    FeatureSpec,
+    LabeledBatch,
+    RankerInputs,
+)
 from transact.evaluation.calibration import Calibration, fit_calibration
 from transact.evaluation.predictions import Predictions
 from transact.experiments.budget import ExperimentBudget
@@ -191,6 +197,32 @@ def embedding_readers(data_dir: Path) -> dict[str, np.ndarray]:
     return {day_to_date(int(d)): g for d, g in zip(days, groups, strict=True)}
 
 
+PAPER_ROLES = ("repin", "hide")
+"""The paper's table columns: its main positive engagement and its main negative one."""
+
+
+def paper_roles(actions: ActionVocabulary) -> dict[str, str]:
+    """``{"repin": main_positive, "hide": main_negative}`` of a dataset's vocabulary (the
+    heads that play the paper's columns); a role the vocabulary does not name is left out."""
+    mine = (actions.main_positive, actions.main_negative)
+    return {role: head for role, head in zip(PAPER_ROLES, mine, strict=True) if head is not None}
+
+
+def experiment_utility(spec: FeatureSpec) -> dict[str, float]:
+    """The experiments' u_h: the shipped run configs' ``[heads]`` (the simulated world's
+    weights, docs/evaluation.md) when their heads are this dataset's (the world,
+    MovieLens), else the vocabulary default (+1, -1 for negative actions)."""
+    from transact.pipeline.heads import default_utility
+    from transact.pipeline.run_config import load_run_config, shipped_config_path
+
+    config = load_run_config(shipped_config_path("baseline_small"))
+    try:
+        resolved = config.resolve_heads(spec.actions, spec.heads)
+    except ValueError:
+        return default_utility(spec.heads, spec.actions)
+    return {h: resolved.utility.get(h, 0.0) for h in spec.heads}
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -220,8 +252,6 @@ class PaperBackend:
         progress: bool = True,
         user_embeddings: bool = True,
     ) -> None:
-        from transact.evaluation.report import DEFAULT_UTILITY
-
         self.dataset = dataset
         self.budget = budget
         self.work_dir = Path(work_dir)
@@ -238,8 +268,10 @@ class PaperBackend:
         # variant's calibration is fitted on (calibration_slice)
         self._calibration: tuple[Any, np.ndarray | None, dict[str, Any]] | None = None
         self.max_seq_len = max(budget.seq_len, *budget.fig4_seq_lens)
-        self.heads: tuple[str, ...] = ("click", "repin", "hide")
-        self.utility: dict[str, float] = dict(DEFAULT_UTILITY)
+        # set from the dataset when its examples are built (_example_sets)
+        self.heads: tuple[str, ...] = ()
+        self.utility: dict[str, float] = {}
+        self.roles: dict[str, str] = {}
         self._describe: dict[str, Any] = {"name": dataset}
 
     # -- data ---------------------------------------------------------------------------
@@ -293,7 +325,8 @@ class PaperBackend:
             )
             spec = train.feature_spec
             self.heads = tuple(spec.heads)
-            self.utility = {h: w for h, w in self.utility.items() if h in self.heads}
+            self.utility = experiment_utility(spec)
+            self.roles = paper_roles(spec.actions)
             self._describe.update(
                 {
                     "train_examples": len(train),

@@ -54,8 +54,10 @@ def plot(results: dict[str, Any], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, head in zip(axes, ("repin", "hide"), strict=True):
+    # the paper's repin and hide columns, on the heads that play them on this dataset
+    heads = [c.partition("/")[0] for c in results["columns"]]
+    fig, axes = plt.subplots(1, len(heads), figsize=(4.5 * len(heads), 3.6), squeeze=False)
+    for ax, head in zip(axes[0], heads, strict=True):
         for fusion, marker in zip(FUSIONS, ("o", "s"), strict=True):
             points = []
             for entry in results["variants"]:

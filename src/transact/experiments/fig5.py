@@ -75,13 +75,14 @@ def plot(results: dict[str, Any], out_dir: Path) -> None:
 
         return get
 
+    # the paper's repin and hide columns, on the heads that play them on this dataset
+    heads = [c.partition("/")[0] for c in results["columns"]]
     panels = (
-        ("HIT@3/repin lift (%)", lift("repin")),
-        ("HIT@3/hide lift (%)", lift("hide")),
+        *((f"HIT@3/{h} lift (%)", lift(h)) for h in heads),
         ("forward latency, ms / batch 256", lambda e: e.get("latency_ms")),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, (ylabel, getter) in zip(axes, panels, strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
+    for ax, (ylabel, getter) in zip(axes[0], panels, strict=True):
         for layers, points in _grid(results, getter).items():
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=f"{layers} layer{'s' if layers > 1 else ''}")

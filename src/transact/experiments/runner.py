@@ -68,12 +68,15 @@ class ScoredVariant:
 class ExperimentBackend(Protocol):
     """Trains and scores variants on one prepared dataset.
 
-    ``heads`` are the ranker's heads (the column order of its predictions) and
-    ``utility`` the Eq. (3) weights u_h used to rank each chunk.
+    ``heads`` are the ranker's heads (the column order of its predictions), ``utility``
+    the Eq. (3) weights u_h used to rank each chunk, and ``roles`` the dataset's heads
+    that play the paper's columns (``{"repin": "like", "hide": "hate"}`` on a log whose
+    main positive action is a like; empty where the paper's names are heads).
     """
 
     heads: tuple[str, ...]
     utility: dict[str, float]
+    roles: dict[str, str]
 
     def describe(self) -> dict[str, Any]:
         """Dataset, sizes and anything a reader needs to reproduce the run."""
@@ -267,10 +270,27 @@ def _compare(
     return out
 
 
-def _judge(entry: dict[str, Any], spec: ExperimentSpec, utility: dict[str, float]) -> None:
+def dataset_columns(
+    columns: Sequence[str], roles: Mapping[str, str], heads: Sequence[str]
+) -> dict[str, str]:
+    """``{dataset column: paper column}``: each paper column (``"repin/all"``) on the
+    dataset's head that plays its role (``"like/all"``); a column whose role no head
+    plays is left out."""
+    out = {}
+    for column in columns:
+        head, _, group = column.partition("/")
+        mine = roles.get(head, head)
+        if mine in heads:
+            out[f"{mine}/{group}"] = column
+    return out
+
+
+def _judge(
+    entry: dict[str, Any], spec: ExperimentSpec, utility: dict[str, float], columns: Sequence[str]
+) -> None:
     """Add ``verdict``, ``size``, ``strict_verdict``, ``rule`` to every cell of ``entry``
     that has a paper number (in place)."""
-    for column in spec.columns:
+    for column in columns:
         paper = entry.get("paper", {}).get(column)
         head, _, group = column.partition("/")
         cell = entry.get("metrics", {}).get(head, {}).get(group)
@@ -348,6 +368,8 @@ def run_experiment(
 
     heads = tuple(backend.heads)
     base_runs = runs.get(baseline.key)
+    column_map = dataset_columns(spec.columns, getattr(backend, "roles", {}), heads)
+    columns = list(column_map)
     results: dict[str, Any] = {
         "experiment": spec.name,
         "title": spec.title,
@@ -358,7 +380,9 @@ def run_experiment(
         "heads": list(heads),
         "utility": dict(backend.utility),
         "baseline": baseline.key,
-        "columns": list(spec.columns),
+        "columns": columns,
+        "paper_columns": column_map,
+        "columns_without_head": [c for c in spec.columns if c not in column_map.values()],
         "interval": {
             "method": INTERVAL_METHOD,
             "level": 1 - SIGNIFICANCE,
@@ -386,15 +410,17 @@ def run_experiment(
             "is_baseline": variant is baseline,
             "config": variant.config_dict(),
             "options": {k: v for k, v in variant.encoder_options},
-            "paper": {c: source.paper_value(c) for c in spec.columns} if source.paper else {},
-            "paper_insignificant": list(source.paper_marks),
+            "paper": (
+                {c: source.paper_value(p) for c, p in column_map.items()} if source.paper else {}
+            ),
+            "paper_insignificant": [c for c, p in column_map.items() if p in source.paper_marks],
             "skipped": cache.skipped.get(variant.fingerprint()),
         }
         variant_runs = runs.get(variant.key)
         if variant_runs and base_runs:
             entry["metrics"] = _compare(variant_runs, base_runs, heads)
             if variant is not baseline:
-                _judge(entry, spec, backend.utility)
+                _judge(entry, spec, backend.utility, columns)
             entry["calibration"] = [r.calibration for r in variant_runs]
             entry["train_s"] = float(np.mean([r.train_s for r in variant_runs]))
             lat = [r.latency_ms for r in variant_runs if r.latency_ms is not None]

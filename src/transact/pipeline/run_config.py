@@ -1,8 +1,10 @@
 """Run configs: one TOML file describes one model's run (training and evaluation).
 
-A run file has a top-level ``name`` and the tables ``[data]``, ``[model]``, ``[loss]``,
-``[train]`` and ``[eval]``; every table is optional and defaults to the paper's values
-(model/train tables may start from a ``preset``). :func:`load_run_config` checks every
+A run file has a top-level ``name`` and the tables ``[data]``, ``[heads]``, ``[model]``,
+``[loss]``, ``[train]`` and ``[eval]``; every table is optional and defaults to the paper's
+values (model/train tables may start from a ``preset``). ``[heads]`` names the heads, their
+utility weights and the label-weight matrix by action name (:mod:`transact.pipeline.heads`);
+it is checked against the dataset when a run starts (:meth:`RunConfig.resolved`). :func:`load_run_config` checks every
 table and raises ONE error that lists each bad field as ``FILE: [table].field: why``,
 so a config is fixed in one pass.
 
@@ -32,13 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transact.data.schema import ActionVocabulary
 from transact.evaluation.report import EvaluationConfig
 from transact.models import PinnabilityConfig
 from transact.models.config_utils import coerce_fields
+from transact.pipeline.heads import HeadsConfig, ResolvedHeads
 from transact.training.config import TrainConfig
 from transact.training.loss import LossConfig
 
-TABLES = ("data", "model", "loss", "train", "eval")
+TABLES = ("data", "heads", "model", "loss", "train", "eval")
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,13 @@ class RunConfig:
 
     ``model`` and ``loss`` stay the tables as written (validated on load against
     ``PinnabilityConfig`` / ``LossConfig``), so a ``preset`` stays a name in the run
-    config that ``model.pt`` records.
+    config that ``model.pt`` records. ``evaluation.utility`` is ``heads.utility`` (empty
+    until a dataset resolves the default, :meth:`resolved`).
     """
 
     name: str = "model"
     data: DataConfig = field(default_factory=DataConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"preset": "small"})
     loss: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=lambda: TrainConfig.preset("small"))
@@ -90,12 +96,12 @@ class RunConfig:
         return {
             "name": self.name,
             "data": dataclasses.asdict(self.data),
+            "heads": self.heads.to_dict(),
             "model": dict(self.model),
             "loss": dict(self.loss),
             "train": self.train.to_dict(),
             "eval": {
                 "k": self.evaluation.k,
-                "utility": dict(self.evaluation.utility),
                 "test": self.evaluation.test,
                 "n_bootstrap": self.evaluation.n_bootstrap,
                 "alpha": self.evaluation.alpha,
@@ -105,6 +111,20 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+    def resolve_heads(self, actions: ActionVocabulary, available: tuple[str, ...]) -> ResolvedHeads:
+        """``[heads]`` checked against a dataset (its vocabulary and label actions) with
+        the defaults filled in; raises ``ValueError`` naming each bad field."""
+        return self.heads.resolve(actions, available)
+
+    def resolved(self, actions: ActionVocabulary, available: tuple[str, ...]) -> RunConfig:
+        """This config with ``[heads]`` made explicit for a dataset: the names, every
+        utility weight (also ``evaluation.utility``), M by name if given. ``model.pt``
+        records this form, so evaluation and serving need no dataset to read it."""
+        r = self.resolve_heads(actions, available)
+        heads = HeadsConfig(names=r.names, utility=r.utility, label_weights=r.label_weights)
+        evaluation = dataclasses.replace(self.evaluation, utility=dict(r.utility))
+        return dataclasses.replace(self, heads=heads, evaluation=evaluation)
 
 
 def _build_plain(cls: type, d: dict[str, Any], table: str) -> Any:
@@ -137,13 +157,16 @@ def run_config_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> RunC
     if not isinstance(name, str) or not name:
         errors.append(f"name: expected a non-empty string, got {name!r}")
     parts: dict[str, Any] = {}
+    raw = _legacy_eval_utility(raw, errors)
     for table in TABLES:
         d = raw.get(table, {})
         if not isinstance(d, dict):
             errors.append(f"[{table}]: expected a table, got {d!r}")
             continue
         try:
-            if table == "data":
+            if table == "heads":
+                parts["heads"] = HeadsConfig.from_dict(d)
+            elif table == "data":
                 parts["data"] = _build_plain(DataConfig, d, "data")
             elif table == "train":
                 parts["train"] = (
@@ -162,10 +185,30 @@ def run_config_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> RunC
             msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             for line in msg.removeprefix("invalid config:").strip().splitlines():
                 line = line.strip()
-                errors.append(line if line.startswith("[") else f"[{table}] {line}")
+                keep = line.startswith(("[", f"{table}."))
+                errors.append(line if keep else f"[{table}] {line}")
     if errors:
         raise ValueError(f"invalid run config {source}:\n  " + "\n  ".join(errors))
+    heads = parts.get("heads", HeadsConfig())
+    if heads.utility is not None and "evaluation" in parts:
+        parts["evaluation"] = dataclasses.replace(parts["evaluation"], utility=dict(heads.utility))
     return RunConfig(name=name, **parts)
+
+
+def _legacy_eval_utility(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    """``[eval] utility`` (run configs and ``model.pt`` files from before ``[heads]``)
+    read as ``[heads] utility``; both at once is an error."""
+    ev = raw.get("eval")
+    if not isinstance(ev, dict) or "utility" not in ev:
+        return raw
+    heads = raw.get("heads", {})
+    if isinstance(heads, dict) and "utility" in heads:
+        errors.append("[eval].utility: the utility weights live in [heads] utility; remove it")
+        return raw
+    out = dict(raw)
+    out["eval"] = {k: v for k, v in ev.items() if k != "utility"}
+    out["heads"] = {**(heads if isinstance(heads, dict) else {}), "utility": ev["utility"]}
+    return out
 
 
 def read_run_table(path: str | Path) -> dict[str, Any]:

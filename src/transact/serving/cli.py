@@ -21,6 +21,9 @@ from transact.arguments import (
     port,
     positive_int,
 )
+from transact.data.bench_import import __doc__ as IMPORT_DOC
+from transact.data.bench_import import add_arguments as add_import_arguments
+from transact.data.bench_import import run as run_import
 from transact.serving.bench_entry import (
     INFERENCE_DESCRIPTION,
     SERVICE_DESCRIPTION,
@@ -199,6 +202,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_inference_arguments(inf)
     inf.set_defaults(handler=run_inference)
+    # the data stage's importer benchmark (transact.data.bench_import) under the same command
+    imp = bsub.add_parser(
+        "import",
+        help="importing a generated 10^7-row short-video log: rows/s and peak memory",
+        description=IMPORT_DESCRIPTION,
+        epilog="example:\n  transact bench import --json runs/bench/import.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_import_arguments(imp)
+    imp.set_defaults(handler=run_import)
     svc = bsub.add_parser(
         "service",
         help="end-to-end load test of the service on 127.0.0.1 (async client)",
@@ -209,6 +222,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_service_arguments(svc)
     svc.set_defaults(handler=run_service)
     bench.set_defaults(handler=lambda _a: (bench.print_help(), 2)[1])
+
+
+IMPORT_DESCRIPTION = (IMPORT_DOC or "").split("Example::")[0].strip()
 
 
 def _options(args: argparse.Namespace):  # -> InferenceOptions

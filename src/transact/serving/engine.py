@@ -25,7 +25,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from transact.data.schema import FeatureSpec
-from transact.evaluation.report import DEFAULT_UTILITY  # rank online as evaluated offline
 from transact.serving.features import BadRequest, FeatureAssembler
 from transact.serving.registry import ModelRegistry
 
@@ -46,7 +45,9 @@ class ServiceConfig:
     Args:
         max_candidates: most candidates one request may rank (paper: thousands).
         max_body_bytes: largest request body accepted (413 above).
-        utility: u_h per head name for S = sum_h u_h f_h (heads missing here weigh 0).
+        utility: u_h per head name for S = sum_h u_h f_h (heads missing here weigh 0);
+            None (default): the served model's own, its run config's ``[heads] utility``
+            (what it was evaluated with offline).
         max_concurrent_forwards: forward passes run at once (1 on a small CPU box: more
             only splits the same cores).
         micro_batch_wait_ms: > 0 merges concurrent requests into one forward, waiting at
@@ -56,7 +57,7 @@ class ServiceConfig:
 
     max_candidates: int = 2000
     max_body_bytes: int = 1_000_000
-    utility: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UTILITY))
+    utility: Mapping[str, float] | None = None
     max_concurrent_forwards: int = 1
     micro_batch_wait_ms: float = 0.0
     micro_batch_max_candidates: int = 4096
@@ -74,7 +75,7 @@ class ServiceConfig:
             raise ValueError(f"ServiceConfig.max_body_bytes={self.max_body_bytes}: must be >= 1024")
         if self.max_concurrent_forwards < 1:
             raise ValueError("ServiceConfig.max_concurrent_forwards: must be >= 1")
-        for head, u in self.utility.items():
+        for head, u in (self.utility or {}).items():
             if not math.isfinite(float(u)):
                 raise ValueError(f"ServiceConfig.utility[{head!r}]={u}: must be finite")
 
@@ -380,7 +381,8 @@ class RankingEngine:
             log.exception("rank failed for user %d", user_id)
             raise
         heads = list(handle.spec.heads)
-        utility = torch.tensor([float(self.config.utility.get(h, 0.0)) for h in heads])
+        weights = self.config.utility if self.config.utility is not None else handle.utility
+        utility = torch.tensor([float(weights.get(h, 0.0)) for h in heads])
         scores = probs @ utility  # S = sum_h u_h f_h, [B]
         order = torch.argsort(scores, descending=True, stable=True).tolist()
         p = probs.tolist()
@@ -408,7 +410,7 @@ class RankingEngine:
             "degraded": bool(assembled.degraded),
             "degraded_sources": assembled.degraded,
             "heads": heads,
-            "utility": {h: float(self.config.utility.get(h, 0.0)) for h in heads},
+            "utility": {h: float(weights.get(h, 0.0)) for h in heads},
             "items": items,
             "latency_ms": latency * 1000,
         }

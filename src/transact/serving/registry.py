@@ -41,10 +41,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -101,6 +101,8 @@ class ModelHandle:
     sha256: str
     loaded_at: float
     sequence: int = 0
+    utility: Mapping[str, float] = field(default_factory=dict)
+    """u_h by head of the model's run config (``[heads] utility``): S's weights by default."""
 
 
 @dataclass(frozen=True)
@@ -339,7 +341,18 @@ def load_verified(
         out = smoke(ranker)
         if not bool(torch.isfinite(out).all()):
             raise ModelRefused(f"model {version}: smoke request scored non-finite values")
-    return ModelHandle(version, ranker, spec, artifact.sha256, time.time(), record.sequence)
+    return ModelHandle(
+        version, ranker, spec, artifact.sha256, time.time(), record.sequence,
+        model_utility(artifact.metadata),
+    )  # fmt: skip
+
+
+def model_utility(metadata: Mapping[str, Any]) -> dict[str, float]:
+    """The utility weights a model's run config gives its heads (``[heads] utility``, or
+    ``[eval] utility`` in model files from before ``[heads]``); empty when it has none."""
+    run = metadata.get("run_config") or {}
+    utility = (run.get("heads") or {}).get("utility") or (run.get("eval") or {}).get("utility")
+    return {str(h): float(w) for h, w in (utility or {}).items()}
 
 
 def _reason(exc: ArtifactError, vdir: Path) -> str:

@@ -11,6 +11,8 @@ Per example and head h: ``w_u * w_h * BCE(f(x)_h, y_h)`` (Eq. 1; its printed
   weight is a floor. With M diagonal (identity) and unit impression weight this is exactly
   standard multi-head BCE, as the paper states for a diagonal M, and Table 7 gives the
   appendix's worked weights (100, 100, 5) unchanged, its "0" becoming the floor.
+  M is data: :func:`label_weight_matrix` builds it from weights by action name (a run
+  config's ``[heads.label_weights]``; ``configs/transact_paper.toml`` writes Table 7).
   ``combine="sum"``: ``w_h = sum_a M[h, a] y_a + M[h, H]`` (the impression as one more
   always-1 action); standard BCE is then ``M = [0 | 1]``.
 * ``w_u = prod_f factor_f[user attribute f]``: product of per-attribute factors (user
@@ -21,6 +23,7 @@ The loss is the mean over the batch of the per-example weighted sum over heads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,31 +32,61 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transact.data.schema import FeatureSpec
+from transact.data.schema import ActionVocabulary, FeatureSpec
 
 COMBINE_MODES = ("max", "sum")
-TABLE7_HEADS = ("click", "repin", "hide")
-TABLE7 = (
-    # action: click, repin, hide          (rows = heads, paper Appendix A, Table 7)
-    (100.0, 0.0, 100.0),  # click
-    (0.0, 100.0, 100.0),  # repin
-    (1.0, 5.0, 10.0),  # hide
-)
 
 
-def table7_matrix(
-    heads: Sequence[str] = TABLE7_HEADS, impression_weight: float = 1.0
+def label_weight_matrix(
+    heads: Sequence[str],
+    rows: Mapping[str, Mapping[str, float]],
+    *,
+    impression: str = "impression",
+    impression_weight: float = 1.0,
+    where: str = "heads.label_weights",
 ) -> torch.Tensor:
-    """Table 7's label-weight matrix for ``heads`` (a reordering of click/repin/hide), ``[3, 4]``.
+    """The ``[H, H+1]`` label-weight matrix M written by action name (paper Eq. 2, Table 7).
 
-    The last column is the impression weight every example carries (not in the paper's
-    table; see the module docstring).
+    ``rows[head][action]`` is ``M[head, action]``: the weight head ``head``'s cross-entropy
+    gets when the example's label ``action`` is 1. The columns are the heads (paper: ``a in
+    H``) and ``impression``, the always-present column every example carries. A head
+    without a row, and a row without the ``impression`` key, take ``impression_weight``
+    there and 0 elsewhere (a missing row is standard BCE). Every bad name raises one
+    ``ValueError`` listing each as ``where.head.action: why``.
+
+    Example (the paper's Appendix A, Table 7)::
+
+        label_weight_matrix(("click", "repin", "hide"), {
+            "click": {"click": 100, "hide": 100},
+            "repin": {"repin": 100, "hide": 100},
+            "hide": {"click": 1, "repin": 5, "hide": 10},
+        })
     """
-    if sorted(heads) != sorted(TABLE7_HEADS):
-        raise ValueError(f"Table 7 covers heads {TABLE7_HEADS}, got {tuple(heads)}")
-    order = [TABLE7_HEADS.index(h) for h in heads]
-    m = torch.tensor(TABLE7)[order][:, order]
-    return torch.cat([m, torch.full((len(heads), 1), float(impression_weight))], dim=1)
+    heads = tuple(heads)
+    errors = [f"{where}.{h}: not a head (heads: {list(heads)})" for h in rows if h not in heads]
+    m = torch.zeros(len(heads), len(heads) + 1)
+    m[:, -1] = float(impression_weight)
+    for i, head in enumerate(heads):
+        for action, weight in rows.get(head, {}).items():
+            if action == impression:
+                col = len(heads)
+            elif action in heads:
+                col = heads.index(action)
+            else:
+                errors.append(
+                    f"{where}.{head}.{action}: not a head; M's columns are the heads "
+                    f"{list(heads)} and {impression!r}"
+                )
+                continue
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                errors.append(f"{where}.{head}.{action}: expected a number, got {weight!r}")
+            elif not (math.isfinite(weight) and weight >= 0):
+                errors.append(f"{where}.{head}.{action}: must be finite and >= 0, got {weight}")
+            else:
+                m[i, col] = float(weight)
+    if errors:
+        raise ValueError("\n".join(errors))
+    return m
 
 
 def standard_matrix(num_heads: int, impression_weight: float = 1.0) -> torch.Tensor:
@@ -91,8 +124,8 @@ class WeightedMultiHeadBCE(nn.Module):
 
     Example::
 
-        loss_fn = WeightedMultiHeadBCE(spec.heads, table7_matrix(spec.heads),
-                                       {"user_state": {1: 2.0}}, spec=spec)
+        m = label_weight_matrix(spec.heads, {"like": {"like": 10, "hate": 50}})
+        loss_fn = WeightedMultiHeadBCE(spec.heads, m, {"user_state": {1: 2.0}}, spec=spec)
         loss = loss_fn(logits, labels, inputs.categorical)
     """
 
@@ -205,9 +238,10 @@ class LossConfig:
     """Loss settings as they appear in a run config (TOML ``[loss]`` table).
 
     Args:
-        label_weights: "standard" (plain BCE), "table7" (Appendix A + impression column),
-            or an explicit ``[H][H+1]`` matrix.
-        impression_weight: the impression column for the named matrices.
+        label_weights: "standard" (plain BCE) or an explicit ``[H][H+1]`` matrix in head
+            order. Weights by action name (the paper's Table 7) are a run config's
+            ``[heads.label_weights]`` (:func:`label_weight_matrix`).
+        impression_weight: the impression column of "standard" and of the by-name rows.
         user_weights: ``{feature_name: {local_index: weight}}`` (TOML keys are strings;
             they are converted to ints).
         combine: ``"max"`` or ``"sum"`` (see :class:`WeightedMultiHeadBCE`).
@@ -219,10 +253,15 @@ class LossConfig:
     combine: str = "max"
 
     def __post_init__(self) -> None:
-        if isinstance(self.label_weights, str) and self.label_weights not in ("standard", "table7"):
+        if self.label_weights == "table7":
             raise ValueError(
-                f"LossConfig.label_weights={self.label_weights!r}: expected 'standard', "
-                "'table7' or a matrix"
+                "LossConfig.label_weights='table7': the paper's Table 7 is written by action "
+                "name in [heads.label_weights] (see configs/transact_paper.toml)"
+            )
+        if isinstance(self.label_weights, str) and self.label_weights != "standard":
+            raise ValueError(
+                f"LossConfig.label_weights={self.label_weights!r}: expected 'standard' or a "
+                "matrix (weights by action name go in [heads.label_weights])"
             )
         if self.combine not in COMBINE_MODES:
             raise ValueError(f"LossConfig.combine={self.combine!r} not in {COMBINE_MODES}")
@@ -281,20 +320,41 @@ class LossConfig:
             kwargs["combine"] = d["combine"]
         return cls(**kwargs)
 
-    def matrix(self, heads: Sequence[str]) -> torch.Tensor:
-        """The ``[H, H+1]`` label-weight matrix for ``heads``."""
+    def matrix(
+        self,
+        heads: Sequence[str],
+        by_name: Mapping[str, Mapping[str, float]] | None = None,
+        impression: str = "impression",
+    ) -> torch.Tensor:
+        """The ``[H, H+1]`` label-weight matrix for ``heads``: ``by_name`` (a run config's
+        ``[heads.label_weights]``, columns by action name) when given, else this table's."""
+        if by_name is not None:
+            if self.label_weights != "standard":
+                raise ValueError(
+                    "[loss].label_weights and [heads.label_weights] both set M; keep one"
+                )
+            return label_weight_matrix(
+                heads, by_name, impression=impression, impression_weight=self.impression_weight
+            )
         if self.label_weights == "standard":
             return standard_matrix(len(heads), self.impression_weight)
-        if self.label_weights == "table7":
-            return table7_matrix(heads, self.impression_weight)
         return torch.tensor(self.label_weights, dtype=torch.float32)
 
-    def build(self, spec: FeatureSpec) -> WeightedMultiHeadBCE:
-        """The loss module for ``spec`` (heads and user-weight features)."""
+    def build(
+        self, spec: FeatureSpec, by_name: Mapping[str, Mapping[str, float]] | None = None
+    ) -> WeightedMultiHeadBCE:
+        """The loss module for ``spec`` (heads and user-weight features); ``by_name`` as in
+        :meth:`matrix` (its impression column is the vocabulary's impression action)."""
         return WeightedMultiHeadBCE(
             spec.heads,
-            self.matrix(spec.heads),
+            self.matrix(spec.heads, by_name, impression_key(spec.actions)),
             self.user_weights or None,
             spec=spec,
             combine=self.combine,
         )
+
+
+def impression_key(actions: ActionVocabulary) -> str:
+    """The name of M's always-present column: the vocabulary's impression action, or
+    ``"impression"`` for a vocabulary without one."""
+    return actions.impression or "impression"

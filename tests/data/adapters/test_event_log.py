@@ -1,72 +1,96 @@
+import numpy as np
 import pyarrow as pa
 import pytest
 
-from transact.data.adapters import LogColumns, RequestConfig, import_log
+from transact.data.adapters import (
+    EventColumns,
+    ItemRepresentation,
+    RequestConfig,
+    import_events,
+)
+from transact.data.adapters.event_log import action_values
 from transact.data.examples import build_split
-from transact.data.io import DataError, load_manifest, read_impressions
+from transact.data.io import DataError, load_manifest, read_events, read_impressions
+
+T0 = 1_767_571_200  # seconds
+COLS = EventColumns(user="uid", item="pin", action="what", time="ts", time_unit="s")
 
 
-def _write_log(path, rows, header=("uid", "pin", "what", "ts")):
-    path.write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+def _write(path, rows):
+    path.write_text("uid,pin,what,ts\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return path
 
 
-def _log_rows(n_users=6, per_user=12):
+def _shop_rows(n_users=6, per_user=12):
+    """Each user sees 12 items (one a minute, sessions of 6 an hour apart); every third is
+    clicked 10 s later and every fourth clicked and liked (two actions, one impression)."""
     rows = []
     for u in range(n_users):
         for k in range(per_user):
-            action = ["impression", "click", "impression", "repin", "hide", "impression"][k % 6]
-            rows.append((u, f"p{(u * 7 + k) % 20}", action, 1_700_000_000 + u * 86_400 + k * 60))
+            t = T0 + u * 86_400 + (k // 6) * 3_600 + k * 60
+            item = f"p{(u * 7 + k) % 20}"
+            rows.append((u, item, "view", t))
+            if k % 3 == 0:
+                rows.append((u, item, "clk", t + 10))
+            if k % 4 == 0:
+                rows.append((u, item, "clk", t + 12))
+                rows.append((u, item, "fav", t + 15))
     return rows
 
 
-def test_generic_log_adapter(tmp_path):
-    f = tmp_path / "log.csv"
-    _write_log(f, _log_rows())
-    cols = LogColumns(user="uid", item="pin", action="what", timestamp="ts", time_unit="s")
-    out = import_log(
-        f,
-        tmp_path / "w",
-        cols,
-        embeddings="genre",
-        requests=RequestConfig(min_items=4, max_items=6),
-    )
+def _import(src, out, **kw):
+    kw.setdefault("actions", (("clk", "click"), ("fav", "like")))
+    kw.setdefault("requests", RequestConfig(min_items=3))
+    return import_events(
+        src, out, COLS, impression_value="view", item_repr=ItemRepresentation("genre"), d_item=4,
+        **kw,
+    )  # fmt: skip
+
+
+def test_actions_on_a_shown_item_are_one_impression_with_every_label(tmp_path):
+    rows = _shop_rows()
+    out = _import(_write(tmp_path / "log.csv", rows), tmp_path / "w")
     m = load_manifest(out)
-    imp = pa.Table.from_batches(list(read_impressions(out)))
-    assert imp.num_rows == 72 and m.n_items == 20 and m.n_users == 6
-    assert imp.column("label_click").to_numpy().sum() == 12
-    assert imp.column("request_time_ms").to_numpy().min() > 1_700_000_000_000 - 10
-    assert len(build_split(out, "train", seq_len=8)) > 0
+    assert m.heads == ("click", "like") and m.actions.impression == "impression"
+    imp = pa.Table.from_batches(list(read_impressions(out))).to_pydict()
+    assert len(imp["request_id"]) == 72  # one per view, however many actions followed
+    click, like = np.array(imp["label_click"]), np.array(imp["label_like"])
+    clicked = {k for k in range(12) if k % 3 == 0 or k % 4 == 0}
+    assert click.sum() == 6 * len(clicked)
+    assert like.sum() == 6 * 3 and (like <= click).all()  # every like came with a click
+    ev = pa.Table.from_batches(list(read_events(out))).to_pydict()
+    assert ev["action_type"].count("click") == sum(r[2] == "clk" for r in rows)  # all kept
+    assert ev["action_type"].count("impression") == 72
+    assert m.extra["counts"]["requests"] == 12  # 2 sessions x 6 users
+    assert len(build_split(out, "train", seq_len=4)) > 0
 
 
-def test_generic_log_bad_inputs(tmp_path):
-    cols = LogColumns(user="uid", item="pin", action="what", timestamp="ts", time_unit="s")
-    rows = _log_rows()
-    rows[5] = (rows[5][0], rows[5][1], "like", rows[5][3])
-    _write_log(tmp_path / "a.csv", rows)
-    with pytest.raises(DataError, match=r"a.csv, column 'what', row 5: unknown action 'like'"):
-        import_log(tmp_path / "a.csv", tmp_path / "wa", cols, embeddings="genre")
-    _write_log(tmp_path / "b.csv", _log_rows())
-    ms_cols = LogColumns(user="uid", item="pin", action="what", timestamp="ts", time_unit="ms")
-    with pytest.raises(
-        DataError, match=r"b.csv, column 'ts', row 0: timestamp 1700000000 is not in milliseconds"
-    ):
-        import_log(tmp_path / "b.csv", tmp_path / "wb", ms_cols, embeddings="genre")
-    _write_log(tmp_path / "c.csv", _log_rows(), header=("user", "pin", "what", "ts"))
-    with pytest.raises(DataError, match=r"c.csv, column 'uid': missing column"):
-        import_log(tmp_path / "c.csv", tmp_path / "wc", cols, embeddings="genre")
-    items = tmp_path / "items.csv"
-    items.write_text(
-        "item_id,title\n" + "\n".join(f"p{i},t{i}" for i in range(19)) + "\n"
-    )  # p19 missing
-    with pytest.raises(
-        DataError, match=r"d.csv, column 'pin', row \d+: item 'p19' is not in the item table"
-    ):
-        _write_log(tmp_path / "d.csv", _log_rows())
-        import_log(
-            tmp_path / "d.csv",
-            tmp_path / "wd",
-            cols,
-            items_path=items,
-            text_columns=("title",),
-            embeddings="genre",
-        )
+def test_without_impression_rows_each_burst_of_actions_opens_one(tmp_path):
+    rows = [r for r in _shop_rows() if r[2] != "view"]
+    out = _import(
+        _write(tmp_path / "log.csv", rows), tmp_path / "w", requests=RequestConfig(min_items=2)
+    )
+    imp = pa.Table.from_batches(list(read_impressions(out))).to_pydict()
+    acted = {(u, k) for u in range(6) for k in range(12) if k % 3 == 0 or k % 4 == 0}
+    n = load_manifest(out).extra["counts"]
+    assert n["impressions"] + n["skipped_rows_in_small_chunks"] == len(acted)
+    assert all(imp["label_click"])  # every orphan burst here has a click
+
+
+def test_action_values_become_the_vocabulary_when_not_mapped(tmp_path):
+    src = _write(tmp_path / "log.csv", _shop_rows())
+    assert action_values(src, "what") == ["clk", "fav", "view"]
+    out = import_events(
+        src, tmp_path / "w", COLS, impression_value="view", negative=(),
+        item_repr=ItemRepresentation("genre"), d_item=4,
+    )  # fmt: skip
+    assert load_manifest(out).heads == ("clk", "fav")
+
+
+def test_unknown_action_values_are_named_by_row(tmp_path):
+    rows = _shop_rows()
+    rows[4] = (*rows[4][:2], "share", rows[4][3])
+    with pytest.raises(DataError, match=r"log.csv, column 'what', row 4: unknown action 'share'"):
+        _import(_write(tmp_path / "log.csv", rows), tmp_path / "w")
+    with pytest.raises(ValueError, match="'view' is the impression value"):
+        _import(_write(tmp_path / "log2.csv", rows), tmp_path / "w2", actions=(("view", "view"),))

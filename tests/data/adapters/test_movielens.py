@@ -27,8 +27,17 @@ def test_rating_mapping_rules():
     ]  # fmt: skip
     custom = RatingMapping.parse("repin>=4, hide<3")
     assert custom.apply(np.array([4.0, 3.0, 2.0])).tolist() == ["repin", "", "hide"]
-    with pytest.raises(KeyError, match="unknown action type 'love'"):
-        RatingMapping.parse("love>=4")
+    # any action names: a rating map declares the log's actions (the world's roles where
+    # they are the world's names)
+    love = RatingMapping.parse("love>=4,meh<=2")
+    vocab = love.vocabulary(with_tags=True)
+    assert vocab.names == ("impression", "love", "meh", "tag")
+    assert vocab.negative == () and vocab.positive == ("love", "meh", "tag")
+    world = RatingMapping().vocabulary(with_tags=False)
+    assert world.negative == ("hide",) and world.main_positive == "repin"
+    assert RatingMapping().actions == ("click", "repin", "hide")
+    with pytest.raises(ValueError, match="'impression' is not an action name"):
+        RatingMapping.parse("impression>=4")
     with pytest.raises(ValueError, match="expected e.g."):
         RatingMapping.parse("repin=>4")
 

@@ -1,36 +1,56 @@
-"""Real logs in the world-dir layout: MovieLens and any CSV/Parquet log with a column map.
+"""Real logs in the world-dir layout: impression tables, event logs, MovieLens.
 
 Public logs lack what TransAct needs (paper 4.1.1): action types, item content
 embeddings and shown-together chunks. The adapters make them (``docs/data.md``), one
 module per concern:
 
+* :mod:`.impression_log`: one row per impression with 0/1 label columns
+  (:func:`import_impressions`, :class:`ImpressionColumns`): short-video and feed logs.
+* :mod:`.event_log`: one row per action (:func:`import_events`, :class:`EventColumns`),
+  grouped into impressions by (user, item) within a window.
 * :mod:`.movielens`: MovieLens releases (every GroupLens layout, RecBole atomic files),
   ratings -> actions by :class:`RatingMapping`.
-* :mod:`.event_log`: any action log with a :class:`LogColumns` map.
-* :mod:`.normalized`: the normalized log (:class:`LogInput`, :class:`ItemInput`) that both
-  readers produce; :mod:`.source_files`: their checked CSV/Parquet readers.
-* :mod:`.item_content`: item content embeddings (sentence model + PCA, genre fallback).
-* :mod:`.writer`: :func:`write_log_world`, the normalized log cut into requests and
-  written as a world dir (:class:`RequestConfig`).
+* :mod:`.normalized`: what every reader produces (:class:`LogChunk`, :class:`ItemInput`)
+  and the vocabulary a log declares (:func:`log_vocabulary`).
+* :mod:`.log_source` (streaming CSV/Parquet in record batches, checked values),
+  :mod:`.log_columns` (optional columns, item file), :mod:`.source_files` (whole-file
+  readers for MovieLens and item files).
+* :mod:`.requests`: actions -> impressions -> requests (:class:`RequestConfig`).
+* :mod:`.item_content`: item representations (text, genre, id-string, learned).
+* :mod:`.spill`, :mod:`.writer`: :class:`LogWorldWriter`, the bounded-memory writer of
+  the world dir.
 
 Example::
 
-    from transact.data.adapters import import_movielens
-    import_movielens("../shared/datasets/movielens-100k", "runs/ml100k")
+    from transact.data.adapters import ImpressionColumns, import_impressions
+    import_impressions("log.parquet", "runs/sv", ImpressionColumns(
+        labels=(("is_click", "click"), ("is_like", "like"), ("is_hate", "hate")),
+        user="user_id", item="video_id", time="time_ms"), negative=("hate",))
 """
 
-from transact.data.adapters.event_log import LogColumns, import_log
+from transact.data.adapters.event_log import EventColumns, import_events
+from transact.data.adapters.impression_log import ImpressionColumns, import_impressions
+from transact.data.adapters.item_content import ItemEmbedder, ItemRepresentation
+from transact.data.adapters.log_columns import ContextColumns, parse_pairs
 from transact.data.adapters.movielens import RatingMapping, import_movielens
-from transact.data.adapters.normalized import ItemInput, LogInput
-from transact.data.adapters.writer import RequestConfig, write_log_world
+from transact.data.adapters.normalized import ItemInput, LogChunk, log_vocabulary
+from transact.data.adapters.requests import RequestConfig
+from transact.data.adapters.writer import LogWorldWriter
 
 __all__ = [
+    "ContextColumns",
+    "EventColumns",
+    "ImpressionColumns",
+    "ItemEmbedder",
     "ItemInput",
-    "LogColumns",
-    "LogInput",
+    "ItemRepresentation",
+    "LogChunk",
+    "LogWorldWriter",
     "RatingMapping",
     "RequestConfig",
-    "import_log",
+    "import_events",
+    "import_impressions",
     "import_movielens",
-    "write_log_world",
+    "log_vocabulary",
+    "parse_pairs",
 ]

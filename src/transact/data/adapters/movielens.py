@@ -20,10 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from transact.data.adapters.normalized import LOG_ACTIONS, ItemInput, LogInput
+from transact.data.adapters.item_content import ItemRepresentation
+from transact.data.adapters.normalized import ItemInput, LogChunk, log_vocabulary
+from transact.data.adapters.requests import RequestConfig
 from transact.data.adapters.source_files import checked_column, item_rows, read_csv
-from transact.data.adapters.writer import RequestConfig, write_log_world
+from transact.data.adapters.writer import LogWorldWriter
 from transact.data.io import DataError, check_milliseconds, where
+from transact.data.schema import ActionVocabulary
+
+WORLD = ActionVocabulary()
+"""MovieLens maps ratings onto the simulated world's actions (repin, click, hide): their
+roles (negative, main positive) are the world vocabulary's."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,8 @@ class RatingMapping:
 
     def __post_init__(self) -> None:
         for action, op, _ in self.rules:
-            LOG_ACTIONS.id(action)
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", action) or action == "impression":
+                raise ValueError(f"RatingMapping: {action!r} is not an action name")
             if op not in (">=", "<=", ">", "<", "=="):
                 raise ValueError(f"RatingMapping: unknown comparison {op!r} for {action!r}")
 
@@ -51,11 +59,30 @@ class RatingMapping:
     def parse(cls, text: str) -> RatingMapping:
         rules = []
         for part in text.split(","):
-            m = re.fullmatch(r"\s*(\w+)\s*(>=|<=|==|>|<)\s*([0-9.]+)\s*", part)
+            m = re.fullmatch(r"\s*([\w\-]+)\s*(>=|<=|==|>|<)\s*([0-9.]+)\s*", part)
             if not m:
                 raise ValueError(f"rating map rule {part!r}: expected e.g. 'repin>=4.5'")
             rules.append((m.group(1), m.group(2), float(m.group(3))))
         return cls(tuple(rules))
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The actions ratings map to: the world's order where they are its actions."""
+        names = list(dict.fromkeys(a for a, _, _ in self.rules))
+        return tuple(sorted(names, key=lambda a: WORLD.names.index(a) if a in WORLD.names else 99))
+
+    def vocabulary(self, with_tags: bool) -> ActionVocabulary:
+        """The log's vocabulary: the rating actions (the world's roles where they are the
+        world's actions) and ``tag`` (positive, sequences only) when there are tags."""
+        labels = self.actions
+        return log_vocabulary(
+            labels,
+            negative=[a for a in labels if a in WORLD.negative],
+            positive=[a for a in labels if a not in WORLD.negative]
+            + (["tag"] if with_tags else []),
+            main_positive=WORLD.main_positive if WORLD.main_positive in labels else None,
+            extra_actions=("tag",) if with_tags else (),
+        )
 
     def apply(self, ratings: np.ndarray) -> np.ndarray:
         """``[N]`` ratings -> ``[N]`` object array of action names ('' = impression only)."""
@@ -192,6 +219,7 @@ def import_movielens(
     rating_mapping: RatingMapping | None = None,
     requests: RequestConfig | None = None,
     seed: int = 0,
+    item_repr: ItemRepresentation | None = None,
 ) -> Path:
     """Convert a MovieLens release into a world dir.
 
@@ -201,7 +229,9 @@ def import_movielens(
     original ml-100k files (``u.data``, ``u.item``, ``u.genre``, ``u.user``) or RecBole's
     atomic files (``*.inter``, ``*.item``, ``*.user``: the ``movielens-100k`` copy in
     ``../shared``).
-    Timestamps are seconds in MovieLens and become milliseconds.
+    Timestamps are seconds in MovieLens and become milliseconds. Items are embedded by
+    ``item_repr`` (default: ``embeddings``, "auto" | "text" | "genre", over titles and
+    genres).
     """
     src = Path(path)
     mapping = rating_mapping or RatingMapping()
@@ -290,28 +320,45 @@ def import_movielens(
     check_milliseconds(r_time, rpath, "timestamp")
     known = {int(m): i for i, m in enumerate(m_ids.tolist())}
     r_index = item_rows(r_item, known, rpath, "movieId" if rpath.suffix == ".csv" else "item_id")
-    actions = mapping.apply(r_value)
-    in_request = np.ones(r_user.size, bool)
+    labels = mapping.apply(r_value)
+    vocab = mapping.vocabulary(with_tags=tag is not None)
+    heads = mapping.actions
+    bits = np.zeros(r_user.size, np.int64)
+    for k, action in enumerate(heads):
+        bits[labels == action] = 1 << k
+    del r_index  # checked above: every rated movie is in the movie file
     if tag is not None:
-        t_index = item_rows(
+        item_rows(  # raises naming the row of a tag on an unknown movie
             tag[1],
             known,
             src / ("tags.csv" if (src / "tags.csv").exists() else "tags.dat"),
             "movieId",
         )
-        r_user = np.r_[r_user, tag[0]]
-        r_index = np.r_[r_index, t_index]
-        actions = np.r_[actions, np.full(tag[0].size, "tag", dtype=object)]
-        r_time = np.r_[r_time, tag[2]]
-        in_request = np.r_[in_request, np.zeros(tag[0].size, bool)]
     texts = [
         f"{t}. Genres: {', '.join(g) if g else 'unknown'}."
         for t, g in zip(titles, genres, strict=True)
     ]
-    items = ItemInput(external_ids=[str(m) for m in m_ids.tolist()], texts=texts, genres=genres)
-    log = LogInput(r_user, r_index, actions, r_time, in_request)
-    return write_log_world(
-        out_dir, log, items, dataset=f"movielens:{dataset}", user_attributes=user_attrs,
-        d_item=d_item, embeddings=embeddings, requests=requests, seed=seed,
-        extra={"rating_mapping": [list(r) for r in mapping.rules], "source_path": str(src)},
+    items = ItemInput(
+        external_ids=[str(m) for m in m_ids.tolist()], texts=texts, genres=genres,
+        extra={"has_text": True},
     )  # fmt: skip
+    with LogWorldWriter(
+        out_dir, dataset=f"movielens:{dataset}", actions=vocab, labels=heads,
+        requests=requests, seed=seed, expected_rows=r_user.size,
+    ) as writer:  # fmt: skip
+        keys = pa.array(np.asarray(r_item, np.int64))
+        writer.add(LogChunk("impressions", r_user, keys, r_time, bits))
+        if tag is not None:
+            codes = np.full(tag[0].size, vocab.id("tag"), np.int64)
+            tag_keys = pa.array(np.asarray(tag[1], np.int64))
+            writer.add(LogChunk("sequence_only", tag[0], tag_keys, tag[2], codes))
+        return writer.finish(
+            items,
+            item_repr=item_repr or ItemRepresentation(embeddings),
+            d_item=d_item,
+            user_attributes=user_attrs,
+            extra={
+                "rating_mapping": [list(r) for r in mapping.rules],
+                "source_path": str(src),
+            },
+        )

@@ -66,3 +66,40 @@ def item_rows(ext: np.ndarray, known: dict[Any, int], path: Path, column: str) -
             f"({bad.size} such rows)"
         )
     return idx
+
+
+def read_item_file(
+    path: Path, id_column: str, text_columns: tuple[str, ...] = (), genre_column: str = "genres"
+) -> tuple[list[str], list[str], list[list[str]]]:
+    """An item file (CSV/Parquet, one row per item) -> ``(ids, texts, genres)``.
+
+    ``texts`` joins the ``text_columns`` with ". " (the id when there are none); the
+    ``genre_column`` (``|``-separated), when present, gives each item's genres. A missing
+    column or an empty or duplicate id raises naming the file, column and row.
+    """
+    table = read_log_table(path)
+    if id_column not in table.column_names:
+        raise DataError(f"{where(path, id_column)}: missing column (have {table.column_names})")
+    for c in text_columns:
+        if c not in table.column_names:
+            raise DataError(f"{where(path, c)}: missing text column (have {table.column_names})")
+    raw = table.column(id_column).to_pylist()
+    ids = [str(x) if x is not None else "" for x in raw]
+    for row, e in enumerate(ids):
+        if e == "":
+            raise DataError(f"{where(path, id_column, row)}: empty item id")
+    seen: dict[str, int] = {}
+    for row, e in enumerate(ids):
+        if e in seen:
+            raise DataError(f"{where(path, id_column, row)}: duplicate item id {e!r}")
+        seen[e] = row
+    columns = [table.column(c).to_pylist() for c in text_columns]
+    texts = [
+        ". ".join(str(col[i]) for col in columns) if columns else ids[i] for i in range(len(ids))
+    ]
+    genres = (
+        [str(g).split("|") if g else [] for g in table.column(genre_column).to_pylist()]
+        if genre_column in table.column_names
+        else [[] for _ in ids]
+    )
+    return ids, texts, genres

@@ -1,0 +1,136 @@
+"""Temporary Arrow IPC files that bound the importer's memory: by user, then by day.
+
+A log is larger than memory, but every step of the import needs either all rows of a user
+(impressions, requests, core status) or all rows of a day (the world dir's time-ordered
+day partitions). :class:`BucketSpill` hash-partitions rows by user into ``n`` files as
+they stream in (pass 1), so pass 2 holds one bucket (~``rows / n`` rows) at a time;
+:class:`DaySpill` collects pass 2's output by UTC day, so pass 3 sorts and writes one day
+at a time. Both live in a temporary folder inside the output directory, removed at the
+end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from transact.data.io import day_string
+from transact.data.schema import MS_PER_DAY
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: neighbouring ids spread out
+
+
+def user_bucket(user_ids: np.ndarray, n_buckets: int) -> np.ndarray:
+    """``[N]`` bucket 0..n-1 of each user id (a fixed hash, so a user has one bucket)."""
+    mixed = user_ids.astype(np.uint64) * _GOLDEN
+    return ((mixed >> np.uint64(32)) % np.uint64(n_buckets)).astype(np.int64)
+
+
+class BucketSpill:
+    """Rows streamed into ``n_buckets`` Arrow IPC files by user (pass 1 of the import).
+
+    Args:
+        directory: a new folder for the files.
+        schema: the rows' schema (has an int64 ``user_id`` column).
+        n_buckets: number of files; memory in pass 2 is about ``rows / n_buckets`` rows.
+    """
+
+    def __init__(self, directory: Path, schema: pa.Schema, n_buckets: int) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=False)
+        self.schema = schema
+        self.n_buckets = int(n_buckets)
+        self._writers = [
+            pa.ipc.new_file(self.dir / f"bucket-{b:05d}.arrow", schema)
+            for b in range(self.n_buckets)
+        ]
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        """Append ``table``'s rows to their users' buckets (row order kept per bucket)."""
+        if table.num_rows == 0:
+            return
+        table = table.cast(self.schema)
+        if self.n_buckets == 1:
+            self._writers[0].write_table(table)
+            self.rows += table.num_rows
+            return
+        buckets = user_bucket(np.asarray(table.column("user_id")), self.n_buckets)
+        order = np.argsort(buckets, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(buckets, minlength=self.n_buckets))]
+        ordered = table.take(pa.array(order))
+        for b in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            self._writers[b].write_table(ordered.slice(bounds[b], bounds[b + 1] - bounds[b]))
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
+        self._writers = []
+
+    def read(self, bucket: int) -> pa.Table:
+        """Every row of ``bucket`` (after :meth:`close`)."""
+        return _read(self.dir / f"bucket-{bucket:05d}.arrow")
+
+
+class DaySpill:
+    """Pass 2's output tables by UTC day of ``time_column``, read back one day at a time.
+
+    :meth:`add` may be called from several threads; a day's parts are read back in the
+    order of their tags (so the result does not depend on which thread wrote first)."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, time_column: str) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=False)
+        self.schema = schema
+        self.time_column = time_column
+        self._parts: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self.rows = 0
+
+    def add(self, table: pa.Table, tag: str) -> None:
+        """Write ``table``'s rows (numeric columns) into one file per day, named by ``tag``
+        (unique per call)."""
+        if table.num_rows == 0:
+            return
+        table = table.select(self.schema.names).cast(self.schema)
+        days = np.asarray(table.column(self.time_column)) // MS_PER_DAY
+        order = np.argsort(days, kind="stable")
+        days = days[order]
+        ordered = pa.table(
+            {name: np.asarray(table.column(name))[order] for name in self.schema.names}
+        ).cast(self.schema)
+        starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+        ends = np.r_[starts[1:], days.size]
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            day = day_string(int(days[a]) * MS_PER_DAY)
+            path = self.dir / f"{day}-{tag}.arrow"
+            with pa.ipc.new_file(path, self.schema) as w:
+                w.write_table(ordered.slice(a, b - a))
+            with self._lock:
+                self._parts[day].append((tag, path))
+        with self._lock:
+            self.rows += table.num_rows
+
+    def days(self) -> list[str]:
+        """The days that have rows, in order."""
+        return sorted(self._parts)
+
+    def read_day(self, day: str) -> pa.Table:
+        """All rows of ``day`` (the day's files are deleted once read)."""
+        with self._lock:
+            parts = sorted(self._parts.pop(day))
+        table = pa.concat_tables([_read(path) for _, path in parts])
+        for _, path in parts:
+            path.unlink()
+        return table
+
+
+def _read(path: Path) -> pa.Table:
+    """A whole IPC file into memory (the spill's unit of work)."""
+    with pa.OSFile(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
