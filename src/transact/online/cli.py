@@ -112,9 +112,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`OnlineConfig` of ``transact online run``'s flags (ValueError naming the
     flag or field for a bad one)."""
-    from transact.evaluation.report import DEFAULT_UTILITY
     from transact.models.artifact import read_model
-    from transact.online.config import ArmSpec, OnlineConfig, RetrainSchedule
+    from transact.online.config import WORLD_UTILITY, ArmSpec, OnlineConfig, RetrainSchedule
 
     names = [n for n, _ in args.arm]
     shares: dict[str, float] = {}
@@ -172,7 +171,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         salt=args.salt,
         randomized_share=args.randomized_share,
         pre_days=args.pre_days,
-        utility=args.utility or dict(DEFAULT_UTILITY),
+        utility=args.utility or dict(WORLD_UTILITY),
         max_forward_candidates=args.max_forward_candidates,
         user_embedding_model=str(args.user_embedding_model) if args.user_embedding_model else None,
         device=args.device,

@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from transact.evaluation.report import DEFAULT_UTILITY
+WORLD_UTILITY: dict[str, float] = {"click": 1.0, "repin": 2.0, "hide": -5.0}
+"""The ranking utility of the simulated world's heads (Eq. 3; the demo's configs use the
+same): what the online simulator ranks by unless ``--utility`` says otherwise."""
 
 POLICY_PREFIX = "policy:"
 POLICIES = ("production", "oracle", "random")
@@ -199,7 +201,7 @@ class OnlineConfig:
     salt: str = ""
     randomized_share: float = 0.0
     pre_days: int = 7
-    utility: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UTILITY))
+    utility: Mapping[str, float] = field(default_factory=lambda: dict(WORLD_UTILITY))
     max_forward_candidates: int = 16_384
     user_embedding_model: str | None = None
     device: str = "cpu"
