@@ -47,6 +47,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import torch
 from tqdm import tqdm
@@ -305,7 +306,8 @@ def truncated_svd(
     """Top-``k`` SVD ``U [n, k], S [k], Vt [k, m]`` of a sparse matrix, randomized.
 
     Halko, Martinsson & Tropp (2011), Algorithm 4.4: a seeded Gaussian sketch of
-    ``k + oversample`` columns, ``power_iterations`` re-orthonormalized power iterations,
+    ``k + oversample`` columns, ``power_iterations`` power iterations renormalized by LU
+    (as scikit-learn's ``randomized_svd``; QR on every step costs 5x more here), one QR,
     then the exact SVD of the small projected matrix. Signs are fixed (each left vector's
     largest-magnitude entry positive), so the result is a function of ``(matrix, seed)``.
     Small matrices take the dense SVD.
@@ -316,14 +318,19 @@ def truncated_svd(
         u, s, vt = np.linalg.svd(matrix.toarray(), full_matrices=False)
     else:
         rng = np.random.default_rng(seed)
-        q, _ = np.linalg.qr(matrix @ rng.standard_normal((m, width)))
-        for _ in range(power_iterations):
-            q, _ = np.linalg.qr(matrix.T @ q)
-            q, _ = np.linalg.qr(matrix @ q)
-        ub, s, vt = np.linalg.svd(np.asarray((matrix.T @ q).T), full_matrices=False)
-        u = q @ ub
+        q = matrix @ rng.standard_normal((m, width))
+        for _ in range(power_iterations):  # LU keeps the columns apart, 5x cheaper than QR
+            q = scipy.linalg.lu(q, permute_l=True)[0]
+            q = scipy.linalg.lu(matrix.T @ q, permute_l=True)[0]
+            q = matrix @ q
+        q, _ = scipy.linalg.qr(q, mode="economic")
+        # B = Q^T M = R^T P^T with B^T = P R; the SVD of the small R^T gives B's
+        qb, rb = scipy.linalg.qr(np.asarray(matrix.T @ q), mode="economic")
+        ub, s, wt = np.linalg.svd(rb.T)
+        u, vt = q @ ub, wt @ qb.T
     u, s, vt = u[:, :k], s[:k], vt[:k]
-    signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
+    ut = np.ascontiguousarray(u.T)  # rows: a contiguous argmax per vector
+    signs = np.sign(ut[np.arange(ut.shape[0]), np.abs(ut).argmax(axis=1)])
     signs[signs == 0] = 1.0
     return u * signs, s, vt * signs[:, None]
 
