@@ -25,13 +25,13 @@ items at most ``window`` engagements apart form a pair.
 **Cold start.** An item in no pair (never engaged in the training window, or only by
 users with a single engagement) gets the **zero vector**; every learned vector has unit
 norm (as the content embeddings of the world), so the norm itself is the flag
-(:func:`learned_mask`). Zero, not the mean of the learned vectors, because the ranker
-reads these vectors in two places: the candidate (DCN input and TransAct's early fusion)
-and every action of the sequence. A zero row adds nothing to either (the cross terms
-``x0 * (W x + b)`` vanish on it and an action's token keeps only its action-type part),
-and the training set holds such items (shown in training, never engaged), so the ranker
-learns what "no representation" means from data. The mean would instead place every cold
-item at one point among real items, as if it were an average popular item.
+(:func:`learned_mask`). The learned vectors are centred before they are normalized, so
+zero is also their centre: a cold item sits at "the average item", not at some real
+item as a random vector would put it. The ranker reads item vectors as the candidate
+(DCN input, TransAct's early fusion) and as every action of the sequence; a zero vector
+adds nothing to either (its cross terms ``x0 * (W x + b)`` vanish, an action's token keeps
+its action-type part), and training holds such items (shown, never engaged), so the
+ranker learns their rates from the other features (popularity, quality).
 
 **No leakage.** The caller passes only events of the training window
 (:func:`transact.data.item_repr_world.rewrite_item_embeddings` passes those before the
