@@ -22,7 +22,8 @@ stage's paired interval over users and seeds (``lift_interval``). Every command 
 goes to ``OUT/commands.sh``; finished steps are skipped on a rerun.
 
     OMP_NUM_THREADS=1 python benchmarks/compare_item_repr.py \\
-        --dataset ../shared/datasets/movielens-latest-small --out runs/item_repr/ml-small
+        --dataset ../shared/datasets/movielens-latest-small --out runs/item_repr/ml-small \\
+        --seeds 0 1 2 --seeds-transact 0 --variants-transact idstring,item2vec,mf
 
 Writes ``OUT/summary.json`` and ``OUT/summary.md``.
 """
