@@ -95,6 +95,7 @@ def test_batches_are_deterministic_resumable_and_gathered(tiny_world, train):
     )
     assert torch.equal(b.inputs.action_embeddings, table[seq_items])
     assert torch.equal(b.inputs.candidate_embedding, table[b.item_ids])
+    assert torch.equal(b.inputs.candidate_item_id, b.item_ids)  # the id embedding's input
     assert (b.inputs.action_embeddings[b.inputs.action_types == 0] == 0).all()
     card = torch.tensor([c.cardinality for c in spec.categorical])
     assert (b.inputs.categorical >= 0).all() and (b.inputs.categorical < card).all()

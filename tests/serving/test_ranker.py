@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from transact.data.schema import FeatureSpec, RankerInputs
+from transact.data.schema import CANDIDATE_FIELDS, FeatureSpec, RankerInputs
 from transact.models import Pinnability, PinnabilityConfig, example_ranker_inputs
 from transact.serving.cuda_graphs import GraphedForward, bucket_size, graph_buckets
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
@@ -31,6 +31,7 @@ def _request(spec: FeatureSpec, b: int = 37, user_row: int = 4) -> RequestTensor
         x.categorical,
         x.numerical,
         x.candidate_embedding,
+        x.candidate_item_id,
         x.user_embedding[r],
         x.action_types[r],
         x.action_embeddings[r],
@@ -45,6 +46,7 @@ def _model_probs(model: Pinnability, req: RequestTensors) -> torch.Tensor:
         categorical=req.categorical,
         numerical=req.numerical,
         candidate_embedding=req.candidate_embedding,
+        candidate_item_id=req.candidate_item_id,
         **{
             k: getattr(req, k).expand(b, *getattr(req, k).shape[1:]).contiguous()
             for k in (
@@ -82,6 +84,22 @@ def test_each_switch_matches_the_model(spec: FeatureSpec, options: InferenceOpti
     got = ServingRanker(model, options).score(req)
     assert got.shape == want.shape == (37, len(spec.heads))
     assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("options", SWITCHES[:3], ids=lambda o: repr(o)[17:90])
+def test_item_id_embedding_serves_like_the_model(
+    spec: FeatureSpec, options: InferenceOptions
+) -> None:
+    torch.manual_seed(0)
+    config = PinnabilityConfig.preset("small", item_id_embedding=8, item_id_buckets=64)
+    model = Pinnability(spec, config).eval()
+    req = _request(spec)
+    want = _model_probs(model, req)
+    got = ServingRanker(model, options).score(req)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
+    # the candidate's id reaches the model: other ids, other scores
+    other = req._replace(candidate_item_id=req.candidate_item_id + 1)
+    assert (ServingRanker(model, options).score(other) - got).abs().max() > 1e-4
 
 
 def test_dedup_sends_the_user_once_with_an_explicit_index(spec: FeatureSpec) -> None:
@@ -136,7 +154,7 @@ def test_model_forward_takes_users_once_with_a_checked_index(spec: FeatureSpec) 
     """``Pinnability.forward(inputs, user_index)``: U user rows, B candidate rows."""
     model = _model(spec)
     x = example_ranker_inputs(spec, 6, seed=3)
-    user_fields = RankerInputs._fields[3:]  # user_embedding, action_*, request_time_ms
+    user_fields = RankerInputs._fields[CANDIDATE_FIELDS:]  # user_embedding, action_*, ...
     users = x._replace(**{k: getattr(x, k)[1:3] for k in user_fields})  # two distinct users
     index = torch.tensor([0, 1, 1, 0, 1, 0])
     per_candidate = x._replace(**{k: getattr(users, k)[index] for k in user_fields})

@@ -75,6 +75,7 @@ def test_served_features_equal_training_examples(tmp_path: Path) -> None:
         want_emb = ex.item_embeddings[ex.seq_items[r]]
         assert np.allclose(g.action_embeddings[0].numpy(), want_emb, atol=1e-6)
         assert np.allclose(g.candidate_embedding.numpy(), ex.item_embeddings[ex.item_ids[rows]])
+        assert (g.candidate_item_id.numpy() == ex.item_ids[rows]).all()
         # the optimized service scores them like the plain model scores the training rows
         training_rows = RankerInputs(*(t[torch.from_numpy(rows)] for t in full.inputs))
         with torch.no_grad():

@@ -153,6 +153,7 @@ class ExampleSet:
             categorical=torch.from_numpy(self.categorical[rows].astype(np.int64)),
             numerical=torch.from_numpy(np.ascontiguousarray(self.numerical[rows])),
             candidate_embedding=table[item_ids],
+            candidate_item_id=item_ids,
             user_embedding=user_emb,
             action_types=torch.from_numpy(self.seq_types[req].astype(np.int64)),
             action_embeddings=table[seq_items],

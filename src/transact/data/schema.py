@@ -443,6 +443,8 @@ class RankerInputs(NamedTuple):
             adds per-feature offsets and does ONE lookup (paper 3.4.2).
         numerical: ``[B, N]`` float32, raw values (the model batch-normalizes them).
         candidate_embedding: ``[B, d_item]`` float32.
+        candidate_item_id: ``[B]`` int64 dense item index of the candidate (read only by
+            the ranker's optional hashed item-id embedding, ``PinnabilityConfig``).
         user_embedding: ``[B, d_user]`` float32 batch (PinnerFormer) embedding, zeros if absent.
         action_types: ``[B, S]`` int64 (0 = padding).
         action_embeddings: ``[B, S, d_item]`` float32 (zeros at padding).
@@ -452,11 +454,14 @@ class RankerInputs(NamedTuple):
     Serving sends a request's user once: with a ``user_index [B]`` passed beside the inputs
     (``Pinnability.forward(inputs, user_index)``), the user-level fields (``user_embedding``,
     ``action_*``, ``request_time_ms``) hold one row per user, ``[U, ...]``, instead of B.
+    The per-candidate fields come first (:data:`CANDIDATE_FIELDS` of them), the user-level
+    fields after them.
     """
 
     categorical: torch.Tensor
     numerical: torch.Tensor
     candidate_embedding: torch.Tensor
+    candidate_item_id: torch.Tensor
     user_embedding: torch.Tensor
     action_types: torch.Tensor
     action_embeddings: torch.Tensor
@@ -465,6 +470,10 @@ class RankerInputs(NamedTuple):
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RankerInputs:
         return RankerInputs(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+
+CANDIDATE_FIELDS = 4
+"""``RankerInputs[:CANDIDATE_FIELDS]`` have one row per candidate; the rest are user-level."""
 
 
 @dataclass

@@ -97,6 +97,7 @@ def truncate_batch(batch: LabeledBatch, seq_len: int) -> LabeledBatch:
         categorical=x.categorical,
         numerical=x.numerical,
         candidate_embedding=x.candidate_embedding,
+        candidate_item_id=x.candidate_item_id,
         user_embedding=x.user_embedding,
         action_types=x.action_types[:, :seq_len].contiguous(),
         action_embeddings=x.action_embeddings[:, :seq_len].contiguous(),

@@ -80,10 +80,13 @@ def example_ranker_inputs(
     request = torch.full((b,), request_time_ms, dtype=torch.long)
     action_times = torch.where(valid, request[:, None] - ages, torch.zeros_like(ages))
     action_embeddings = torch.randn(b, s, spec.d_item, generator=g) * valid[:, :, None]
+    candidate_item_id = torch.randint(0, 1_000_000, (b,), generator=g)  # drawn last: the
+    # draws above stay what they were before the field existed
     return RankerInputs(
         categorical=categorical,
         numerical=numerical,
         candidate_embedding=candidate,
+        candidate_item_id=candidate_item_id,
         user_embedding=user,
         action_types=action_types,
         action_embeddings=action_embeddings,

@@ -1,7 +1,8 @@
 """Pinnability, Pinterest's Homefeed ranker (paper 3.1, Figure 2), with a pluggable sequence encoder.
 
 ``RankerInputs`` -> consolidated categorical embedding lookup (3.4.2) ‖ batch-normalized
-numerical features ‖ candidate item embedding ‖ batch user embedding (PinnerFormer) ‖
+numerical features ‖ candidate item embedding ‖ (optional, off by default) hashed
+item-id embedding of the candidate ‖ batch user embedding (PinnerFormer) ‖
 sequence-encoder output (TransAct by default) -> full-rank DCN v2 -> MLP -> one logit per
 action head. The WDL + seq baseline's pooled sequence is a wide feature: a linear map
 added to the logits instead of a crossed input.
@@ -19,6 +20,7 @@ from transact.data.schema import CategoricalFeature, FeatureSpec, RankerInputs
 from transact.models.baselines import BaselineConfig
 from transact.models.config_utils import dataclass_from_dict
 from transact.models.encoders import SEQUENCE_ENCODERS, build_sequence_encoder
+from transact.models.item_ids import HashedItemEmbedding
 from transact.models.layers import MLP, ConsolidatedEmbedding, CrossNetV2
 from transact.models.sequence import gather_user_rows, is_tracing
 from transact.models.transact import TransActConfig
@@ -47,6 +49,11 @@ class PinnabilityConfig:
             per-feature ``embedding_dim`` (which must then agree: one consolidated table).
         validate_inputs: check input ranges/finiteness in eager mode (errors name the
             feature and row); skipped automatically under torch.export/compile.
+        item_id_embedding: size of a trainable embedding of the candidate's item id,
+            hashed into ``item_id_buckets`` rows (:mod:`transact.models.item_ids`) and fed
+            to the DCN beside the content embedding; 0 (default, the paper) = off. For
+            logs without item content; the sequence keeps the content embeddings.
+        item_id_buckets: rows of that table (collisions trade against memory).
     """
 
     encoder: str = "transact"
@@ -59,6 +66,8 @@ class PinnabilityConfig:
     use_user_features: bool = True
     categorical_embedding_dim: int = 0
     validate_inputs: bool = True
+    item_id_embedding: int = 0
+    item_id_buckets: int = 65_536
 
     def __post_init__(self) -> None:
         if self.encoder not in SEQUENCE_ENCODERS:
@@ -91,6 +100,10 @@ class PinnabilityConfig:
             raise ValueError(
                 f"PinnabilityConfig.categorical_embedding_dim={self.categorical_embedding_dim} < 0"
             )
+        if self.item_id_embedding < 0:
+            raise ValueError(f"PinnabilityConfig.item_id_embedding={self.item_id_embedding} < 0")
+        if self.item_id_buckets < 1:
+            raise ValueError(f"PinnabilityConfig.item_id_buckets={self.item_id_buckets} < 1")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> PinnabilityConfig:
@@ -170,6 +183,10 @@ class Pinnability(nn.Module):
         self.numerical_norm = nn.BatchNorm1d(len(num_keep)) if num_keep else None
         width += len(num_keep)
         width += spec.d_item  # candidate embedding
+        self.item_id_embedding: HashedItemEmbedding | None = None
+        if cfg.item_id_embedding:
+            self.item_id_embedding = HashedItemEmbedding(cfg.item_id_buckets, cfg.item_id_embedding)
+            width += cfg.item_id_embedding
         self.use_user_embedding = cfg.use_user_embedding and spec.d_user > 0
         width += spec.d_user if self.use_user_embedding else 0
         self.sequence_encoder = build_sequence_encoder(
@@ -211,6 +228,8 @@ class Pinnability(nn.Module):
             numerical = inputs.numerical.index_select(1, self.numerical_columns)
             features.append(self.numerical_norm(numerical.float()))
         features.append(inputs.candidate_embedding.float())
+        if self.item_id_embedding is not None:
+            features.append(self.item_id_embedding(inputs.candidate_item_id))
         if self.use_user_embedding:
             user_embedding = inputs.user_embedding.float()
             if user_index is not None:
@@ -268,6 +287,7 @@ def check_ranker_inputs(
 
     Checks shapes against ``spec``, categorical indices in ``0..cardinality-1`` (an index
     out of range would silently read another feature's rows of the consolidated table),
+    integer candidate item ids >= 0,
     finite numerical/embedding values, and with ``user_index`` (see
     :meth:`Pinnability.forward`) that the user-level fields hold U rows and every index
     names one of them.
@@ -287,6 +307,7 @@ def check_ranker_inputs(
             raise ValueError(f"RankerInputs.{name} must have shape {shape}, got {got}")
     if user_index is not None:
         _check_user_index(inputs, user_index, b, users)
+    _check_candidate_item_id(inputs.candidate_item_id, b)
     if cat.dtype.is_floating_point:
         raise TypeError(f"RankerInputs.categorical must be integer indices, got {cat.dtype}")
     cards = torch.tensor([c.cardinality for c in spec.categorical], device=cat.device)
@@ -306,6 +327,23 @@ def check_ranker_inputs(
             if name == "numerical":
                 label = f" (feature {spec.numerical[idx[1]].name!r})"
             raise ValueError(f"RankerInputs.{name}{idx}{label} is not finite: {t[tuple(idx)]}")
+
+
+def _check_candidate_item_id(item_ids: torch.Tensor, b: int) -> None:
+    """``candidate_item_id [B]``, integer, no negative index (the hash needs ids >= 0)."""
+    if tuple(item_ids.shape) != (b,):
+        raise ValueError(
+            f"RankerInputs.candidate_item_id must have shape ({b},), got {tuple(item_ids.shape)}"
+        )
+    if item_ids.dtype.is_floating_point or item_ids.dtype == torch.bool:
+        raise TypeError(f"RankerInputs.candidate_item_id must be integer, got {item_ids.dtype}")
+    bad = item_ids < 0
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"RankerInputs.candidate_item_id[{row}] = {int(item_ids[row])} is negative; "
+            "candidates are dense item indices >= 0"
+        )
 
 
 def _check_user_index(inputs: RankerInputs, user_index: torch.Tensor, b: int, users: int) -> None:

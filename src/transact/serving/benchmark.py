@@ -208,6 +208,7 @@ def _one_request(inputs: Any) -> RequestTensors:
         inputs.categorical,
         inputs.numerical,
         inputs.candidate_embedding,
+        inputs.candidate_item_id,
         inputs.user_embedding[r],
         inputs.action_types[r],
         inputs.action_embeddings[r],

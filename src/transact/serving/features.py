@@ -312,6 +312,7 @@ class FeatureAssembler:
             categorical=torch.from_numpy(categorical),
             numerical=torch.from_numpy(numerical),
             candidate_embedding=torch.from_numpy(np.ascontiguousarray(emb)),
+            candidate_item_id=torch.from_numpy(item_ids.copy()),
             user_embedding=torch.from_numpy(user_emb),
             action_types=torch.from_numpy(np.ascontiguousarray(types)),
             action_embeddings=torch.from_numpy(action_emb),

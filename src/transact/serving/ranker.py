@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transact.data.schema import RankerInputs
+from transact.data.schema import CANDIDATE_FIELDS, RankerInputs
 from transact.evaluation.calibration import Calibration
 from transact.models.layers import CrossNetV2
 from transact.models.pinnability import Pinnability, check_ranker_inputs
@@ -133,6 +133,7 @@ class RequestTensors(NamedTuple):
         categorical: ``[B, F]`` int64 local indices (user and context columns repeated).
         numerical: ``[B, N]`` float32.
         candidate_embedding: ``[B, d_item]`` float32.
+        candidate_item_id: ``[B]`` int64 dense item index.
         user_embedding: ``[1, d_user]`` float32.
         action_types: ``[1, S]`` int64.
         action_embeddings: ``[1, S, d_item]`` float32.
@@ -143,6 +144,7 @@ class RequestTensors(NamedTuple):
     categorical: torch.Tensor
     numerical: torch.Tensor
     candidate_embedding: torch.Tensor
+    candidate_item_id: torch.Tensor
     user_embedding: torch.Tensor
     action_types: torch.Tensor
     action_embeddings: torch.Tensor
@@ -312,7 +314,9 @@ class ServingRanker:
             self._forward = torch.compile(model, mode=mode, dynamic=True)
         self.graphed: GraphedForward | None = None
         if opts.cuda_graphs:
-            self.graphed = GraphedForward(self._graph_body, self.device, batch_fields=3)
+            self.graphed = GraphedForward(
+                self._graph_body, self.device, batch_fields=CANDIDATE_FIELDS
+            )
 
     def _fast(self, encoder: TransAct) -> FastTransAct:
         """The fast copy of a TransAct the fast path supports."""
@@ -360,8 +364,9 @@ class ServingRanker:
         if self.options.dedup:
             user_index = torch.zeros(b, dtype=torch.int64, device=t.categorical.device)
             return ModelInputs(RankerInputs(*t), user_index)
-        per_candidate = [x.expand(b, *x.shape[1:]).contiguous() for x in t[3:]]
-        return ModelInputs(RankerInputs(*t[:3], *per_candidate), None)
+        c = CANDIDATE_FIELDS
+        per_candidate = [x.expand(b, *x.shape[1:]).contiguous() for x in t[c:]]
+        return ModelInputs(RankerInputs(*t[:c], *per_candidate), None)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """``[B, H]`` per-head probabilities from logits: ``sigmoid``, then the model's
@@ -417,6 +422,7 @@ class ServingRanker:
         if opts.dedup:
             batch = ModelInputs(RankerInputs(*t), user_index)
         else:
-            batch = ModelInputs(RankerInputs(*t[:3], *(x[user_index] for x in t[3:])), None)
+            c = CANDIDATE_FIELDS
+            batch = ModelInputs(RankerInputs(*t[:c], *(x[user_index] for x in t[c:])), None)
         probs = self.probabilities(self.logits(batch)).cpu()
         return list(torch.split(probs, sizes))

@@ -43,6 +43,7 @@ def smoke_request(spec: FeatureSpec, n_candidates: int = 2) -> RequestTensors:
         categorical=torch.zeros(b, len(spec.categorical), dtype=torch.int64),
         numerical=torch.zeros(b, len(spec.numerical)),
         candidate_embedding=torch.zeros(b, spec.d_item),
+        candidate_item_id=torch.zeros(b, dtype=torch.int64),
         user_embedding=torch.zeros(1, spec.d_user),
         action_types=torch.zeros(1, s, dtype=torch.int64),
         action_embeddings=torch.zeros(1, s, spec.d_item),
