@@ -230,7 +230,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):  # -> InferenceOptions
-    from transact.serving.fast_transact import CPU_CHUNK_SIZE
+    from transact.models.fast_transact import CPU_CHUNK_SIZE
     from transact.serving.ranker import InferenceOptions
 
     if args.threads:
