@@ -11,10 +11,15 @@ at or after the request); training, the serving fast path and its reference all 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from transact.data.schema import PAD_ACTION
+
+if TYPE_CHECKING:
+    from transact.models.fast_training import FastTrainingOptions
 
 
 class SequenceEncoder(nn.Module):
@@ -30,9 +35,15 @@ class SequenceEncoder(nn.Module):
 
     ``wide`` says the ranker should treat the output as a wide (linear) feature instead of
     feeding it to the feature cross (the WDL + seq baseline of Table 1).
+
+    ``fast_training`` (``transact.models.fast_training.FastTrainingOptions`` or ``None``)
+    says how an encoder with a fast training path computes its training forward: the same
+    function with less work. The trainer sets it (``TrainConfig.training_path``); ``None``
+    and eval mode run the plain forward.
     """
 
     wide: bool = False
+    fast_training: FastTrainingOptions | None = None
 
     @property
     def out_dim(self) -> int:
