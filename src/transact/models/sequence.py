@@ -46,6 +46,12 @@ class SequenceEncoder(nn.Module):
     fast_training: FastTrainingOptions | None = None
 
     @property
+    def reads_candidate(self) -> bool:
+        """Whether the output depends on the candidate (early fusion); when not, an
+        eval-mode :meth:`forward_users` encodes each user once for all its candidates."""
+        return True
+
+    @property
     def out_dim(self) -> int:
         """Width of the encoder's output vector."""
         raise NotImplementedError
@@ -77,8 +83,16 @@ class SequenceEncoder(nn.Module):
         candidates) reaches the encoder without copying the user's sequence per candidate.
         The base class is the reference: it gathers each candidate's user rows
         (:func:`gather_user_rows`) and runs :meth:`forward`; an encoder that shares per-user
-        work (the serving ``FastTransAct``) overrides it.
+        work (the serving ``FastTransAct``) overrides it. In eval mode an encoder that does
+        not read the candidate (:attr:`reads_candidate`) runs :meth:`forward` on the ``U``
+        users and copies each output to the user's candidates: the same values.
         """
+        if not self.training and not self.reads_candidate:
+            n_users, d_item = action_types.shape[0], candidate_embedding.shape[1]
+            unread = candidate_embedding.new_zeros(n_users, d_item)  # shapes only
+            per_user = self(action_types, action_embeddings, action_times_ms, request_time_ms,
+                            unread)  # fmt: skip
+            return gather_user_rows(per_user, user_index)
         rows = [
             gather_user_rows(t, user_index)
             for t in (action_types, action_embeddings, action_times_ms, request_time_ms)

@@ -270,6 +270,11 @@ class TransAct(SequenceEncoder):
     def out_dim(self) -> int:
         return self.config.num_output_columns * self.config.d_model
 
+    @property
+    def reads_candidate(self) -> bool:
+        """Without early fusion (the vanilla transformer) the candidate is not read."""
+        return self.config.fusion != "none"
+
     def sequence_mask(
         self,
         action_types: torch.Tensor,
