@@ -82,8 +82,10 @@ class PerUserFastTransAct(SequenceEncoder):
                     lo, hi = starts[u], starts[u + 1]
                     if hi == lo:
                         continue
-                    one = [t[u : u + 1] for t in users]
-                    out[order[lo:hi]] = self.fast.forward_users(*one, candidates[lo:hi])
+                    types, embs, times, request = (t[u : u + 1] for t in users)
+                    out[order[lo:hi]] = self.fast.forward_users(
+                        types, embs, times, request, candidates[lo:hi]
+                    )
 
         workers = _workers(out.device, len(candidates))
         if workers == 1:
