@@ -68,3 +68,13 @@ def test_cli_rejects_an_unknown_encoder(capsys):
         benchmark.main(["--json", "x.json", "--encoders", "transact,gru"])
     assert exc.value.code == 2
     assert "unknown encoder(s) ['gru']" in capsys.readouterr().err
+
+
+def test_transact_bench_train_is_registered_with_the_library_flags(capsys):
+    from transact.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--encoders" in out and "--score-examples" in out and "examples:" in out
