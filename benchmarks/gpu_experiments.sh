@@ -19,11 +19,13 @@
 # the later runs when OUT is the same directory.
 #
 # Time estimate (docs/performance.md, "Training and scoring"): a small TransAct training
-# step of 512 examples at |S| = 100 is about 9 GFLOP (FlopCounterMode, forward and
-# backward); Table 1 at the default budget is 4 variants x 200 steps x 256 examples, about
-# 0.9 TFLOP of training and well under 1 TFLOP of scoring: seconds of an H100's ~50 TFLOP/s
-# fp32, so the run is bound by the host (world generation, example sets, PinnerFormer
-# embeddings, Python per step), estimated at 3-5 minutes on its 16 cores.
+# step of 512 examples at |S| = 100 is 43 GFLOP (FlopCounterMode, forward and backward,
+# the plain step), 84 MFLOP per example; Table 1 at the default budget is 4 variants x 200
+# steps x 256 examples, about 17 TFLOP of training (the baselines' are less), and scoring
+# 500 users' week (forward only, about a third per example) a few TFLOP more: under a
+# minute even at 20% of an H100's ~50 TFLOP/s fp32 (TF32 off). The rest is the host (world
+# generation, example sets, PinnerFormer embeddings, Python per step): estimated 3-5
+# minutes on its 16 cores. Not yet measured on a GPU.
 # Needs a Python whose torch has CUDA (PYTHON=..., else .venv/bin/python, else python3).
 set -u
 BUDGET=settle
