@@ -34,7 +34,8 @@ class FakeExampleSet:
     """``n`` examples of the "small" example FeatureSpec; the labels follow the type of the
     user's most recent action, so only a sequence model beats the base rates.
 
-    Side features carry no signal (constant categoricals, zero numericals and user
+    The rows of a request share its user's fields (sequence, request time), as in the real
+    example set. Side features carry no signal (constant categoricals, zero numericals and user
     embedding), actions lie two days apart (the training-only 24 h time-window mask hides
     none). Batches follow :class:`transact.data.examples.ExampleSet`: a seeded order,
     ``start`` an example offset of that order, ``batch(rows)`` for given rows.
@@ -62,6 +63,12 @@ class FakeExampleSet:
         spec = replace(example_feature_spec("small"), seq_len=seq_len, d_user=8)
         self.feature_spec = spec
         x = example_ranker_inputs(spec, n, seed=seed, max_history=seq_len)
+        first = (torch.arange(n) // items_per_request) * items_per_request  # request's 1st row
+        x = x._replace(
+            action_types=x.action_types[first],
+            action_embeddings=x.action_embeddings[first],
+            request_time_ms=x.request_time_ms[first],
+        )
         valid = x.action_types > 0
         ages = (torch.arange(seq_len) + 1) * 2 * MS_PER_DAY
         times = torch.where(
@@ -164,7 +171,10 @@ class FakePrepared:
     def example_sets(
         self, *, seq_len: int, negative_ratio: float, user_embeddings: Any, seed: int
     ) -> tuple[FakeExampleSet, FakeExampleSet]:
-        return FakeExampleSet(3000, seq_len, seed=1), FakeExampleSet(2000, seq_len, seed=2)
+        return (
+            FakeExampleSet(3000, seq_len, seed=1, items_per_request=5),
+            FakeExampleSet(2000, seq_len, seed=2, items_per_request=5),
+        )
 
 
 def fake_backend(budget: Any, tmp_path: Path, with_embeddings: bool = False) -> Any:
@@ -174,7 +184,7 @@ def fake_backend(budget: Any, tmp_path: Path, with_embeddings: bool = False) -> 
     backend = PaperBackend("fake", budget, work_dir=tmp_path, progress=False)
     backend._data = FakePrepared()
     # the calibration slice: impressions of the same distribution, not down-sampled
-    calib = FakeExampleSet(1500, backend.max_seq_len, seed=3)
+    calib = FakeExampleSet(1500, backend.max_seq_len, seed=3, items_per_request=5)
     backend._calibration = (calib, None, {"examples": len(calib), "days": 1.0})
     if with_embeddings:
         backend._user_embeddings = object()  # example sets carry their own user embeddings

@@ -163,7 +163,8 @@ def test_registry_errors_name_the_problem():
 
 @pytest.mark.parametrize("name", ENCODERS)
 def test_forward_users_equals_forward_on_each_candidates_user_rows(name):
-    """The reference ``forward_users``: U users' rows once, ``user_index [B]`` per candidate."""
+    """``forward_users``: U users' rows once, ``user_index [B]`` per candidate, equals the
+    forward on every candidate's copy of its user's rows."""
     enc = build_sequence_encoder(name, SPEC).eval()
     inputs = make_inputs(SPEC, batch_size=3, seed=4)
     types, emb, times, request, _ = sequence_args(inputs)
@@ -178,5 +179,7 @@ def test_forward_users_equals_forward_on_each_candidates_user_rows(name):
         want_one = enc(
             *(t[1:2].expand(7, *t.shape[1:]) for t in (types, emb, times, request)), cand
         )
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-    torch.testing.assert_close(one, want_one, rtol=0, atol=0)
+    # an encoder that does not read the candidate encodes each user once: the same values
+    # from GEMMs over fewer rows, equal to float rounding
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(one, want_one, rtol=1e-6, atol=1e-6)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from transact.cli import build_parser, main
-from transact.serving.fast_transact import CPU_CHUNK_SIZE
+from transact.models.fast_transact import CPU_CHUNK_SIZE
 from transact.serving.registry import MODEL_FILE, file_sha256, list_versions, publish_model
 
 

@@ -22,7 +22,7 @@ _CHILD = textwrap.dedent(
         from transact.serving.memory import keep_freed_memory
         assert keep_freed_memory()
     from transact.serving.benchmark import _sequence_batch
-    from transact.serving.reference import ReferenceTransAct, ReferenceTransActConfig
+    from transact.models.fast_transact.reference import ReferenceTransAct, ReferenceTransActConfig
 
     torch.manual_seed(0)
     ref = ReferenceTransAct(ReferenceTransActConfig()).eval()

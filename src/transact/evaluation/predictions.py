@@ -9,6 +9,7 @@ ground-truth probabilities as scores (:meth:`Predictions.oracle`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 
 from transact.data.schema import LabeledBatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -195,21 +198,43 @@ def predict(
     *,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    fast: bool = True,
 ) -> Predictions:
     """Run ``model`` (``RankerInputs -> [B, H]`` logits) in eval mode over ``batches``.
 
     The model is switched to eval mode (no dropout, no random time-window mask) and put
     back in its previous mode afterwards. Probabilities are ``sigmoid(logits)``.
+
+    With ``fast`` (default) a :class:`~transact.models.Pinnability` scores each batch's
+    requests with their user sent once (``transact.models.scoring``: the serving path's
+    exact algebra for TransAct, one encoding per request for encoders that do not read the
+    candidate): the same scores to float rounding, several times faster. A batch must then
+    hold whole requests' rows with their ``request_ids`` (evaluation batches
+    in order do; a request cut between batches is scored correctly, only less shared).
+    ``fast=False``, or any other model, runs ``model(inputs)`` row by row.
     """
     from tqdm import tqdm
 
+    from transact.models.pinnability import Pinnability
+    from transact.models.scoring import group_by_request, scoring_model
+
+    scorer = None
+    if fast and isinstance(model, Pinnability):
+        scorer, reason = scoring_model(model, device)
+        if reason is not None:
+            log.info("scoring %s with the model's own sequence encoder: %s",
+                     type(model).__name__, reason)  # fmt: skip
     was_training = model.training
     model.eval()
     parts: list[Predictions] = []
     try:
         it = tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False)
         for batch in it:
-            logits = model(batch.inputs.to(device))
+            inputs = batch.inputs.to(device)
+            if scorer is not None:
+                logits = scorer(*group_by_request(inputs, batch.request_ids.to(device)))
+            else:
+                logits = model(inputs)
             if logits.shape != batch.labels.shape:
                 raise ValueError(
                     f"model returned logits of shape {tuple(logits.shape)} for labels of "

@@ -58,6 +58,8 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from transact.experiments.budget import BUDGETS  # dataclasses only: a light import
+
     parser = subparsers.add_parser(
         "experiment",
         help="rerun a paper table/figure (table1..table9, fig4, fig5, all)",
@@ -87,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--budget",
         default="default",
-        choices=("smoke", "quick", "default", "full", "settle", "large"),
+        choices=tuple(BUDGETS),  # every preset of experiments/budget.py
         help="scale preset (default: %(default)s)",
     )
     parser.add_argument(

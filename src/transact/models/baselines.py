@@ -56,6 +56,11 @@ class _Baseline(SequenceEncoder):
         super().__init__()
         self.config = config
 
+    @property
+    def reads_candidate(self) -> bool:
+        """The baselines encode the sequence alone (no early fusion)."""
+        return False
+
     def _prepare(
         self,
         action_types: torch.Tensor,

@@ -11,10 +11,15 @@ at or after the request); training, the serving fast path and its reference all 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from transact.data.schema import PAD_ACTION
+
+if TYPE_CHECKING:
+    from transact.models.fast_training import FastTrainingOptions
 
 
 class SequenceEncoder(nn.Module):
@@ -30,9 +35,21 @@ class SequenceEncoder(nn.Module):
 
     ``wide`` says the ranker should treat the output as a wide (linear) feature instead of
     feeding it to the feature cross (the WDL + seq baseline of Table 1).
+
+    ``fast_training`` (``transact.models.fast_training.FastTrainingOptions`` or ``None``)
+    says how an encoder with a fast training path computes its training forward: the same
+    function with less work. The trainer sets it (``TrainConfig.training_path``); ``None``
+    and eval mode run the plain forward.
     """
 
     wide: bool = False
+    fast_training: FastTrainingOptions | None = None
+
+    @property
+    def reads_candidate(self) -> bool:
+        """Whether the output depends on the candidate (early fusion); when not, an
+        eval-mode :meth:`forward_users` encodes each user once for all its candidates."""
+        return True
 
     @property
     def out_dim(self) -> int:
@@ -66,8 +83,16 @@ class SequenceEncoder(nn.Module):
         candidates) reaches the encoder without copying the user's sequence per candidate.
         The base class is the reference: it gathers each candidate's user rows
         (:func:`gather_user_rows`) and runs :meth:`forward`; an encoder that shares per-user
-        work (the serving ``FastTransAct``) overrides it.
+        work (the serving ``FastTransAct``) overrides it. In eval mode an encoder that does
+        not read the candidate (:attr:`reads_candidate`) runs :meth:`forward` on the ``U``
+        users and copies each output to the user's candidates: the same values.
         """
+        if not self.training and not self.reads_candidate:
+            n_users, d_item = action_types.shape[0], candidate_embedding.shape[1]
+            unread = candidate_embedding.new_zeros(n_users, d_item)  # shapes only
+            per_user = self(action_types, action_embeddings, action_times_ms, request_time_ms,
+                            unread)  # fmt: skip
+            return gather_user_rows(per_user, user_index)
         rows = [
             gather_user_rows(t, user_index)
             for t in (action_types, action_embeddings, action_times_ms, request_time_ms)

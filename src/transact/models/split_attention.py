@@ -21,7 +21,7 @@ and the candidate maxima sit ~70 logits apart; every function reports the candid
 did (``underflow``) so that the caller recomputes them plainly.
 
 It lives in ``models/`` because it is model math, not serving plumbing: the serving fast
-path (:mod:`transact.serving.fast_transact`) runs it per request, and training may run it
+path (:mod:`transact.models.fast_transact`) runs it per request, and training may run it
 per request of a batch (candidates of one request share the user's sequence). Two entry
 points:
 

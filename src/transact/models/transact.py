@@ -29,6 +29,7 @@ from torch import nn
 from transact.data.schema import MS_PER_HOUR, ActionVocabulary, FeatureSpec
 from transact.models.attention import ATTENTION_IMPLS, Encoder
 from transact.models.config_utils import dataclass_from_dict
+from transact.models.fast_training import fast_training_forward
 from transact.models.sequence import SequenceEncoder, check_sequence_inputs, history_mask
 
 FUSIONS = ("concat", "append", "none")
@@ -189,7 +190,7 @@ change inference."""
 
 
 def serving_fast_path_blockers(config: TransActConfig) -> list[str]:
-    """Why the serving fast path (``transact.serving.fast_transact``) and its plain
+    """Why the serving fast path (``transact.models.fast_transact``) and its plain
     reference cannot compute ``config``: one ``"TransActConfig.<field>=<value>: need
     <value>"`` per field off the supported values; empty when they can.
 
@@ -275,6 +276,11 @@ class TransAct(SequenceEncoder):
     def out_dim(self) -> int:
         return self.config.num_output_columns * self.config.d_model
 
+    @property
+    def reads_candidate(self) -> bool:
+        """Without early fusion (the vanilla transformer) the candidate is not read."""
+        return self.config.fusion != "none"
+
     def sequence_mask(
         self,
         action_types: torch.Tensor,
@@ -310,6 +316,8 @@ class TransAct(SequenceEncoder):
         """Encode ``[B, S]`` actions against ``[B, d_item]`` candidates into ``[B, out_dim]``.
 
         Sequences longer than ``seq_len`` are cut to their ``seq_len`` most recent actions.
+        In training with :attr:`fast_training` set, the same function is computed by
+        :func:`transact.models.fast_training.fast_training_forward` (visible positions only).
         """
         cfg = self.config
         action_types, action_embeddings, action_times_ms, request_time_ms = check_sequence_inputs(
@@ -323,8 +331,39 @@ class TransAct(SequenceEncoder):
             num_action_types=cfg.num_action_types,
             check_values=cfg.validate_inputs,
         )
-        b, s = action_types.shape
+        if self.training and self.fast_training is not None:
+            return fast_training_forward(
+                self, action_types, action_embeddings, action_times_ms, request_time_ms,
+                candidate_embedding, self.fast_training,
+            )  # fmt: skip
         masked = self.sequence_mask(action_types, action_times_ms, request_time_ms)
+        tokens = self.fused_tokens(
+            action_types, action_embeddings, action_times_ms, request_time_ms, candidate_embedding
+        )  # [B, S', d]
+        if cfg.fusion == "append":  # the candidate token is always readable
+            masked = torch.cat([masked, masked.new_zeros(masked.shape[0], 1)], dim=1)
+        hidden = masked[:, :, None]
+        tokens = torch.where(hidden, 0.0, tokens)
+        # Fallback: a row with nothing to read attends over its zeroed tokens instead (finite
+        # softmax); its output columns are all zeroed below, so it returns exactly 0.
+        empty = masked.all(dim=1, keepdim=True)
+        out = self.encoder(tokens, masked & ~empty)  # [B, S', d]
+        out = torch.where(hidden, 0.0, out)
+        return self._compress(out, masked)
+
+    def fused_tokens(
+        self,
+        action_types: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        action_times_ms: torch.Tensor,
+        request_time_ms: torch.Tensor,
+        candidate_embedding: torch.Tensor,
+    ) -> torch.Tensor:
+        """The encoder's input tokens ``[B, S', d]`` of checked inputs: action type ‖ item
+        embedding, early-fused with the candidate (3.3.2), plus the positional encoding.
+        Hidden positions are not zeroed here (the caller masks them)."""
+        cfg = self.config
+        b, s = action_types.shape
         parts = []
         if self.action_embedding is not None:
             parts.append(self.action_embedding(action_types))
@@ -337,16 +376,7 @@ class TransAct(SequenceEncoder):
             lead = cfg.d_action if cfg.use_action_types else 0
             candidate_token = torch.cat([candidate.new_zeros(b, lead), candidate], dim=-1)
             tokens = torch.cat([tokens, candidate_token[:, None, :]], dim=1)
-            masked = torch.cat([masked, masked.new_zeros(b, 1)], dim=1)
-        tokens = self._add_positions(tokens, action_times_ms, request_time_ms)
-        hidden = masked[:, :, None]
-        tokens = torch.where(hidden, 0.0, tokens)
-        # Fallback: a row with nothing to read attends over its zeroed tokens instead (finite
-        # softmax); its output columns are all zeroed below, so it returns exactly 0.
-        empty = masked.all(dim=1, keepdim=True)
-        out = self.encoder(tokens, masked & ~empty)  # [B, S', d]
-        out = torch.where(hidden, 0.0, out)
-        return self._compress(out, masked)
+        return self._add_positions(tokens, action_times_ms, request_time_ms)
 
     def _add_positions(
         self, tokens: torch.Tensor, action_times_ms: torch.Tensor, request_time_ms: torch.Tensor

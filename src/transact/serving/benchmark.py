@@ -36,10 +36,10 @@ from typing import Any
 
 import torch
 
-from transact.serving.fast_transact import FastTransAct, FastTransActOptions
+from transact.models.fast_transact import FastTransAct, FastTransActOptions
+from transact.models.fast_transact.reference import ReferenceTransAct
 from transact.serving.memory import MALLOC_ENV
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
-from transact.serving.reference import ReferenceTransAct
 
 
 def machine() -> dict[str, Any]:

@@ -57,6 +57,7 @@ examples:
 
 BENCH_EPILOG = """\
 examples:
+  transact bench train --json runs/bench/train.json
   transact bench inference --json runs/bench/inference.json
   transact bench inference --sections transact --repeats 10 --json runs/bench/transact.json
   transact bench service --json runs/bench/service.json --rates 5 10 20 40
@@ -221,15 +222,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_service_arguments(svc)
     svc.set_defaults(handler=run_service)
+    _register_bench_train(bsub)
     bench.set_defaults(handler=lambda _a: (bench.print_help(), 2)[1])
 
 
 IMPORT_DESCRIPTION = (IMPORT_DOC or "").split("Example::")[0].strip()
 
 
+def _register_bench_train(bsub: argparse._SubParsersAction) -> None:
+    """``transact bench train``: its flags are the library's (``pipeline/benchmark.py``)."""
+    from transact.pipeline.benchmark import EPILOG, add_arguments
+
+    train = bsub.add_parser(
+        "train",
+        help="training steps and scoring: the fast paths vs the plain ones, same batches",
+        description=(
+            "Times training steps of the small Pinnability ranker (|S| = 100, batch 512) with "
+            "the plain trainer and the fast training path on the same batches, and scoring "
+            "of the evaluation week plain vs optimized: examples/s, speed-up, share of the "
+            "measured fp32 GEMM peak, loss and score differences (docs/performance.md, "
+            "'Training and scoring')."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(train)
+    train.set_defaults(handler=_bench_train)
+
+
+def _bench_train(args: argparse.Namespace) -> int:
+    from transact.pipeline.benchmark import run_from_args
+
+    return run_from_args(args)
+
+
 def _options(args: argparse.Namespace):  # -> InferenceOptions
     """The inference switches; a bad combination raises ValueError naming the field."""
-    from transact.serving.fast_transact import CPU_CHUNK_SIZE
+    from transact.models.fast_transact import CPU_CHUNK_SIZE
     from transact.serving.ranker import InferenceOptions
 
     if args.threads:

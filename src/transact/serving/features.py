@@ -416,6 +416,7 @@ class FeatureAssembler:
             "categorical": torch.from_numpy(categorical),
             "numerical": torch.from_numpy(numerical),
             "candidate_embedding": torch.from_numpy(np.ascontiguousarray(emb)),
+            "candidate_item_id": torch.from_numpy(item_ids.copy()),
             "user_embedding": torch.from_numpy(user_emb),
             "action_types": torch.from_numpy(types),
             "action_embeddings": torch.from_numpy(action_emb),
@@ -424,7 +425,10 @@ class FeatureAssembler:
         }
         out = []
         for r, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
-            rows = {k: t[k][a:b] for k in ("categorical", "numerical", "candidate_embedding")}
+            rows = {
+                k: t[k][a:b]
+                for k in ("categorical", "numerical", "candidate_embedding", "candidate_item_id")
+            }
             users_r = {k: v[r : r + 1] for k, v in t.items() if k not in rows}
             out.append(AssembledRequest(RequestTensors(**rows, **users_r), degraded[r]))
         return out

@@ -10,7 +10,7 @@ larger batches in the original requests directly". Switches (:class:`InferenceOp
 * ``dedup``: the user's sequence and user embedding travel once (``[1, ...]``, or
   ``[U, ...]`` for a micro-batch) with ``user_index [B]`` naming each candidate's user
   (:class:`ModelInputs`, ``Pinnability.forward(inputs, user_index)``); TransAct then
-  encodes each user's sequence once (:class:`transact.serving.fast_transact.FastTransAct`).
+  encodes each user's sequence once (:class:`transact.models.fast_transact.FastTransAct`).
 * ``split_first_layer``: the exact per-user / per-candidate algebra of TransAct layer 1.
 * ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast (score differences measured by
   ``benchmarks/bench_inference.py``).
@@ -44,12 +44,12 @@ from torch import nn
 
 from transact.data.schema import CANDIDATE_FIELDS, RankerInputs
 from transact.evaluation.calibration import Calibration
+from transact.models.fast_transact import CPU_CHUNK_SIZE, FastTransAct, FastTransActOptions
 from transact.models.layers import CrossNetV2
 from transact.models.pinnability import Pinnability, check_ranker_inputs
 from transact.models.sequence import SequenceEncoder
 from transact.models.transact import TransAct, serving_fast_path_blockers
 from transact.serving.cuda_graphs import GraphedForward
-from transact.serving.fast_transact import CPU_CHUNK_SIZE, FastTransAct, FastTransActOptions
 from transact.serving.transfer import to_device_packed, to_device_plain
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+TRAINING_PATHS = ("fast", "plain")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -33,6 +34,10 @@ class TrainConfig:
         precision: ``fp32``, ``bf16`` (autocast on CPU or CUDA) or ``fp16`` (CUDA only,
             with a gradient scaler).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        training_path: ``fast`` computes the sequence encoder's training forward with
+            ``transact.models.fast_training`` (visible positions only, cheaper dropout
+            masks: the same model and loss, a different dropout random stream; see
+            docs/training.md), ``plain`` with the model's own forward.
         checkpoint_every_steps: write a checkpoint every N steps (0 = only at the end).
         keep_checkpoints: how many recent checkpoints to keep on disk.
         log_every_steps: TensorBoard/CSV logging period in steps.
@@ -53,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "fp32"
     device: str = "auto"
+    training_path: str = "fast"
     checkpoint_every_steps: int = 500
     keep_checkpoints: int = 2
     log_every_steps: int = 1
@@ -143,6 +149,7 @@ def validate_fields(c: TrainConfig) -> list[str]:
     need(c.grad_clip_norm >= 0, "grad_clip_norm", "must be >= 0 (0 = off)")
     need(c.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
     need(c.device in DEVICES, "device", f"must be one of {DEVICES}")
+    need(c.training_path in TRAINING_PATHS, "training_path", f"must be one of {TRAINING_PATHS}")
     need(c.checkpoint_every_steps >= 0, "checkpoint_every_steps", "must be >= 0")
     need(c.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
     need(c.log_every_steps >= 1, "log_every_steps", "must be >= 1")

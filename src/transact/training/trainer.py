@@ -34,6 +34,11 @@ import torch
 
 from transact.data.schema import LabeledBatch
 from transact.models.artifact import MODEL_FILE, save_model, write_torch_file
+from transact.models.fast_training import (
+    FastTrainingOptions,
+    restore_fast_training,
+    set_fast_training,
+)
 from transact.training.checkpoint import (
     checkpoint_path,
     load_latest_checkpoint,
@@ -48,6 +53,7 @@ from transact.training.distributed import (
     init_distributed,
 )
 from transact.training.metrics_log import MetricsLogger
+from transact.training.prefetch import batch_to, prefetch
 from transact.training.schedule import warmup_cosine_scheduler
 
 CHECKPOINT_FORMAT = 2
@@ -127,13 +133,6 @@ def _quiet(message: str) -> None:
     """The report of ranks other than 0: rank 0 prints the same line."""
 
 
-def batch_to(batch: LabeledBatch, device: torch.device) -> LabeledBatch:
-    """Move every tensor of a :class:`LabeledBatch` to ``device`` (no copy on CPU)."""
-    if device.type == "cpu":
-        return batch
-    return batch.to(device, non_blocking=device.type == "cuda")
-
-
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -141,6 +140,43 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
         raise ValueError("precision 'fp16' needs CUDA; use 'bf16' on CPU")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def optimizer_step(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    batch: LabeledBatch,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    params: list[torch.nn.Parameter],
+    *,
+    where: str = "",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch already on the model's device: forward (autocast at
+    ``config.precision``), loss in fp32, backward, gradient clipping, ``optimizer.step``.
+    Returns ``(loss, gradient norm before clipping)``. A non-finite loss raises
+    ``FloatingPointError`` naming ``where`` before any parameter changes. The learning-rate
+    schedule is the caller's (the benchmark steps without one).
+    """
+    device = batch.labels.device
+    with _autocast(device, config.precision):
+        logits = model(batch.inputs)
+    loss = loss_fn(logits.float(), batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"loss is {loss.item()} at {where or 'this step'}; lower peak_lr or use fp32"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    if config.grad_clip_norm > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
+    else:
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), grad_norm
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, world_size: int) -> int:
@@ -208,6 +244,9 @@ def train(
         )
 
     model.to(ctx.device)
+    # the training forward's path (docs/training.md, "The fast training path"); put back at the end
+    fast = FastTrainingOptions() if config.training_path == "fast" else None
+    previous_paths = set_fast_training(model, fast)
     optimizer = torch.optim.Adam(
         model.parameters(),
         lr=config.peak_lr,
@@ -311,31 +350,18 @@ def train(
                 seed=config.seed * 1_000_003 + epoch,
                 start=min(pos * ctx.world_size * config.batch_size, n_examples),
             )
-            mine = itertools.islice(batches, ctx.rank, None, ctx.world_size)
+            mine: Iterator[LabeledBatch] = itertools.islice(batches, ctx.rank, None, ctx.world_size)
+            if ctx.device.type == "cuda":  # build the next batches while the device computes
+                mine = prefetch(mine, depth=2, pin=True)
             for batch in mine:
                 if pos >= spe or step >= total_steps:
                     break
                 batch = batch_to(batch, ctx.device)
-                with _autocast(ctx.device, config.precision):
-                    logits = ddp_model(batch.inputs)
-                loss = loss_fn(logits.float(), batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss is {loss.item()} at step {step} (epoch {epoch}, batch {pos}) "
-                        f"on rank {ctx.rank}; lower peak_lr or use fp32"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                if config.grad_clip_norm > 0:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
-                else:
-                    grad_norm = torch.nn.utils.get_total_norm(
-                        [p.grad for p in params if p.grad is not None]
-                    )
                 lr = float(scheduler.get_last_lr()[0])
-                scaler.step(optimizer)
-                scaler.update()
+                loss, grad_norm = optimizer_step(
+                    ddp_model, loss_fn, batch, optimizer, scaler, config, params,
+                    where=f"step {step} (epoch {epoch}, batch {pos}) on rank {ctx.rank}",
+                )  # fmt: skip
                 scheduler.step()
                 step += 1
                 pos += 1
@@ -370,6 +396,7 @@ def train(
         bar.close()
         if logger is not None:
             logger.close()
+        restore_fast_training(previous_paths)
 
     wall = time.perf_counter() - t_start
     if ctx.is_main:
@@ -418,7 +445,8 @@ def _check_resumable(
     if state["total_steps"] != total_steps:
         problems.append(f"total_steps {state['total_steps']} -> {total_steps}")
     old = json.loads(state["train_config_json"])
-    for key in ("batch_size", "seed", "peak_lr", "warmup_steps", "precision"):
+    old.setdefault("training_path", "plain")  # checkpoints from before the fast path
+    for key in ("batch_size", "seed", "peak_lr", "warmup_steps", "precision", "training_path"):
         if old[key] != getattr(config, key):
             problems.append(f"{key} {old[key]!r} -> {getattr(config, key)!r}")
     if problems:

@@ -23,7 +23,7 @@ and a chunk only does the GEMM and three element-wise passes; weights that an op
 transpose on every call are stored transposed.
 
 Every switch falls back to the plain computation, and tests compare each against
-:class:`transact.serving.reference.ReferenceTransAct`.
+:class:`transact.models.fast_transact.reference.ReferenceTransAct`.
 """
 
 from __future__ import annotations
@@ -37,22 +37,22 @@ import torch
 import torch.nn.functional as F
 
 from transact.models import split_attention as layer1
-from transact.models.sequence import SequenceEncoder, gather_user_rows, history_mask
-from transact.models.transact import require_serving_fast_path
-from transact.serving.fast_transact.folding import (
+from transact.models.fast_transact.folding import (
     LAYER_TENSORS,
     LayerWeights,
     fold_ffn_bias,
     fold_single_head,
     layer_weights,
 )
-from transact.serving.fast_transact.workers import (
+from transact.models.fast_transact.workers import (
     CPU_CHUNK_SIZE,
     Group,
     chunk_groups,
     chunk_workers,
     run_chunk_groups,
 )
+from transact.models.sequence import SequenceEncoder, gather_user_rows, history_mask
+from transact.models.transact import require_serving_fast_path
 
 _FALLBACKS_LOCK = threading.Lock()  # chunk workers count into FastTransAct.fallbacks
 
@@ -175,7 +175,7 @@ class FastTransAct(SequenceEncoder):
 
     @classmethod
     def from_reference(cls, ref: Any, options: FastTransActOptions | None = None) -> FastTransAct:
-        """Copy weights from :class:`transact.serving.reference.ReferenceTransAct`."""
+        """Copy weights from :class:`transact.models.fast_transact.reference.ReferenceTransAct`."""
         layers = [layer_weights(layer) for layer in ref.encoder.layers]
         heads = int(ref.encoder.layers[0].self_attn.num_heads)
         return cls(ref.action_embedding.weight, layers, heads, ref.config.k, options)

@@ -8,7 +8,7 @@ fork/join per op. One task per worker, each with a run of consecutive chunks
 the others wait for it (:func:`run_chunk_groups`). The chunk workers share one
 interpreter lock, so the encoder keeps its op count per chunk low.
 
-Nothing here knows TransAct: the encoder (:mod:`transact.serving.fast_transact.encoder`)
+Nothing here knows TransAct: the encoder (:mod:`transact.models.fast_transact.encoder`)
 passes its plan and chunk functions in.
 """
 

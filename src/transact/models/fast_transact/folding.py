@@ -4,7 +4,7 @@
 ``transact.models.attention.EncoderLayer`` or ``nn.TransformerEncoderLayer``) into plain
 tensors; :func:`fold_single_head` and :func:`fold_ffn_bias` rewrite them into fewer
 operations with the same value (exact algebra, products formed in float64). The encoder
-(:mod:`transact.serving.fast_transact.encoder`) registers the results as buffers.
+(:mod:`transact.models.fast_transact.encoder`) registers the results as buffers.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the masking rules of this project's :class:`transact.models.TransAct` (hidden po
 padding or actions at/after the request time; their tokens and output columns are zero; an
 empty row returns 0), so the two agree and :meth:`ReferenceTransAct.from_transact` copies a
 trained model's weights in. Nothing here is optimized on purpose: the serving fast path
-(:mod:`transact.serving.fast_transact`) must reproduce these outputs within 1e-5 in fp32.
+(:mod:`transact.models.fast_transact`) must reproduce these outputs within 1e-5 in fp32.
 The rules it shares with the model are imported, not restated: which positions are hidden
 (``transact.models.sequence.history_mask``) and which TransAct configs this computation
 covers (``transact.models.transact.serving_fast_path_blockers``).

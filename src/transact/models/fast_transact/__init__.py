@@ -10,11 +10,11 @@
 * :mod:`.workers`: which chunks run on which single-threaded CPU worker, and the
   leader/follower scheduling of one request's plan and chunks.
 
-The plain reference beside it is :class:`transact.serving.reference.ReferenceTransAct`;
+The plain reference beside it is :class:`transact.models.fast_transact.reference.ReferenceTransAct`;
 ``tests/serving/test_fast_transact.py`` compares the two within 1e-5 in fp32.
 """
 
-from transact.serving.fast_transact.encoder import FastTransAct, FastTransActOptions
-from transact.serving.fast_transact.workers import CPU_CHUNK_SIZE
+from transact.models.fast_transact.encoder import FastTransAct, FastTransActOptions
+from transact.models.fast_transact.workers import CPU_CHUNK_SIZE
 
 __all__ = ["CPU_CHUNK_SIZE", "FastTransAct", "FastTransActOptions"]

@@ -12,9 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transact.serving.fast_transact import FastTransAct, FastTransActOptions
-from transact.serving.fast_transact.workers import chunk_groups, chunk_pool, chunk_workers
-from transact.serving.reference import ReferenceTransAct, ReferenceTransActConfig
+from transact.models.fast_transact import FastTransAct, FastTransActOptions
+from transact.models.fast_transact.reference import ReferenceTransAct, ReferenceTransActConfig
+from transact.models.fast_transact.workers import chunk_groups, chunk_pool, chunk_workers
 
 ALL_OPTIONS = [
     FastTransActOptions(dedup=d, split_first_layer=s, chunk_size=c, fold_weights=f)
