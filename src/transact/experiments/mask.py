@@ -76,6 +76,16 @@ def points(results: dict[str, Any], head: str) -> list[tuple[float, float, float
     return sorted(out)
 
 
+def _errorbar(ax: Any, pts: list[tuple[float, float, float, float]], **kwargs: Any) -> None:
+    """``(x, y, low, high)`` points as markers with their interval."""
+    if not pts:
+        return
+    xs, ys, lo, hi = zip(*pts, strict=True)
+    below = [y - a for y, a in zip(ys, lo, strict=True)]
+    above = [b - y for y, b in zip(ys, hi, strict=True)]
+    ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, **kwargs)
+
+
 def plot(results: dict[str, Any], out_dir: Path) -> None:
     """Write ``mask.png``: each head's lift with its 95% interval against the window's
     maximum (0 drawn at the left edge of a symmetric-log axis)."""
@@ -87,17 +97,7 @@ def plot(results: dict[str, Any], out_dir: Path) -> None:
     heads = ("click", "repin", "hide")
     fig, axes = plt.subplots(1, len(heads), figsize=(11, 3.4))
     for ax, head in zip(axes, heads, strict=True):
-        pts = points(results, head)
-        if pts:
-            xs, ys, lo, hi = zip(*pts, strict=True)
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=[[y - a for y, a in zip(ys, lo, strict=True)],
-                      [b - y for y, b in zip(ys, hi, strict=True)]],
-                marker="o",
-                capsize=3,
-            )  # fmt: skip
+        _errorbar(ax, points(results, head))
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_xscale("symlog", linthresh=1.0)
         ax.set_xticks([0, 1, 6, 24])
@@ -148,16 +148,7 @@ def plot_persistence(runs: dict[float, dict[str, Any]], path: Path, head: str = 
         for window, lift, low, high in points(results, head):
             by_window.setdefault(window, []).append((half_life, lift, low, high))
     for w, pts in sorted(by_window.items()):
-        xs, ys, lo, hi = zip(*pts, strict=True)
-        ax.errorbar(
-            xs,
-            ys,
-            yerr=[[y - a for y, a in zip(ys, lo, strict=True)],
-                  [b - y for y, b in zip(ys, hi, strict=True)]],
-            marker="o",
-            capsize=3,
-            label=f"window {w:g} h",
-        )  # fmt: skip
+        _errorbar(ax, pts, label=f"window {w:g} h")
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("half-life of users' current interests (hours)")
