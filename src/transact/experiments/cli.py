@@ -10,7 +10,9 @@ from pathlib import Path
 
 from transact.arguments import output_dir, positive_int
 
-NAMES = ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "all")
+OFFLINE = ("table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "all")
+ONLINE = ("table5", "fig6", "diversity", "feedback-loop")
+NAMES = OFFLINE + ONLINE
 
 EPILOG = """\
 experiments (paper section):
@@ -23,6 +25,19 @@ experiments (paper section):
   table8   positional encodings (Appendix B)
   table9   parameters, FLOPs/example, latency/batch 256 at the paper preset (Appendix C)
   all      everything above, sharing trained variants; writes summary.md
+
+online experiments (the simulated world as a closed loop, `transact.online`):
+  table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;
+                 paired copies, buckets at a settling share and at the paper's 1.5%
+  fig6           daily repin gain over 14 days, fixed against retrained twice a week (4.4.3)
+  diversity      impression diversity: TransAct with/without the time-window mask, higher
+                 dropout, random action masking (4.4.4)
+  feedback-loop  a small bucket against full traffic, each retrained on its own logs (5.1)
+  budgets: smoke (a 200-user world, 2 online days: seconds), quick (the demo world, 3
+  online days) and default (the demo world, a week; two for fig6); --dataset
+  runs/demo/world reuses `transact demo`'s models. Outputs: OUT/NAME/results.json,
+  results.md (paper vs ours, verdict per claim with its interval and MDE), a plot, and
+  per simulation the simulator's report.md/report.json.
 
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
@@ -41,13 +56,16 @@ examples:
   transact experiment table3 --dataset movielens-latest-small --budget default
   transact experiment table4 --dataset /data/my_logs --seeds 0,1 --steps 2000
   transact experiment table9 --device cuda
+  transact experiment table5 --budget smoke
+  transact experiment table5 --dataset runs/demo/world --out runs/online-experiments
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "experiment",
-        help="rerun a paper table/figure (table1..table9, fig4, fig5, all)",
+        help="rerun a paper table/figure (table1..table9, fig4, fig5, all; online: table5, "
+        "fig6, diversity, feedback-loop)",
         description=(
             "Train every variant of one of the paper's offline experiments on the same "
             "training weeks, evaluate HIT@3 on the same held-out week, and write the "
@@ -125,6 +143,8 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    if args.name in ONLINE:
+        return _handle_online(args)
     from dataclasses import replace
 
     from transact.experiments.budget import get_budget
@@ -154,4 +174,30 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"{name}: {args.out / name / 'results.md'}")
     if args.name == "all":
         print(f"summary: {args.out / 'summary.md'}")
+    return 0
+
+
+def _handle_online(args: argparse.Namespace) -> int:
+    from transact.experiments.budget import get_online_budget
+    from transact.experiments.online import run_online_experiment
+
+    for flag, value in (("--steps", args.steps), ("--device", args.device != "cpu" or None)):
+        if value:
+            raise ValueError(f"{flag} is for the offline experiments; {args.name} takes its budget")
+    try:
+        budget = get_online_budget(args.budget)
+    except KeyError as exc:
+        raise ValueError(f"--budget {args.budget}: {exc.args[0]}") from None
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    seeds = args.seeds or (0,)
+    if len(seeds) > 1:
+        raise ValueError(f"--seeds: the online experiments take one seed, got {list(seeds)}")
+    run_online_experiment(
+        args.name, dataset=args.dataset, budget=budget, out_root=args.out,
+        progress=not args.no_progress, seed=seeds[0],
+    )  # fmt: skip
+    print(f"{args.name}: {args.out / args.name / 'results.md'}")
     return 0
