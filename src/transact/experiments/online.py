@@ -390,9 +390,14 @@ class OnlineRun:
         return runs, info
 
     def simulate(self, label: str, config: Any) -> tuple[OnlineResult, float]:
-        """Run ``config`` into ``out_dir/label`` (report.json/md and figures beside it)."""
+        """Run ``config`` into ``out_dir/label`` (report.json/md and figures beside it);
+        what an earlier, perhaps interrupted, run of this experiment left there goes."""
+        import shutil
+
         from transact.online import simulate, write_report
 
+        if (self.out_dir / label).exists():
+            shutil.rmtree(self.out_dir / label)
         start = time.perf_counter()
         result = simulate(config, self.out_dir / label)
         write_report(result, self.out_dir / label)
