@@ -62,6 +62,31 @@ def test_demo_runs_end_to_end_and_writes_report_and_metrics(tiny_demo):
 
 
 @pytest.mark.slow
+def test_demo_ends_with_an_online_ab_test_and_the_report_plots(tiny_demo):
+    """The online stage (issue 16): the report gains the online table in Table 5's layout,
+    metrics.json its lifts, equal to the simulator's own report.json; lifts.png and
+    reliability.png are written."""
+    out, ctx = tiny_demo
+    metrics = json.loads((out / "metrics.json").read_text())
+    online = metrics["online"]
+    assert online["days"] == 2 and online["treatment"] == "transact"
+    sim = json.loads((out / "online" / "report.json").read_text())
+    for design in ("buckets", "paired"):
+        for cell in ("repins/all", "hides/non_core", "time_spent_min/all"):
+            metric, segment = cell.split("/")
+            ours = online[design][cell]
+            theirs = sim["designs"][design]["lifts"]["transact"][metric][segment]
+            assert ours["lift"] == pytest.approx(theirs["lift"])
+            assert ours["ci_low"] <= ours["lift"] <= ours["ci_high"]
+    report = (out / "report.md").read_text()
+    assert "## Online A/B test: transact over baseline, 2 simulated days" in report
+    assert "| repin volume |" in report and "| time spent |" in report
+    assert ctx.timings_s["online"] > 0
+    for png in ("lifts.png", "reliability.png"):
+        assert (out / png).stat().st_size > 5_000
+
+
+@pytest.mark.slow
 def test_second_demo_run_reuses_world_and_models(tiny_demo, capsys):
     out, _ = tiny_demo
     before = (out / "runs" / "transact" / "model.pt").stat().st_mtime_ns

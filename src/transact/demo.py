@@ -8,8 +8,11 @@ The demo is a list of :class:`Stage` s run in order over one shared :class:`Demo
 3. ``baseline``  train Pinnability without sequence features (``configs/baseline_small.toml``)
 4. ``transact``  train Pinnability + TransAct (``configs/transact_small.toml``)
 5. ``evaluate``  score both on week 3, add the oracle (ground-truth probabilities)
-6. ``report``    write ``report.md`` (Table 1-style HIT@3 lifts + oracle share) and
-                 ``metrics.json``
+6. ``online``    a short online A/B test of the two models in the simulated world after
+                 its offline weeks (``transact.online``, paired copies and buckets)
+7. ``report``    write ``report.md`` (Table 1-style HIT@3 lifts + oracle share, the
+                 online table in Table 5's layout), ``metrics.json``, ``lifts.png`` and
+                 ``reliability.png``
 
 The two models are the run configs ``baseline_small.toml`` and ``transact_small.toml``
 (shipped with the package, linked from the repository's ``configs/``; ``--configs DIR``
@@ -31,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transact.arguments import int_range
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -48,6 +53,7 @@ class DemoConfig:
         seed: training and sampling seed of both models (None: as written).
         max_steps: cap on optimizer steps per model (0: as written).
         progress: show progress bars (False turns them off in both run configs).
+        online_days: simulated days of the closing online A/B test (0 skips it).
     """
 
     out_dir: Path = Path("runs/demo")
@@ -59,6 +65,7 @@ class DemoConfig:
     seed: int | None = None
     max_steps: int = 0
     progress: bool = True
+    online_days: int = 2
 
 
 @dataclass
@@ -288,6 +295,95 @@ def stage_evaluate(ctx: DemoContext) -> None:
     ctx.state["comparison"] = compare(preds, baseline, oracle="oracle", config=evaluation)
 
 
+PAPER_TABLE1_TRANSACT = {
+    "repin/all": 9.40,
+    "repin/non_core": 10.42,
+    "hide/all": -14.86,
+    "hide/non_core": -13.54,
+}
+"""The paper's Table 1 lifts of TransAct over the baseline (percent), drawn in lifts.png."""
+
+ONLINE_SHARE = 0.25
+"""Share of the users in each arm of the demo's online A/B test."""
+
+ONLINE_TABLE = (
+    ("repins", "repin volume"),
+    ("hides", "hide volume"),
+    ("time_spent_min", "time spent"),
+    ("clicks", "click volume"),
+    ("diversity", "impression diversity"),
+)
+"""The demo's online table: Table 5's three metrics first (paper 4.4.2), then ours."""
+
+
+def stage_online(ctx: DemoContext) -> None:
+    """A short online A/B test of the demo's two models: the world continues after its
+    offline weeks for ``online_days`` days, a quarter of the users on each model (buckets,
+    CUPED; the rest on the world's production ranker) and every one of those users on each
+    (paired copies, common random numbers); the models are fixed. Writes ``OUT/online/``
+    (the simulator's report.json/md and figures). Quarters, not halves, keep the stage
+    at about 3 minutes of CPU on the demo world."""
+    from transact.data.io import load_manifest
+    from transact.online import ArmSpec, OnlineConfig, simulate, write_report
+    from transact.online.replay import world_config_of
+
+    c = ctx.config
+    if c.online_days <= 0:
+        ctx.log("online: skipped (--online-days 0)")
+        return
+    names = list(ctx.state["run_configs"])
+    arms = tuple(ArmSpec(n, str(ctx.runs_dir / n), ONLINE_SHARE) for n in names)
+    n_days = world_config_of(load_manifest(ctx.world_dir), ctx.world_dir).n_days
+    config = OnlineConfig(
+        str(ctx.world_dir), arms, days=c.online_days, paired=True, pre_days=min(7, n_days),
+        progress=c.progress,
+    )  # fmt: skip
+    out = c.out_dir / "online"
+    if out.exists():
+        shutil.rmtree(out)  # stores and logs of an earlier run
+    result = simulate(config, out)
+    write_report(result, out)
+    ctx.state["online"] = result
+    x = result.lift(names[1], "repins", design="paired")
+    ctx.log(
+        f"online: {c.online_days} days, {result.impressions:,} impressions; repin volume "
+        f"{100 * x.lift:+.1f}% [{100 * x.ci_low:+.1f}, {100 * x.ci_high:+.1f}] (paired)"
+    )
+
+
+def online_lines(result: Any) -> tuple[list[str], dict[str, Any]]:
+    """The report's online table (Table 5's layout, both designs) and its JSON."""
+    from transact.online.report import format_lift
+
+    treatment = result.treatments[0]
+    days = result.config.days
+    lines = [
+        f"## Online A/B test: {treatment} over {result.control}, {days} simulated days",
+        "",
+        "The world continues after its offline weeks; the models are fixed. *Buckets*: a "
+        "quarter of the users on each model (the rest on the world's production ranker), "
+        "lift of per-user volume with CUPED on the last offline week. *Paired*: every one "
+        "of those users on each model, counterfactual copies with "
+        "the same random numbers (`transact online run --paired`; `docs/online.md`). "
+        "`*`: the 95% interval contains 0. The paper (Table 5, 1.5% buckets): repin volume "
+        "+11% (non-core +17%), hide volume -10%, time spent +2%.",
+        "",
+        "| metric | buckets, all | buckets, non-core | paired, all | paired, non-core |",
+        "|---|---|---|---|---|",
+    ]
+    out: dict[str, Any] = {"days": days, "treatment": treatment, "control": result.control}
+    for metric, label in ONLINE_TABLE:
+        cells = []
+        for design in ("buckets", "paired"):
+            for segment in ("all", "non_core"):
+                lift = result.lift(treatment, metric, segment, design)
+                out.setdefault(design, {})[f"{metric}/{segment}"] = lift.to_dict()
+                cells.append(format_lift(lift))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "The simulator's full report: `online/report.md`.", ""]
+    return lines, out
+
+
 def acceptance_checks(metrics: dict[str, Any], model: str = "transact") -> dict[str, Any]:
     """The demo's bar: higher HIT@3/repin and lower HIT@3/hide than the baseline, p < 0.05.
 
@@ -310,10 +406,18 @@ def acceptance_checks(metrics: dict[str, Any], model: str = "transact") -> dict[
 
 def stage_report(ctx: DemoContext) -> None:
     from transact.evaluation.pipeline import write_json
+    from transact.evaluation.plots import comparison_lift_plot
+    from transact.evaluation.reliability import reliability_plot
 
     cmp = ctx.state["comparison"]
     out = ctx.config.out_dir
     metrics = cmp.to_dict()
+    online: list[str] = []
+    if "online" in ctx.state:
+        online, metrics["online"] = online_lines(ctx.state["online"])
+    comparison_lift_plot(cmp, out / "lifts.png", paper={"transact": PAPER_TABLE1_TRANSACT})
+    if cmp.calibration:
+        reliability_plot(cmp.calibration, out / "reliability.png")
     checks = acceptance_checks(metrics)
     manifest = ctx.state["manifest"]
     counts = manifest.extra.get("counts", {})
@@ -347,6 +451,10 @@ def stage_report(ctx: DemoContext) -> None:
         f"**{verdict}**",
         "",
         cmp.to_markdown(),
+        *online,
+        "Plots: `lifts.png` (the lifts beside the paper's Table 1), `reliability.png` "
+        "(calibration).",
+        "",
         "### Stage timings",
         "",
         "| stage | seconds |",
@@ -365,6 +473,7 @@ STAGES: list[Stage] = [
     Stage("baseline", "train Pinnability without sequence features", _train_stage("baseline")),
     Stage("transact", "train Pinnability + TransAct", _train_stage("transact")),
     Stage("evaluate", "score week 3 (randomized requests), add the oracle", stage_evaluate),
+    Stage("online", "a short online A/B test of the two models (paired, buckets)", stage_online),
     Stage("report", "write report.md and metrics.json", stage_report),
 ]
 
@@ -415,6 +524,7 @@ def _handle(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_steps=args.max_steps,
         progress=not args.no_progress,
+        online_days=args.online_days,
     )
     run_demo(config)
     checks = json.loads((config.out_dir / "metrics.json").read_text())["demo"]["checks"]
@@ -452,6 +562,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="training seed of both models (default: the configs')")
     p.add_argument("--max-steps", type=int, default=0, help="cap optimizer steps per model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--online-days",
+        type=int_range(0, 14),
+        default=2,
+        help="simulated days of the closing online A/B test (0 skips it; default 2)",
+    )
     p.add_argument(
         "--strict", action="store_true", help="exit 1 when TransAct does not beat the baseline"
     )

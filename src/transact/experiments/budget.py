@@ -223,3 +223,122 @@ def get_budget(name: str) -> ExperimentBudget:
         return BUDGETS[name]
     except KeyError:
         raise KeyError(f"unknown budget {name!r}; known: {sorted(BUDGETS)}") from None
+
+
+@dataclass(frozen=True)
+class OnlineBudget:
+    """How much compute one online experiment (``table5``, ``fig6``, ``diversity``,
+    ``feedback-loop``) may spend: the world, the models' training, the simulated days.
+
+    Args:
+        name: preset name (``smoke``, ``default``).
+        world_preset: the simulated world's preset (the pre-period the models train on).
+        world_overrides: ``(field, value)`` changes of that preset (``smoke``: fewer users
+            and days, so a test runs in seconds); empty for the settling budgets, whose
+            world is the preset as it is.
+        train_overrides: ``[train]`` fields set in every variant's run config (empty: as the
+            shipped TOML has them, i.e. exactly the demo's models).
+        seq_len: ``[data] seq_len`` of every variant (None: the TOML's, 100).
+        days: online days of Table 5, the diversity experiment and the feedback loop.
+        fig6_days: online days of Figure 6 (the paper's figure spans two weeks).
+        retrain_steps: optimizer steps of every retrain during the online period (0: the
+            run config's; retraining from scratch dominates the cost of Figure 6).
+        retrain: the retraining schedule of the retrained arms (paper 3.4.1: twice a week).
+        settle_share: Table 5's bucket share per arm that can settle a lift on this world.
+        paper_share: the paper's bucket share (1.5% of users per arm).
+        feedback_share: the small bucket of the feedback-loop experiment.
+        pre_days: offline days before the experiment that are CUPED's covariate.
+    """
+
+    name: str
+    world_preset: str
+    world_overrides: tuple[tuple[str, int | float], ...]
+    train_overrides: tuple[tuple[str, int | float | str | bool], ...]
+    seq_len: int | None
+    days: int
+    fig6_days: int
+    retrain_steps: int
+    retrain: str
+    settle_share: float
+    paper_share: float
+    feedback_share: float
+    pre_days: int
+
+    def __post_init__(self) -> None:
+        for field_name in ("days", "fig6_days", "pre_days"):
+            if getattr(self, field_name) < 1:
+                raise ValueError(f"OnlineBudget.{field_name} must be >= 1")
+        for field_name in ("settle_share", "paper_share", "feedback_share"):
+            if not 0 < getattr(self, field_name) <= 0.5:
+                raise ValueError(f"OnlineBudget.{field_name} must be in (0, 0.5]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ONLINE_BUDGETS: dict[str, OnlineBudget] = {
+    # Every online experiment in well under a minute: a test runs each. A 200-user world
+    # of 4 offline days, models of a few steps, 2 online days. Numbers are noise.
+    "smoke": OnlineBudget(
+        name="smoke",
+        world_preset="tiny",
+        world_overrides=(("n_users", 200), ("warmup_days", 1), ("train_days", 2), ("eval_days", 1)),
+        train_overrides=(("preset", "tiny"), ("max_steps", 6), ("batch_size", 64)),
+        seq_len=20,
+        days=2,
+        fig6_days=3,
+        retrain_steps=4,
+        retrain="every:1d",
+        settle_share=0.5,
+        paper_share=0.015,
+        feedback_share=0.1,
+        pre_days=2,
+    ),
+    # The demo world and the demo's models, three online days (one week for Figure 6):
+    # what fits the shared 2-core machine in about an hour per experiment (a day of one
+    # environment of the demo world with a TransAct arm costs about 75 s of CPU).
+    "quick": OnlineBudget(
+        name="quick",
+        world_preset="demo",
+        world_overrides=(),
+        train_overrides=(),
+        seq_len=None,
+        days=3,
+        fig6_days=7,
+        retrain_steps=100,
+        retrain="every:3.5d",
+        settle_share=0.5,
+        paper_share=0.015,
+        feedback_share=0.1,
+        pre_days=7,
+    ),
+    # The demo world and the demo's models as the shipped TOMLs train them (so
+    # `--dataset runs/demo/world` reuses `transact demo`'s two runs). One week online for
+    # Table 5, the diversity experiment and the feedback loop, two for Figure 6;
+    # retrains of 150 steps (a third of the demo's training) to keep Figure 6 in hours.
+    "default": OnlineBudget(
+        name="default",
+        world_preset="demo",
+        world_overrides=(),
+        train_overrides=(),
+        seq_len=None,
+        days=7,
+        fig6_days=14,
+        retrain_steps=150,
+        retrain="every:3.5d",
+        settle_share=0.5,
+        paper_share=0.015,
+        feedback_share=0.1,
+        pre_days=7,
+    ),
+}
+
+
+def get_online_budget(name: str) -> OnlineBudget:
+    """The online preset called ``name``; raises ``KeyError`` listing the known presets."""
+    try:
+        return ONLINE_BUDGETS[name]
+    except KeyError:
+        raise KeyError(
+            f"no online budget {name!r}; the online experiments know {sorted(ONLINE_BUDGETS)}"
+        ) from None

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from transact.arguments import existing_file, output_dir, positive_int
 
-NAMES = (
+OFFLINE = (
     "table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "mask", "all",
 )  # fmt: skip
+ONLINE = ("table5", "fig6", "diversity", "feedback-loop")
+NAMES = OFFLINE + ONLINE
 TOOLS = ("power",)
 
 EPILOG = """\
@@ -31,6 +33,19 @@ experiments (paper section):
   all      everything above, sharing trained variants; writes summary.md
   power    not an experiment: project from a pilot's results.json the minimum detectable
            lift of one cell for other numbers of users and seeds (--results, --cell)
+
+online experiments (the simulated world as a closed loop, `transact.online`):
+  table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;
+                 paired copies, buckets at a settling share and at the paper's 1.5%
+  fig6           daily repin gain over 14 days, fixed against retrained twice a week (4.4.3)
+  diversity      impression diversity: TransAct with/without the time-window mask, higher
+                 dropout, random action masking (4.4.4)
+  feedback-loop  a small bucket against full traffic, each retrained on its own logs (5.1)
+  budgets: smoke (a 200-user world, 2 online days: seconds), quick (the demo world, 3
+  online days) and default (the demo world, a week; two for fig6); --dataset
+  runs/demo/world reuses `transact demo`'s models. Outputs: OUT/NAME/results.json,
+  results.md (paper vs ours, verdict per claim with its interval and MDE), a plot, and
+  per simulation the simulator's report.md/report.json.
 
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
@@ -54,6 +69,8 @@ examples:
   # a pilot of two rows, then the seeds and users that settle TransAct's repin lift
   transact experiment table1 --variants transact --seeds 0,1 --budget settle --out runs/pilot
   transact experiment power --results runs/pilot/table1/results.json --cell transact:repin/all
+  transact experiment table5 --budget smoke
+  transact experiment table5 --dataset runs/demo/world --out runs/online-experiments
 """
 
 
@@ -62,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "experiment",
-        help="rerun a paper table/figure (table1..table9, fig4, fig5, all)",
+        help="rerun a paper table/figure (table1..table9, fig4, fig5, all; online: table5, "
+        "fig6, diversity, feedback-loop)",
         description=(
             "Train every variant of one of the paper's offline experiments on the same "
             "training weeks, evaluate HIT@3 on the same held-out week, and write the "
@@ -227,6 +245,8 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    if args.name in ONLINE:
+        return _handle_online(args)
     from dataclasses import replace
 
     if args.name in TOOLS:
@@ -287,4 +307,30 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"{name}: {args.out / name / 'results.md'}")
     if args.name == "all":
         print(f"summary: {args.out / 'summary.md'}")
+    return 0
+
+
+def _handle_online(args: argparse.Namespace) -> int:
+    from transact.experiments.budget import get_online_budget
+    from transact.experiments.online import run_online_experiment
+
+    for flag, value in (("--steps", args.steps), ("--device", args.device != "cpu" or None)):
+        if value:
+            raise ValueError(f"{flag} is for the offline experiments; {args.name} takes its budget")
+    try:
+        budget = get_online_budget(args.budget)
+    except KeyError as exc:
+        raise ValueError(f"--budget {args.budget}: {exc.args[0]}") from None
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    seeds = args.seeds or (0,)
+    if len(seeds) > 1:
+        raise ValueError(f"--seeds: the online experiments take one seed, got {list(seeds)}")
+    run_online_experiment(
+        args.name, dataset=args.dataset, budget=budget, out_root=args.out,
+        progress=not args.no_progress, seed=seeds[0],
+    )  # fmt: skip
+    print(f"{args.name}: {args.out / args.name / 'results.md'}")
     return 0

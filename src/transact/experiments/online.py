@@ -1,0 +1,457 @@
+"""What the paper's online experiments share: the world, the trained variants, verdicts.
+
+The four online experiments (``table5``, ``fig6``, ``diversity``, ``feedback_loop``) run
+through :mod:`transact.online`'s library API (:func:`transact.online.simulate`) on one
+world per budget (:class:`~transact.experiments.budget.OnlineBudget`):
+
+* :func:`prepare_world` generates (or reuses) the offline world, the pre-period;
+* :func:`train_variant` trains a model variant with the shipped run config
+  (``baseline_small``/``transact_small``) plus the variant's encoder options on the
+  world's training window, through the pipeline (``build_examples`` + ``train_run``), so
+  the run records its run config and the simulator can retrain it. A finished run is
+  reused when its run config and world match: from the experiments' cache, or from
+  ``transact demo``'s ``runs/`` beside the world (``--dataset runs/demo/world`` reuses
+  the demo's two models);
+* :func:`judge` turns a :class:`~transact.online.stats.Lift` and the paper's number into
+  a verdict cell with :mod:`transact.evaluation.verdict` (holds / contradicted /
+  unsettled) and the minimum detectable effect of the interval;
+* :func:`write_results` writes ``results.json`` and ``results.md``.
+
+The models are served without the batch (PinnerFormer) user embedding, as the demo's:
+the shipped run configs build examples without one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transact.data.schema import MS_PER_HOUR
+from transact.evaluation.verdict import judge_cell
+from transact.experiments.budget import OnlineBudget
+from transact.online.result import OnlineResult
+from transact.online.stats import Lift, paired_lift
+
+MDE_Z = 1.959964 + 0.841621
+"""Minimum detectable effect = this x the lift's standard error: the true lift a two-sided
+5% test detects with 80% power."""
+
+EQUIVALENCE_MARGIN = 0.05
+"""A lift within 5% counts as "not hurt" (the non-inferiority cells)."""
+
+
+@dataclass(frozen=True)
+class OnlineVariant:
+    """A model variant of the online experiments: a shipped run config and encoder options.
+
+    Args:
+        key: the arm's name (``baseline``, ``transact``, ``transact_mask``).
+        label: what the tables print.
+        config: the shipped run config (``baseline_small`` or ``transact_small``).
+        encoder_overrides: ``(field, value)`` merged into the config's
+            ``[model] encoder_overrides`` (``TransActConfig`` fields).
+    """
+
+    key: str
+    label: str
+    config: str
+    encoder_overrides: tuple[tuple[str, Any], ...] = ()
+
+
+BASELINE = OnlineVariant("baseline", "Pinnability without sequence (baseline)", "baseline_small")
+TRANSACT = OnlineVariant(
+    "transact", "TransAct as the demo trains it (no time-window mask)", "transact_small"
+)
+TRANSACT_MASK = OnlineVariant(
+    "transact_mask",
+    "TransAct with the paper's random time-window mask (24 h)",
+    "transact_small",
+    (("time_window_max_ms", 24 * MS_PER_HOUR),),
+)
+TRANSACT_DROPOUT = OnlineVariant(
+    "transact_dropout",
+    "TransAct, no mask, dropout 0.3 (the paper's 0.1 x 3)",
+    "transact_small",
+    (("dropout", 0.3),),
+)
+TRANSACT_ACTION_MASK = OnlineVariant(
+    "transact_action_mask",
+    "TransAct, no mask, random action mask 20%",
+    "transact_small",
+    (("random_action_mask_rate", 0.2),),
+)
+
+
+def prepare_world(dataset: str, budget: OnlineBudget, work_dir: Path, progress: bool) -> Path:
+    """The offline world of the experiment: ``dataset`` when it is a generated world dir,
+    else the budget's preset (with its overrides) generated once into ``work_dir``."""
+    from transact.data.io import MANIFEST_NAME, load_manifest
+    from transact.data.world import PRESETS, generate_world
+
+    if dataset != "world":
+        path = Path(dataset)
+        if not (path / MANIFEST_NAME).exists() or not load_manifest(path).extra.get("config"):
+            raise ValueError(
+                f"--dataset {dataset}: the online experiments continue a generated world "
+                "(`transact data generate` or `transact demo`'s world/), not this directory"
+            )
+        return path
+    overrides: dict[str, Any] = dict(budget.world_overrides)
+    config = replace(PRESETS[budget.world_preset], **overrides)
+    wanted = json.loads(json.dumps(asdict(config)))
+    digest = hashlib.sha1(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:10]
+    path = work_dir / "data" / f"world-{budget.world_preset}-{digest}"
+    if (path / MANIFEST_NAME).exists() and load_manifest(path).extra.get("config") == wanted:
+        return path
+    generate_world(path, config, seed=0, preset=budget.world_preset, progress=progress)
+    return path
+
+
+def variant_run_config(variant: OnlineVariant, budget: OnlineBudget, seed: int = 0) -> Any:
+    """The run config of ``variant``: its shipped TOML with the budget's ``[train]`` and
+    ``[data] seq_len`` and the variant's encoder options merged in."""
+    from transact.pipeline.run_config import (
+        read_run_table,
+        run_config_from_dict,
+        shipped_config_path,
+        with_overrides,
+    )
+
+    path = shipped_config_path(variant.config)
+    raw = read_run_table(path)
+    overrides: dict[str, dict[str, Any]] = {"train": dict(budget.train_overrides)}
+    if seed:
+        overrides["train"]["seed"] = seed
+    if budget.seq_len is not None:
+        overrides["data"] = {"seq_len": budget.seq_len}
+    if variant.encoder_overrides:
+        model = raw.get("model", {})
+        base = model.get("encoder_overrides", {}) if isinstance(model, dict) else {}
+        overrides["model"] = {"encoder_overrides": {**base, **dict(variant.encoder_overrides)}}
+    return run_config_from_dict(with_overrides(raw, overrides), source=f"{path} ({variant.key})")
+
+
+def _comparable(run_config: dict[str, Any]) -> dict[str, Any]:
+    """A run config without what does not change the trained model (name, progress bars)."""
+    out = json.loads(json.dumps(run_config))
+    out.pop("name", None)
+    out.get("train", {}).pop("progress", None)
+    return out
+
+
+def find_trained(run_config: Any, world: Path, search: Sequence[Path]) -> Path | None:
+    """A finished run (``model.pt``) under ``search`` trained with ``run_config`` on
+    ``world``, or ``None``."""
+    from transact.models.artifact import ArtifactError, read_model
+
+    want = _comparable(run_config.to_dict())
+    for root in search:
+        for model in sorted(root.glob("*/model.pt")):
+            try:
+                meta = read_model(model).metadata
+            except (ArtifactError, OSError, ValueError):
+                continue
+            data_dir = meta.get("data", {}).get("dir")
+            same_world = data_dir is not None and Path(data_dir).resolve() == world.resolve()
+            if same_world and _comparable(meta.get("run_config", {})) == want:
+                return model.parent
+    return None
+
+
+def train_variant(
+    variant: OnlineVariant, budget: OnlineBudget, world: Path, work_dir: Path, seed: int = 0
+) -> tuple[Path, dict[str, Any]]:
+    """A trained run of ``variant`` on ``world``'s training window (reused when one with
+    the same run config exists, see the module docstring); returns its directory and what
+    it cost (``reused_from`` or ``wall_s``)."""
+    from transact.pipeline.run import build_examples, train_run
+    from transact.pipeline.windows import resolve_window
+
+    config = variant_run_config(variant, budget, seed)
+    cache = work_dir / "models"
+    found = find_trained(config, world, [cache, world.parent / "runs"])
+    if found is not None:
+        return found, {"run": str(found), "reused": True}
+    digest = hashlib.sha1(
+        json.dumps([_comparable(config.to_dict()), str(world.resolve())], sort_keys=True).encode()
+    ).hexdigest()[:10]
+    out = cache / f"{variant.key}-{digest}"
+    start = time.perf_counter()
+    window = resolve_window(world, "train")
+    examples = build_examples(world, window, config, evaluation=False)
+    metadata = {
+        "data": {
+            "dir": str(world),
+            "start_ms": window.start_ms,
+            "end_ms": window.end_ms,
+            "n_examples": len(examples),
+        }
+    }
+    train_run(config, examples, examples.feature_spec, out, metadata=metadata)
+    return out, {"run": str(out), "reused": False, "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def judge(
+    claim: str,
+    lift: Lift,
+    paper: float | None,
+    *,
+    rule: str = "direction",
+    sized: bool = True,
+    **context: Any,
+) -> dict[str, Any]:
+    """One verdict cell: the claim, the paper's value (a fraction, or the claim's sign),
+    our lift with its 95% interval, the MDE and the verdict.
+
+    ``rule``: ``direction`` (the paper reports an effect of ``paper``'s sign: holds when
+    the interval excludes 0 on that side) or ``not_hurt`` (the paper says the metric is
+    not hurt: holds when the interval's low end is above -5%, the equivalence rule of
+    :mod:`transact.evaluation.verdict` on the harm side). ``sized=False``: the paper
+    gives only the direction (``paper``'s sign), so no size is judged against it.
+    """
+    finite = math.isfinite(lift.ci_low) and math.isfinite(lift.ci_high)
+    if rule == "direction":
+        if paper is None or paper == 0:
+            raise ValueError(f"{claim}: the direction rule needs the paper's non-zero value")
+        cell = judge_cell(paper, lift.ci_low, lift.ci_high, null_claim=False, benefit=0)
+    elif rule == "not_hurt":
+        cell = judge_cell(
+            0.0, lift.ci_low, lift.ci_high, null_claim=True, benefit=-1, margin=EQUIVALENCE_MARGIN
+        )
+    else:
+        raise ValueError(f"rule {rule!r}: direction or not_hurt")
+    return {
+        "claim": claim,
+        "paper": paper,
+        "rule": rule,
+        "lift": _num(lift.lift),
+        "ci_low": _num(lift.ci_low),
+        "ci_high": _num(lift.ci_high),
+        "se": _num(lift.se),
+        "mde": _num(MDE_Z * lift.se) if finite else None,
+        "p_value": _num(lift.p_value),
+        "n_t": lift.n_t,
+        "n_c": lift.n_c,
+        "method": lift.method,
+        "verdict": cell.verdict,
+        "sized": sized,
+        "size": cell.size if rule == "direction" and sized else None,
+        **context,
+    }
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def period_values(
+    result: OnlineResult,
+    arm: str,
+    metric: str,
+    segment: str = "all",
+    design: str = "paired",
+    days: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, values)`` of an arm over ``days`` (online day indices; None: every day):
+    the sum of the days' values, or for a state metric (the entropy) the last day's."""
+    from transact.online.metrics import STATES
+
+    uv = result.arm(arm, design).metrics.get(metric, segment)
+    picked = uv.values if days is None else uv.values[list(days)]
+    return uv.users, (picked[-1].copy() if metric in STATES else picked.sum(axis=0))
+
+
+def paired_between(
+    result: OnlineResult,
+    treatment: str,
+    control: str,
+    metric: str,
+    segment: str = "all",
+    days: Sequence[int] | None = None,
+) -> Lift:
+    """The paired lift of copy ``treatment`` over copy ``control`` (any two arms of a
+    paired run: the same users with the same random numbers) over ``days``."""
+    users_t, y_t = period_values(result, treatment, metric, segment, "paired", days)
+    users_c, y_c = period_values(result, control, metric, segment, "paired", days)
+    if not np.array_equal(users_t, users_c):
+        raise ValueError(f"paired copies {treatment} and {control} hold different users")
+    return paired_lift(y_t, y_c)
+
+
+def difference_of_lifts(a: Lift, b: Lift) -> Lift:
+    """``a - b`` of two lifts with the interval of independent estimates
+    (``se = sqrt(se_a^2 + se_b^2)``; conservative when they are positively correlated, as
+    lifts on overlapping users are)."""
+    from scipy import stats
+
+    diff = a.lift - b.lift
+    se = math.sqrt(a.se**2 + b.se**2)
+    z = stats.norm.ppf(0.975)
+    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else math.nan
+    return Lift(
+        lift=diff, ci_low=diff - z * se, ci_high=diff + z * se, se=se, p_value=p,
+        mean_t=a.lift, mean_c=b.lift, n_t=a.n_t, n_c=b.n_t, method="difference of lifts",
+    )  # fmt: skip
+
+
+def slope_of(lifts: Sequence[Lift]) -> Lift:
+    """The weighted least-squares slope of daily lifts over the days (per day), with its
+    interval (weights ``1 / se^2``; days treated as independent estimates)."""
+    from scipy import stats
+
+    pts = [
+        (k + 1, x.lift, x.se)
+        for k, x in enumerate(lifts)
+        if math.isfinite(x.lift) and math.isfinite(x.se) and x.se > 0
+    ]
+    nan = Lift(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0, 0, "slope")
+    if len(pts) < 3:
+        return nan
+    d, y, se = (np.array(v, dtype=np.float64) for v in zip(*pts, strict=True))
+    w = 1.0 / se**2
+    d_bar = float((w * d).sum() / w.sum())
+    y_bar = float((w * y).sum() / w.sum())
+    sxx = float((w * (d - d_bar) ** 2).sum())
+    slope = float((w * (d - d_bar) * (y - y_bar)).sum() / sxx)
+    s_se = math.sqrt(1.0 / sxx)
+    z = stats.norm.ppf(0.975)
+    return Lift(
+        lift=slope, ci_low=slope - z * s_se, ci_high=slope + z * s_se, se=s_se,
+        p_value=float(2 * stats.norm.sf(abs(slope) / s_se)), mean_t=y_bar, mean_c=d_bar,
+        n_t=len(pts), n_c=len(pts), method="wls slope per day",
+    )  # fmt: skip
+
+
+def fmt_pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{100 * x:+.{digits}f}%"
+
+
+def cells_table(cells: Sequence[dict[str, Any]]) -> list[str]:
+    """The verdict table: claim, paper, ours with the interval, MDE, verdict."""
+    lines = [
+        "| claim | paper | ours (95% interval) | MDE | users | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        if c["rule"] == "not_hurt":
+            paper = "not hurt (> -5%)"
+        elif not c.get("sized", True):
+            paper = "> 0" if c["paper"] > 0 else "< 0"
+        else:
+            paper = fmt_pct(c["paper"])
+        ours = f"{fmt_pct(c['lift'])} [{fmt_pct(c['ci_low'])}, {fmt_pct(c['ci_high'])}]"
+        mde = "n/a" if c["mde"] is None else f"{100 * c['mde']:.1f}%"
+        size = f" ({c['size']})" if c.get("size") else ""
+        lines.append(
+            f"| {c['claim']} | {paper} | {ours} | {mde} | {c['n_t']:,} / {c['n_c']:,} "
+            f"| **{c['verdict']}**{size} |"
+        )
+    return lines
+
+
+def write_results(
+    out_dir: Path, results: dict[str, Any], markdown: Sequence[str]
+) -> dict[str, Path]:
+    """Write ``results.json`` (``results``) and ``results.md`` (``markdown``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "results.json", "md": out_dir / "results.md"}
+    paths["json"].write_text(json.dumps(results, indent=1, default=str) + "\n")
+    paths["md"].write_text("\n".join(markdown) + "\n")
+    return paths
+
+
+@dataclass
+class OnlineRun:
+    """One online experiment's context: budget, world, output and cache directories."""
+
+    name: str
+    budget: OnlineBudget
+    world: Path
+    out_dir: Path
+    work_dir: Path
+    progress: bool = True
+    seed: int = 0
+
+    def models(self, variants: Sequence[OnlineVariant]) -> tuple[dict[str, Path], dict]:
+        """Every variant's trained run (trained or reused) and what each cost."""
+        runs, info = {}, {}
+        for v in variants:
+            runs[v.key], info[v.key] = train_variant(
+                v, self.budget, self.world, self.work_dir, self.seed
+            )
+        return runs, info
+
+    def simulate(self, label: str, config: Any) -> tuple[OnlineResult, float]:
+        """Run ``config`` into ``out_dir/label`` (report.json/md and figures beside it);
+        what an earlier, perhaps interrupted, run of this experiment left there goes."""
+        import shutil
+
+        from transact.online import simulate, write_report
+
+        if (self.out_dir / label).exists():
+            shutil.rmtree(self.out_dir / label)
+        start = time.perf_counter()
+        result = simulate(config, self.out_dir / label)
+        write_report(result, self.out_dir / label)
+        return result, round(time.perf_counter() - start, 1)
+
+    def header(self, title: str) -> list[str]:
+        b = self.budget
+        return [
+            f"# {title}",
+            "",
+            f"World `{self.world}` (pre-period: the offline days); budget `{b.name}`. "
+            "Verdicts by `transact.evaluation.verdict` on the 95% intervals; MDE: the "
+            "true lift the test detects with 80% power (2.8 standard errors).",
+            "",
+        ]
+
+
+ONLINE_EXPERIMENTS = {
+    "table5": "table5",
+    "fig6": "fig6",
+    "diversity": "diversity",
+    "feedback-loop": "feedback_loop",
+}
+"""Command name -> module of ``transact.experiments`` (each has ``NAME``, ``TITLE``, ``run``)."""
+
+
+def run_online_experiment(
+    name: str,
+    *,
+    dataset: str,
+    budget: OnlineBudget,
+    out_root: Path,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run online experiment ``name`` into ``out_root/<name>/`` (models cached in
+    ``out_root/_work``); returns its results (what ``results.json`` holds)."""
+    import importlib
+
+    if name not in ONLINE_EXPERIMENTS:
+        raise KeyError(f"no online experiment {name!r}; known: {sorted(ONLINE_EXPERIMENTS)}")
+    module = importlib.import_module(f"transact.experiments.{ONLINE_EXPERIMENTS[name]}")
+    work_dir = out_root / "_work"
+    start = time.perf_counter()
+    ctx = OnlineRun(
+        name=name,
+        budget=budget,
+        world=prepare_world(dataset, budget, work_dir, progress),
+        out_dir=out_root / name,
+        work_dir=work_dir,
+        progress=progress,
+        seed=seed,
+    )
+    results: dict[str, Any] = module.run(ctx)
+    results["wall_s"] = round(time.perf_counter() - start, 1)
+    (ctx.out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    return results

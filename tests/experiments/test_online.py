@@ -1,0 +1,146 @@
+"""The paper's online experiments (issue 16 part 3): verdict helpers, variants, smoke runs."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transact.cli import main
+from transact.evaluation.verdict import VERDICTS
+from transact.experiments.budget import ONLINE_BUDGETS
+from transact.experiments.online import (
+    BASELINE,
+    MDE_Z,
+    TRANSACT,
+    TRANSACT_ACTION_MASK,
+    TRANSACT_DROPOUT,
+    TRANSACT_MASK,
+    difference_of_lifts,
+    judge,
+    slope_of,
+    variant_run_config,
+)
+from transact.online.stats import Lift, paired_lift
+
+SMOKE = ONLINE_BUDGETS["smoke"]
+
+
+def _lift(lift: float, se: float) -> Lift:
+    z = 1.959964
+    return Lift(lift, lift - z * se, lift + z * se, se, 0.5, 1.0, 1.0, 100, 100, "paired")
+
+
+def test_judge_direction_and_not_hurt_rules():
+    up = _lift(0.08, 0.02)  # [+4%, +12%]
+    cell = judge("repin", up, 0.11)
+    assert cell["verdict"] == "holds" and cell["size"] == "consistent"
+    assert cell["mde"] == pytest.approx(MDE_Z * 0.02)
+    assert judge("hide", up, -0.10)["verdict"] == "contradicted"
+    assert judge("repin", _lift(0.01, 0.02), 0.11)["verdict"] == "unsettled"
+    assert judge("repin", up, 0.5)["size"] == "smaller"
+    assert judge("only a direction", up, 1.0, sized=False)["size"] is None
+    # not hurt: the interval's low end above -5%
+    assert judge("not hurt", _lift(-0.01, 0.01), None, rule="not_hurt")["verdict"] == "holds"
+    assert judge("not hurt", _lift(-0.10, 0.02), None, rule="not_hurt")["verdict"] == "contradicted"
+    assert judge("not hurt", _lift(-0.03, 0.03), None, rule="not_hurt")["verdict"] == "unsettled"
+    with pytest.raises(ValueError, match="direction rule"):
+        judge("no paper value", up, None)
+
+
+def test_slope_recovers_a_known_decay_and_its_interval_covers_it():
+    rng = np.random.default_rng(0)
+    truth, covered = -0.005, 0
+    for _ in range(200):
+        days = [_lift(0.10 + truth * (k + 1) + rng.normal(0, 0.01), 0.01) for k in range(14)]
+        s = slope_of(days)
+        covered += s.ci_low <= truth <= s.ci_high
+    assert 180 <= covered <= 198  # 95% of 200 = 190, sd ~3
+    exact = slope_of([_lift(0.1 - 0.01 * k, 0.01) for k in range(5)])
+    assert exact.lift == pytest.approx(-0.01) and exact.ci_high < 0
+    assert math.isnan(slope_of([_lift(0.1, 0.01)] * 2).lift)  # too few days
+
+
+def test_difference_of_lifts_adds_variances():
+    d = difference_of_lifts(_lift(0.10, 0.03), _lift(0.02, 0.04))
+    assert d.lift == pytest.approx(0.08) and d.se == pytest.approx(0.05)
+    assert d.ci_low == pytest.approx(0.08 - 1.959964 * 0.05, rel=1e-4)
+
+
+def test_paired_lift_of_a_copy_with_itself_is_zero():
+    y = np.random.default_rng(1).poisson(3.0, 500).astype(float)
+    x = paired_lift(y, y)
+    assert x.lift == 0 and x.ci_low == 0 and x.ci_high == 0
+
+
+def test_variants_are_the_shipped_configs_with_their_encoder_options():
+    get = lambda v: variant_run_config(v, SMOKE).model  # noqa: E731
+    assert get(BASELINE)["encoder"] == "none"
+    assert get(TRANSACT)["encoder_overrides"] == {"time_window_max_ms": 0}  # the demo's
+    assert get(TRANSACT_MASK)["encoder_overrides"] == {"time_window_max_ms": 24 * 3600 * 1000}
+    assert get(TRANSACT_DROPOUT)["encoder_overrides"] == {"time_window_max_ms": 0, "dropout": 0.3}
+    assert get(TRANSACT_ACTION_MASK)["encoder_overrides"] == {
+        "time_window_max_ms": 0,
+        "random_action_mask_rate": 0.2,
+    }
+    config = variant_run_config(TRANSACT, SMOKE)
+    assert config.train.max_steps == 6 and config.data.seq_len == 20
+    default = variant_run_config(TRANSACT, ONLINE_BUDGETS["default"])
+    assert default.train.max_steps == 0 and default.data.seq_len == 100  # as the demo
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One output root for the four smoke runs: the world and models are made once."""
+    return tmp_path_factory.mktemp("online-experiments")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("name", "plot", "n_cells"),
+    [
+        ("table5", "table5.png", 12),
+        ("fig6", "fig6.png", 4),
+        ("diversity", "diversity.png", 8),
+        ("feedback-loop", "feedback_loop.png", 4),
+    ],
+)
+def test_online_experiment_smoke_writes_verdicts_and_a_plot(smoke_root, name, plot, n_cells):
+    """`transact experiment NAME --budget smoke`: results.json holds a verdict per claim
+    with its interval and MDE, results.md prints them, the plot exists, and the models
+    are trained once for all four experiments."""
+    argv = ["experiment", name, "--budget", "smoke", "--out", str(smoke_root), "--no-progress"]
+    assert main([*argv, "--threads", "1"]) == 0
+    out = smoke_root / name
+    results = json.loads((out / "results.json").read_text())
+    cells = results["cells"]
+    assert len(cells) == n_cells
+    assert all(c["verdict"] in VERDICTS for c in cells)
+    judged = [c for c in cells if "error" not in c]
+    assert judged and all(c["ci_low"] is None or c["ci_low"] <= c["ci_high"] for c in judged)
+    assert all(
+        c["mde"] is None or c["mde"] == pytest.approx(MDE_Z * c["se"], rel=1e-6) for c in judged
+    )
+    text = (out / "results.md").read_text()
+    assert all(f"**{c['verdict']}**" in text for c in judged)
+    assert (out / plot).stat().st_size > 5_000
+    assert (out / next(iter(results["runs"])) / "report.json").exists()
+    trained = results["models"]
+    assert set(trained) >= {"baseline", "transact"}
+    if name != "table5":  # the first run trained them; the others reuse them
+        assert trained["baseline"]["reused"] and trained["transact"]["reused"]
+    if name == "fig6":
+        assert len(results["daily_gain"]["fixed"]) == SMOKE.fig6_days
+        assert {r["arm"] for r in results["retrains"]} == {
+            "baseline_retrained",
+            "transact_retrained",
+        }
+    if name == "table5":
+        designs = {c["design"] for c in cells}
+        assert designs == {
+            "paired",
+            "buckets (CUPED), settling share",
+            "buckets (CUPED), the paper's 1.5%",
+        }
