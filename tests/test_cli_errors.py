@@ -174,7 +174,7 @@ CASES: list[tuple[str, str, str]] = [
     ("experiment-out-is-file", "experiment table1 --budget smoke --out {tmp}/file.txt", "--out"),
     ("experiment-steps-negative", "experiment table1 --budget smoke --steps -1 --out {tmp}/ex", "--steps"),
     ("experiment-unknown-name", "experiment table7", "table7"),
-    ("experiment-online-budget-unknown", "experiment table5 --budget quick --out {tmp}/ex", "--budget quick"),
+    ("experiment-online-budget-unknown", "experiment table5 --budget full --out {tmp}/ex", "--budget full"),
     ("experiment-online-two-seeds", "experiment fig6 --budget smoke --seeds 0,1 --out {tmp}/ex", "--seeds"),
     ("experiment-online-steps", "experiment diversity --budget smoke --steps 5 --out {tmp}/ex", "--steps"),
     ("experiment-online-not-a-world", "experiment feedback-loop --budget smoke --dataset {tmp}/empty --out {tmp}/ex", "--dataset"),
