@@ -199,7 +199,10 @@ def test_a_client_that_falls_behind_cannot_hide_the_wait(make_server: Any) -> No
     assert r["ok"] == 50 and r["errors"] == {}
     assert r["max_client_send_lag_ms"] >= 150, r
     assert r["max_ms"] >= 150, r  # the request due at ~50 ms went out at ~250 ms
-    assert r["p50_ms"] < 50, r  # the rest were on time
+    # the rest were on time: the stall is charged to the late requests only, so the median
+    # stays far below the stalled maximum (relative, so a loaded test machine, which slows
+    # every request alike, cannot fail it)
+    assert r["p50_ms"] < r["max_ms"] / 2, r
 
 
 def test_p99_is_the_nearest_rank_not_the_maximum() -> None:
