@@ -144,6 +144,17 @@ def test_acceptance_checks_need_direction_and_significance():
     assert not acceptance_checks(metrics(0.1, 0.01, 0.1, 0.01))["passed"]  # hide went up
     assert not acceptance_checks(metrics(0.1, 0.2, -0.1, 0.01))["passed"]  # insignificant
     assert not acceptance_checks(metrics(None, None, -0.1, 0.01))["passed"]
+    # with ground truth the expected HIT@3's lift is judged, not the sampled one's
+    m = metrics(0.1, 0.01, -0.1, 0.4)  # sampled hide: insignificant
+    for head, lift in (("repin", 0.08), ("hide", -0.12)):
+        m["models"]["transact"][head]["all"].update(
+            expected_lift_vs_baseline=lift, expected_p_value=1e-6
+        )
+    checks = acceptance_checks(m)
+    assert checks["passed"] and checks["hide/all"]["metric"] == "expected_hit_at_3"
+    assert checks["hide/all"]["lift"] == -0.12
+    m["models"]["transact"]["hide"]["all"]["expected_lift_vs_baseline"] = 0.02  # hide went up
+    assert not acceptance_checks(m)["passed"]
 
 
 def test_add_stage_inserts_after_a_named_stage():

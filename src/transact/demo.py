@@ -387,7 +387,9 @@ def online_lines(result: Any) -> tuple[list[str], dict[str, Any]]:
 def acceptance_checks(metrics: dict[str, Any], model: str = "transact") -> dict[str, Any]:
     """The demo's bar: higher HIT@3/repin and lower HIT@3/hide than the baseline, p < 0.05.
 
-    Returns each check with its numbers and ``passed``.
+    Judged on the expected HIT@3 where the data has ground truth (the world: the same
+    ranking without the label draw's noise, as the experiments judge), else on the sampled
+    HIT@3. Returns each check with its numbers, the metric and ``passed``.
     """
     checks: dict[str, Any] = {}
     m = metrics["models"][model]
@@ -397,9 +399,16 @@ def acceptance_checks(metrics: dict[str, Any], model: str = "transact") -> dict[
             continue
         for segment in ("all", "non_core"):
             r = m[head][segment]
-            lift, p = r["lift_vs_baseline"], r["p_value"]
+            expected = r.get("expected_lift_vs_baseline") is not None
+            prefix = "expected_" if expected else ""
+            lift, p = r[f"{prefix}lift_vs_baseline"], r[f"{prefix}p_value"]
             ok = lift is not None and p is not None and sign * lift > 0 and p < alpha
-            checks[f"{head}/{segment}"] = {"lift": lift, "p_value": p, "passed": bool(ok)}
+            checks[f"{head}/{segment}"] = {
+                "metric": "expected_hit_at_3" if expected else "hit_at_3",
+                "lift": lift,
+                "p_value": p,
+                "passed": bool(ok),
+            }
     checks["passed"] = all(v["passed"] for k, v in checks.items() if k.endswith("/all"))
     return checks
 
@@ -447,7 +456,8 @@ def stage_report(ctx: DemoContext) -> None:
         f"S = {' + '.join(f'{w:g}*{h}' for h, w in cmp.config.utility.items())} (Eq. 3); "
         f"HIT@{k} per Eq. (4).",
         "",
-        f"Acceptance (TransAct: higher HIT@3/repin, lower HIT@3/hide, p < 0.05, all users): "
+        f"Acceptance (TransAct: higher expected HIT@3/repin, lower expected HIT@3/hide, "
+        f"p < 0.05, all users): "
         f"**{verdict}**",
         "",
         cmp.to_markdown(),
