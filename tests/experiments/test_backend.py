@@ -90,7 +90,8 @@ def test_finished_runs_are_reused_by_key(tmp_path, monkeypatch):
 
 
 def test_user_subset_keeps_whole_users_and_every_row_once():
-    from transact.experiments.backend import RowSubset, user_subset_rows
+    from transact.data.examples import RowSubset
+    from transact.experiments.backend import user_subset_rows
 
     class Columns:
         feature_spec = None

@@ -229,6 +229,24 @@ class ExampleSet:
         return out
 
 
+class RowSubset:
+    """The rows ``rows`` of an ``ExampleSet``, in order, as a batch source (evaluation only)."""
+
+    def __init__(self, source: Any, rows: np.ndarray) -> None:
+        self.source = source
+        self.rows = rows
+        self.feature_spec = source.feature_spec
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, start: int = 0):
+        if shuffle:
+            raise ValueError("RowSubset is for evaluation: shuffle=False only")
+        for a in range(start, len(self.rows), batch_size):
+            yield self.source.batch(self.rows[a : a + batch_size])
+
+
 def hour_of_day_index(request_time_ms: np.ndarray) -> np.ndarray:
     """``[B]`` request times -> the ``hour_of_day`` feature: UTC hour + 1 (0 = missing).
 

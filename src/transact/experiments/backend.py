@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from transact.data.examples import RowSubset
 from transact.data.schema import (
     MS_PER_DAY,
     ActionVocabulary,
@@ -137,24 +138,6 @@ def truncate_source(source: Any, seq_len: int) -> Any:
             seq_times_ms=source.seq_times_ms[:, :seq_len],
         )
     return TruncatedSource(source, seq_len)
-
-
-class RowSubset:
-    """The rows ``rows`` of an ``ExampleSet``, in order, as a batch source (evaluation only)."""
-
-    def __init__(self, source: Any, rows: np.ndarray) -> None:
-        self.source = source
-        self.rows = rows
-        self.feature_spec = source.feature_spec
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, start: int = 0):
-        if shuffle:
-            raise ValueError("RowSubset is for evaluation: shuffle=False only")
-        for a in range(start, len(self.rows), batch_size):
-            yield self.source.batch(self.rows[a : a + batch_size])
 
 
 def user_subset_rows(source: Any, max_users: int, seed: int = 0) -> np.ndarray | None:

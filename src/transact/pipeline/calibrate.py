@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from transact.data.examples import RowSubset
 from transact.data.schema import MS_PER_DAY
 from transact.evaluation.calibration import Calibration, fit_calibration
 
@@ -119,17 +120,6 @@ def calibration_slice(
     return examples, rows, info
 
 
-class _Rows:
-    """A batch source restricted to ``rows`` (the slice's drawn requests)."""
-
-    def __init__(self, source: Any, rows: np.ndarray) -> None:
-        self.source, self.rows = source, rows
-
-    def batches(self, batch_size: int, shuffle: bool = False) -> Any:
-        for lo in range(0, len(self.rows), batch_size):
-            yield self.source.batch(self.rows[lo : lo + batch_size])
-
-
 def calibrate_model(
     model: torch.nn.Module,
     data_dir: str | Path,
@@ -161,7 +151,7 @@ def calibrate_model(
         max_examples=max_examples,
         seed=seed,
     )
-    source: Any = examples if rows is None else _Rows(examples, rows)
+    source: Any = examples if rows is None else RowSubset(examples, rows)
     fit_on = predict(model, source.batches(batch_size, shuffle=False), heads, device=device)
     return fit_calibration(
         fit_on.scores, fit_on.labels, heads, keep_rate=keep_rate_of(train_set), fitted_on=info
