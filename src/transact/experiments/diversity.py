@@ -25,6 +25,7 @@ from transact.experiments.online import (
     cells_table,
     judge,
     paired_between,
+    single_run_record,
     write_results,
 )
 
@@ -91,13 +92,7 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         },  # fmt: skip
         "cells": cells,
         "lifts_vs_baseline_paired": table,
-        "runs": {
-            "run": {
-                "dir": str(ctx.out_dir / "run"),
-                "wall_s": wall,
-                "impressions": result.impressions,
-            }
-        },  # fmt: skip
+        "runs": single_run_record(ctx.out_dir, wall, result),
     }
     lines = ctx.header(TITLE)
     lines += [

@@ -29,6 +29,7 @@ from transact.experiments.online import (
     difference_of_lifts,
     judge,
     paired_between,
+    single_run_record,
     write_results,
 )
 
@@ -89,13 +90,7 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
             "full_traffic": [x.to_dict() for x in full_daily],
         },
         "retrains": [r.to_dict() for r in result.retrains],
-        "runs": {
-            "run": {
-                "dir": str(ctx.out_dir / "run"),
-                "wall_s": wall,
-                "impressions": result.impressions,
-            }
-        },  # fmt: skip
+        "runs": single_run_record(ctx.out_dir, wall, result),
     }
     lines = ctx.header(TITLE)
     lines += [

@@ -28,6 +28,7 @@ from transact.experiments.online import (
     difference_of_lifts,
     judge,
     paired_between,
+    single_run_record,
     slope_of,
     write_results,
 )
@@ -102,13 +103,7 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
             for label, lifts in curves.items()
         },
         "retrains": [r.to_dict() for r in result.retrains],
-        "runs": {
-            "run": {
-                "dir": str(ctx.out_dir / "run"),
-                "wall_s": wall,
-                "impressions": result.impressions,
-            }
-        },  # fmt: skip
+        "runs": single_run_record(ctx.out_dir, wall, result),
     }
     lines = ctx.header(TITLE)
     lines += [

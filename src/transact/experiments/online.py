@@ -357,6 +357,13 @@ def cells_table(cells: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def single_run_record(out_dir: Path, wall_s: float, result: OnlineResult) -> dict[str, Any]:
+    """``results.json``'s ``runs`` of an experiment with one simulation (in ``out_dir/run``)."""
+    return {
+        "run": {"dir": str(out_dir / "run"), "wall_s": wall_s, "impressions": result.impressions}
+    }
+
+
 def write_results(
     out_dir: Path, results: dict[str, Any], markdown: Sequence[str]
 ) -> dict[str, Path]:
