@@ -46,6 +46,16 @@ def test_scoring_section_cuts_at_a_request_boundary_and_scores_alike():
     assert r["plain_examples_per_s"] > 0 and r["fast_examples_per_s"] > 0
 
 
+def test_scoring_cut_does_not_assume_sorted_request_ids():
+    """A real evaluation set's request ids are contiguous per request but not ascending
+    (the demo world's are not): the cut still keeps whole requests, as many as asked."""
+    data = FakeExampleSet(n=120, seq_len=12, items_per_request=10)
+    ids = data.request_ids.numpy()
+    data.example_request = (11 - ids) * 7  # descending: searchsorted would cut at 10 rows
+    r = benchmark.bench_scoring("transact", data, data, max_examples=35, repeats=1)
+    assert r["examples"] == 40 and r["requests"] == 4
+
+
 def test_run_writes_json_with_the_machine(tmp_path, monkeypatch):
     data = FakeExampleSet(n=64, seq_len=8)
     data.example_request = data.request_ids.numpy()

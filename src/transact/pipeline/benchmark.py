@@ -285,9 +285,11 @@ def bench_scoring(
     model = build_ranker(encoder, spec).eval()
     requests = eval_set.example_request
     rows = np.arange(len(eval_set))
-    if len(rows) > max_examples:  # cut at a request boundary
-        last = requests[max_examples - 1]
-        rows = rows[: int(np.searchsorted(requests, last, side="right"))]
+    if len(rows) > max_examples:  # cut at a request boundary (a request's rows are
+        # contiguous, the request ids themselves need not be sorted)
+        changes = np.flatnonzero(requests[max_examples:] != requests[max_examples - 1])
+        end = max_examples + int(changes[0]) if len(changes) else len(rows)
+        rows = rows[:end]
     heads = tuple(spec.heads)
 
     def batches() -> Any:
