@@ -22,17 +22,7 @@ OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-pick_python() {
-  for p in "${PYTHON:-}" .venv/bin/python python3 python; do
-    [ -n "$p" ] || continue
-    command -v "$p" >/dev/null 2>&1 || [ -x "$p" ] || continue
-    if "$p" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-      echo "$p"; return 0
-    fi
-  done
-  return 1
-}
-PY="$(pick_python)" || { echo "no Python with CUDA torch found (set PYTHON=...)" | tee "$OUT_DIR/ERROR.txt"; exit 2; }
+. benchmarks/cuda_python.sh  # sets PY
 {
   echo "python: $PY"; date -u
   "$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'

@@ -49,25 +49,10 @@ OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-pick_python() {
-  for p in "${PYTHON:-}" .venv/bin/python python3 python; do
-    [ -n "$p" ] || continue
-    command -v "$p" >/dev/null 2>&1 || [ -x "$p" ] || continue
-    if "$p" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-      echo "$p"; return 0
-    fi
-  done
-  return 1
-}
-PY="$(pick_python)" || { echo "no Python with CUDA torch found (set PYTHON=...)" | tee "$OUT_DIR/ERROR.txt"; exit 2; }
+. benchmarks/cuda_python.sh  # sets PY
 
 if ! "$PY" -c "from transact.experiments.budget import get_budget; get_budget('$BUDGET')" 2>/dev/null; then
-  if [ "$BUDGET" = settle ]; then
-    echo "budget 'settle' does not exist yet (experiments/budget.py): using 'default'" | tee "$OUT_DIR/budget.txt"
-    BUDGET=default
-  else
-    echo "unknown budget '$BUDGET'" | tee "$OUT_DIR/ERROR.txt"; exit 2
-  fi
+  echo "unknown budget '$BUDGET'" | tee "$OUT_DIR/ERROR.txt"; exit 2
 fi
 echo "budget: $BUDGET; experiments: ${NAMES[*]}" | tee -a "$OUT_DIR/budget.txt"
 {
