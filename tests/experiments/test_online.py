@@ -144,3 +144,19 @@ def test_online_experiment_smoke_writes_verdicts_and_a_plot(smoke_root, name, pl
             "buckets (CUPED), settling share",
             "buckets (CUPED), the paper's 1.5%",
         }
+
+
+def test_feedback_loop_runs_long_enough_to_retrain():
+    """At ``quick`` (3 days, retrains every 3.5 days) the loop would never close: the
+    experiment takes the budget's week instead, and refuses a budget with no retrain."""
+    from dataclasses import replace
+
+    from transact.experiments.budget import get_online_budget
+    from transact.experiments.feedback_loop import feedback_days
+
+    assert feedback_days(get_online_budget("quick")) == 7
+    assert feedback_days(get_online_budget("default")) == 7
+    assert feedback_days(get_online_budget("smoke")) == 2
+    never = replace(get_online_budget("quick"), retrain="fixed")
+    with pytest.raises(ValueError, match="needs at least one retrain"):
+        feedback_days(never)
