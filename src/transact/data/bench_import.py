@@ -120,7 +120,7 @@ def measure(rows: int, memory_rows: int, workdir: Path) -> dict[str, Any]:
             {
                 "rows": n,
                 "generate_s": round(gen_s, 2),
-                "import_s": round(got["seconds"], 2),
+                "import_s": round(got["seconds"], 3),
                 "rows_per_s": round(n / got["seconds"]),
                 "peak_rss_mb": round(got["peak_rss_mb"], 1),
                 "log_mb": round(log.stat().st_size / 2**20, 1),
@@ -133,7 +133,7 @@ def measure(rows: int, memory_rows: int, workdir: Path) -> dict[str, Any]:
             ref = _child(_READ_ALL, str(log))
             out["reference_read_all"] = {
                 "what": "pyarrow.parquet.read_table of the whole log (no processing)",
-                "seconds": round(ref["seconds"], 2),
+                "seconds": round(ref["seconds"], 3),
                 "rows_per_s": round(n / ref["seconds"]),
                 "peak_rss_mb": round(ref["peak_rss_mb"], 1),
             }
