@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transact.data.adapters.requests import form_requests, group_actions
+from transact.data.adapters.spill import time_order
 from transact.data.io import DataError
 from transact.data.item_stats import ItemStatsConfig
 from transact.data.schema import MS_PER_DAY
@@ -124,9 +125,10 @@ class BucketProcessor:
     def process(self, bucket: int, table: pa.Table) -> tuple[pa.Table, pa.Table, BucketStats]:
         """One bucket's rows -> (impressions, events) spill tables and its statistics.
 
-        Both tables hold numbers only (surfaces and actions as codes, ids local to the
-        bucket, a ``bucket`` column): sorting and spilling them is cheap, and pass 3 makes
-        the ids global and the strings once per day
+        Both tables are in time order (impressions by request time, events by
+        :func:`~.spill.time_order`) and hold numbers only (surfaces and actions as codes,
+        ids local to the bucket, a ``bucket`` column): spilling them by day is slicing,
+        pass 3 merges sorted runs, makes the ids global and the strings once per day
         (:func:`~transact.data.adapters.writer.events_table`).
         """
         w = self.w
@@ -227,18 +229,23 @@ class BucketProcessor:
         }
         for k, name in enumerate(w.labels):
             imp_cols[f"label_{name}"] = ((kept_labels >> k) & 1).astype(np.int8)
+        # the events in time order (stable: a user's keep theirs), so the day spill and
+        # pass 3 need no sort of their own; each column is gathered once
+        ev_time = np.concatenate([r_time, times[ev_rows]])
+        order = time_order(ev_time)
+        ev_src = np.concatenate([rows, ev_rows])[order]
         events = {
-            "bucket": np.full(rows.size + ev_rows.size, bucket, np.int32),
-            "user_id": np.concatenate([users[rows], users[ev_rows]]),
-            "item_id": np.concatenate([items[rows], items[ev_rows]]),
-            "action": np.concatenate([np.full(rows.size, self.impression_id), ev_action]).astype(
-                np.int8
-            ),
-            "timestamp_ms": np.concatenate([r_time, times[ev_rows]]),
-            "surface": np.concatenate([surf_req[req.request], surface[ev_rows]]).astype(np.int32),
+            "bucket": np.full(ev_time.size, bucket, np.int32),
+            "user_id": users[ev_src],
+            "item_id": items[ev_src],
+            "action": np.concatenate(
+                [np.full(rows.size, self.impression_id, np.int8), ev_action.astype(np.int8)]
+            )[order],
+            "timestamp_ms": ev_time[order],
+            "surface": np.concatenate([surf_req[req.request], surface[ev_rows]])[order],
             # event ids: (request, position) of an impression; (-1, serial) of an action
-            "id_a": np.concatenate([req.request, np.full(ev_rows.size, -1)]),
-            "id_b": np.concatenate([req.position.astype(np.int64), np.arange(ev_rows.size)]),
+            "id_a": np.concatenate([req.request, np.full(ev_rows.size, -1)])[order],
+            "id_b": np.concatenate([req.position.astype(np.int64), np.arange(ev_rows.size)])[order],
         }
         as_table = lambda cols: pa.table({k: pa.array(v) for k, v in cols.items()})  # noqa: E731
         return as_table(imp_cols), as_table(events), stats

@@ -12,8 +12,9 @@ any order and size (:meth:`~LogWorldWriter.add`) and writes the world dir
    impression kept (``label_<action>`` per label action), the event log (an impression
    event at request time per shown item, then every action at its own time), and the
    item/user/request statistics, spilled by day.
-3. **Per day**: events sorted by time and impressions by request time, written as the
-   world dir's day partitions; then items (the chosen representation), users, manifest.
+3. **Per day**: the buckets' time-sorted parts merged (events by time, impressions by
+   request time), written as the world dir's day partitions; then items (the chosen
+   representation), users, manifest.
 
 The split: the first ``history_days`` feed sequences only; of the later requests the last
 ``eval_fraction`` (by request time) evaluate. Item ``quality``/``popularity`` are
@@ -466,7 +467,7 @@ class LogWorldWriter:
     def _write_days(
         self, events: DaySpill, impressions: DaySpill, surfaces: pa.Array, totals: _Totals
     ) -> dict[str, int]:
-        """Pass 3: each day sorted by time, its ids made global and its strings made,
+        """Pass 3: each day merged in time order, its ids made global and its strings made,
         written as the world dir's partitions. Days are independent, so a few are written
         at once (Arrow's kernels and Parquet encoding run without the GIL); memory holds
         that many days."""
@@ -581,18 +582,14 @@ def impression_spill_schema(labels: tuple[str, ...]) -> pa.Schema:
 
 
 def _by_time(spill: pa.Table, column: str) -> pa.Table:
-    """The rows of one day in time order. Stable, and the parts come in bucket order, so
-    ties keep (bucket, row) order: a user's events keep theirs, a day's requests ascend by
-    id. The time within a day fits 27 bits: two stable radix sorts of 16-bit halves
-    (numpy sorts 16-bit keys by radix) instead of one comparison sort."""
+    """The rows of one day in time order. The day's parts come in bucket order, each in
+    time order already (:meth:`~.spill.DaySpill.add`), so a stable sort (numpy's timsort
+    merges the sorted runs) gives ties in (bucket, row) order: a user's events keep
+    theirs, a day's requests ascend by id."""
     t = np.asarray(spill.column(column))
-    offset = t - (int(t.min()) // MS_PER_DAY * MS_PER_DAY) if t.size else t
-    if t.size and int(offset.max()) >= 1 << 32:
-        order = np.argsort(t, kind="stable")
-    else:
-        low = np.argsort((offset & 0xFFFF).astype(np.uint16), kind="stable")
-        order = low[np.argsort((offset[low] >> 16).astype(np.uint16), kind="stable")]
-    return spill.take(pa.array(order))
+    if t.size < 2 or bool((t[1:] >= t[:-1]).all()):
+        return spill
+    return spill.take(pa.array(np.argsort(t, kind="stable")))
 
 
 def _digits(data: np.ndarray, col: int, values: np.ndarray, width: int) -> None:
