@@ -70,14 +70,29 @@ class BucketStats:
     user_days: np.ndarray
 
 
+POSITION_BITS = 16
+
+
+def event_key(request: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """``[N]`` int64 key of impression events: ``request << 16 | position`` (positions are
+    under 2^15, :data:`MAX_POSITION`). An action event's key is ``-1 - serial``, so one
+    column carries what its event id is made of (``i<request>:<position>`` or
+    ``e<serial>``, :func:`~transact.data.adapters.writer.event_ids`)."""
+    return (request.astype(np.int64) << POSITION_BITS) | position.astype(np.int64)
+
+
 def user_time_order(users: np.ndarray, times: np.ndarray) -> np.ndarray:
     """``[N]`` the stable order of rows by (user, time): one sort of one int64 key
-    ``user_rank * span + (time - t_min)`` (numpy's ``lexsort`` of two keys is slower)."""
+    ``user * span + (time - t_min)`` (numpy's ``lexsort`` of two keys is slower), with the
+    user as ``user - u_min`` where that fits, else as its rank among the users."""
     if users.size == 0:
         return np.zeros(0, np.int64)
-    uniq, rank = np.unique(users, return_inverse=True)
     t_min = int(times.min())
     span = int(times.max()) - t_min + 1
+    u_min = int(users.min())
+    if (int(users.max()) - u_min + 1) * span < 2**62:
+        return np.argsort((users - u_min) * span + (times - t_min), kind="stable")
+    uniq, rank = np.unique(users, return_inverse=True)
     if uniq.size * span >= 2**62:
         return np.lexsort((times, users))
     return np.argsort(rank.astype(np.int64) * span + (times - t_min), kind="stable")
@@ -243,9 +258,10 @@ class BucketProcessor:
             )[order],
             "timestamp_ms": ev_time[order],
             "surface": np.concatenate([surf_req[req.request], surface[ev_rows]])[order],
-            # event ids: (request, position) of an impression; (-1, serial) of an action
-            "id_a": np.concatenate([req.request, np.full(ev_rows.size, -1)])[order],
-            "id_b": np.concatenate([req.position.astype(np.int64), np.arange(ev_rows.size)])[order],
+            # the event id in one number (:func:`event_key`): one column to sort and spill
+            "event_key": np.concatenate(
+                [event_key(req.request, req.position), -1 - np.arange(ev_rows.size)]
+            )[order],
         }
         as_table = lambda cols: pa.table({k: pa.array(v) for k, v in cols.items()})  # noqa: E731
         return as_table(imp_cols), as_table(events), stats
