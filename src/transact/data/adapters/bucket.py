@@ -154,15 +154,20 @@ class BucketProcessor:
         kind = np.asarray(table.column("kind"))[order]
         items = np.asarray(pc.index_in(table.column("item_key"), value_set=self.item_dict))[order]
         codes = np.asarray(table.column("code"))[order]
-        surface = np.asarray(
-            pc.index_in(table.column("surface"), value_set=self.surfaces).fill_null(0)
-        ).astype(np.int32)[order]
-        rkeys = None
+        # optional columns the log lacks are null columns of the spill: nothing to gather
+        surface = np.zeros(users.size, np.int32)
+        if table.column("surface").null_count < table.num_rows:
+            surface = np.asarray(
+                pc.index_in(table.column("surface"), value_set=self.surfaces).fill_null(0)
+            ).astype(np.int32)[order]
+        rkeys = positions = randomized = None
         if w.has.get("request_keys"):
             col = table.column("request_key").combine_chunks()
             rkeys = np.asarray(pc.index_in(col, value_set=pc.unique(col))).astype(np.int64)[order]
-        positions = np.asarray(table.column("position"))[order]
-        randomized = np.asarray(table.column("randomized"))[order]
+        if w.has.get("positions"):
+            positions = np.asarray(table.column("position"))[order]
+        if w.has.get("randomized"):
+            randomized = np.asarray(table.column("randomized"))[order]
 
         # impressions: rows of impression tables, and actions grouped into impressions
         imp_rows = np.flatnonzero(kind == KIND_CODE["impressions"])
@@ -186,7 +191,7 @@ class BucketProcessor:
             w.rc,
             np.random.default_rng([w.seed, bucket]),
             request_keys=rkeys[src] if rkeys is not None else None,
-            positions=positions[src] if w.has.get("positions") else None,
+            positions=positions[src] if positions is not None else None,
             presorted=True,
         )
         if req.position.size and int(req.position.max()) >= MAX_POSITION:
@@ -195,7 +200,7 @@ class BucketProcessor:
         rows = src[req.rows]
         r_time = req.request_time_ms[req.request]
         rnd_req = np.ones(n_req, bool)
-        if w.has.get("randomized") and rows.size:  # randomized when all its rows say so
+        if randomized is not None and rows.size:  # randomized when all its rows say so
             starts = np.flatnonzero(np.r_[True, req.request[1:] != req.request[:-1]])
             rnd_req = np.minimum.reduceat(randomized[rows], starts).astype(bool)
         surf_req = surface[src[req.first_row]]

@@ -144,8 +144,9 @@ def time_order(times: np.ndarray) -> np.ndarray:
     order = np.argsort((offset & 0xFFFF).astype(np.uint16), kind="stable")
     shift = 16
     while span >> shift:
-        digit = ((offset[order] >> shift) & 0xFFFF).astype(np.uint16)
-        order = order[np.argsort(digit, kind="stable")]
+        # the 16-bit digit first, then gathered (2 bytes a row, not 8)
+        digit = ((offset >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit[order], kind="stable")]
         shift += 16
     return order
 

@@ -78,13 +78,20 @@ from transact.data.schema import (
 )
 
 DEFAULT_SURFACE = "feed"
+# spill column -> LogChunk field of the optional columns a log may lack
+_OPTIONAL = {"request_key": "request_keys", "position": "positions", "randomized": "randomized"}
 BUCKET_ROWS = 2_000_000
 MAX_WORKERS = 4
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _spill_schema(item_type: pa.DataType, request_type: pa.DataType) -> pa.Schema:
+def _spill_schema(
+    item_type: pa.DataType, request_type: pa.DataType, absent: frozenset[str] = frozenset()
+) -> pa.Schema:
+    """Pass 1's rows. The optional columns a log lacks (``absent``: ``request_key``,
+    ``position``, ``randomized``) are null-typed: no bytes to partition, spill or read."""
+    optional = {"request_key": request_type, "position": pa.int64(), "randomized": pa.bool_()}
     return pa.schema(
         [
             ("kind", pa.int8()),
@@ -92,9 +99,7 @@ def _spill_schema(item_type: pa.DataType, request_type: pa.DataType) -> pa.Schem
             ("item_key", item_type),
             ("time_ms", pa.int64()),
             ("code", pa.int64()),
-            ("request_key", request_type),
-            ("position", pa.int64()),
-            ("randomized", pa.bool_()),
+            *((name, pa.null() if name in absent else t) for name, t in optional.items()),
             ("surface", pa.string()),
         ]
     )
@@ -211,7 +216,12 @@ class LogWorldWriter:
                     raise ValueError(f"LogChunk.{name}: given in some chunks and not in others")
         if self._spill is None:
             request_type = chunk.request_keys.type if chunk.request_keys is not None else pa.int64()
-            schema = _spill_schema(chunk.item_keys.type, request_type)
+            absent = frozenset(
+                column
+                for column, name in _OPTIONAL.items()
+                if chunk.kind != "sequence_only" and not self.has[name]
+            )  # a first chunk of sequence rows does not know: keep every column
+            schema = _spill_schema(chunk.item_keys.type, request_type, absent)
             self._spill = BucketSpill(self.tmp / "buckets", schema, self.n_buckets)
         schema = self._spill.schema
         item_keys = _cast(chunk.item_keys, schema.field("item_key").type, "item ids")
@@ -219,11 +229,24 @@ class LogWorldWriter:
         surfaces = chunk.surfaces if chunk.surfaces is not None else pa.nulls(n, pa.string())
         if chunk.surfaces is not None:
             self._surfaces.add(chunk.surfaces)
+
+        # a column the log lacks is null-typed in the spill (sequence rows never read it)
+        null = {c for c in _OPTIONAL if pa.types.is_null(schema.field(c).type)}
         requests = (
-            _cast(chunk.request_keys, schema.field("request_key").type, "request ids")
+            pa.nulls(n, pa.null()) if "request_key" in null
+            else _cast(chunk.request_keys, schema.field("request_key").type, "request ids")
             if chunk.request_keys is not None
             else pa.nulls(n, schema.field("request_key").type)
-        )
+        )  # fmt: skip
+        positions = (
+            pa.nulls(n, pa.null()) if "position" in null
+            else pa.array(chunk.positions if chunk.positions is not None
+                          else np.full(n, -1, np.int64))
+        )  # fmt: skip
+        randomized = (
+            pa.nulls(n, pa.null()) if "randomized" in null
+            else pa.array(chunk.randomized if chunk.randomized is not None else np.ones(n, bool))
+        )  # fmt: skip
         table = pa.table(
             {
                 "kind": pa.array(np.full(n, KIND_CODE[chunk.kind], np.int8)),
@@ -232,12 +255,8 @@ class LogWorldWriter:
                 "time_ms": pa.array(chunk.times_ms.astype(np.int64, copy=False)),
                 "code": pa.array(chunk.codes.astype(np.int64, copy=False)),
                 "request_key": requests,
-                "position": pa.array(
-                    chunk.positions if chunk.positions is not None else np.full(n, -1, np.int64)
-                ),
-                "randomized": pa.array(
-                    chunk.randomized if chunk.randomized is not None else np.ones(n, bool)
-                ),
+                "position": positions,
+                "randomized": randomized,
                 "surface": surfaces,
             }
         )
