@@ -2,7 +2,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from transact.data.adapters.spill import DaySpill, time_order, time_order_reference
+from transact.data.adapters.spill import (
+    DaySpill,
+    merge_by_time,
+    time_order,
+    time_order_reference,
+)
 from transact.data.schema import MS_PER_DAY
 
 T0 = 1_767_571_200_000  # 2026-01-05 00:00 UTC
@@ -24,10 +29,29 @@ def test_day_spill_splits_sorted_rows_by_day_and_refuses_unsorted(tmp_path):
     schema = pa.schema([("t", pa.int64()), ("v", pa.int64())])
     spill = DaySpill(tmp_path / "d", schema, "t")
     t = np.array([T0 - 5, T0 + 1, T0 + 1, T0 + 3 * MS_PER_DAY])
-    spill.add(pa.table({"t": t, "v": np.arange(4)}), "b00001")
-    spill.add(pa.table({"t": t[1:2], "v": [9]}), "b00000")
+    spill.add(pa.table({"t": t, "v": np.arange(4)}), 1)
+    spill.add(pa.table({"t": t[1:2], "v": [9]}), 0)
     assert spill.days() == ["2026-01-04", "2026-01-05", "2026-01-08"]
-    day = spill.read_day("2026-01-05").to_pydict()
-    assert day == {"t": [T0 + 1, T0 + 1, T0 + 1], "v": [9, 1, 2]}  # parts in tag order
+    day = spill.read_day("2026-01-05")
+    assert [part for part, _ in day] == [0, 1]  # in part order, whoever wrote first
+    assert [rows.to_pydict() for _, rows in day] == [
+        {"t": [T0 + 1], "v": [9]},
+        {"t": [T0 + 1, T0 + 1], "v": [1, 2]},
+    ]
     with pytest.raises(ValueError, match="not in t order"):
-        spill.add(pa.table({"t": t[::-1], "v": np.arange(4)}), "b00002")
+        spill.add(pa.table({"t": t[::-1], "v": np.arange(4)}), 2)
+
+
+def test_merge_by_time_is_the_stable_sort_of_the_parts():
+    """Sorted parts merged: exactly the stable sort of their concatenation (ties in
+    part, then row order)."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for k in range(4):
+        t = np.sort(T0 + rng.integers(0, 50, 300))
+        parts.append(pa.table({"t": t, "part": np.full(t.size, k), "row": np.arange(t.size)}))
+    got = merge_by_time(parts, "t")
+    whole = pa.concat_tables(parts)
+    want = whole.take(np.argsort(np.asarray(whole.column("t")), kind="stable"))
+    assert got.equals(want.combine_chunks())
+    assert merge_by_time(parts[:1], "t").equals(parts[0])

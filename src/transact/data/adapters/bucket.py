@@ -142,7 +142,7 @@ class BucketProcessor:
 
         Both tables are in time order (impressions by request time, events by
         :func:`~.spill.time_order`) and hold numbers only (surfaces and actions as codes,
-        ids local to the bucket, a ``bucket`` column): spilling them by day is slicing,
+        ids local to the bucket, spilled as its part): spilling them by day is slicing,
         pass 3 merges sorted runs, makes the ids global and the strings once per day
         (:func:`~transact.data.adapters.writer.events_table`).
         """
@@ -237,7 +237,6 @@ class BucketProcessor:
         )
 
         imp_cols: dict[str, Any] = {
-            "bucket": np.full(rows.size, bucket, np.int32),
             "request_id": req.request,  # local: pass 3 adds the bucket's offset
             "user_id": users[rows],
             "request_time_ms": r_time,
@@ -255,7 +254,6 @@ class BucketProcessor:
         order = time_order(ev_time)
         ev_src = np.concatenate([rows, ev_rows])[order]
         events = {
-            "bucket": np.full(ev_time.size, bucket, np.int32),
             "user_id": users[ev_src],
             "item_id": items[ev_src],
             "action": np.concatenate(

@@ -81,21 +81,22 @@ class DaySpill:
     """Pass 2's output tables by UTC day of ``time_column``, read back one day at a time.
 
     :meth:`add` may be called from several threads; a day's parts are read back in the
-    order of their tags (so the result does not depend on which thread wrote first)."""
+    order of their numbers (so the result does not depend on which thread wrote first)."""
 
     def __init__(self, directory: Path, schema: pa.Schema, time_column: str) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=False)
         self.schema = schema
         self.time_column = time_column
-        self._parts: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+        self._parts: dict[str, list[tuple[int, Path]]] = defaultdict(list)
         self._lock = threading.Lock()
         self.rows = 0
 
-    def add(self, table: pa.Table, tag: str) -> None:
+    def add(self, table: pa.Table, part: int) -> None:
         """Write ``table``'s rows (numeric columns, in ``time_column`` order: see
-        :func:`time_order`) into one file per day, named by ``tag`` (unique per call).
-        Sorted input makes each day one slice, and :meth:`read_day` a merge of sorted runs."""
+        :func:`time_order`) into one file per day, as ``part`` (a number unique per call:
+        the writer's bucket). Sorted input makes each day one slice, and a day's parts
+        sorted runs to merge (:func:`merge_by_time`)."""
         if table.num_rows == 0:
             return
         table = table.select(self.schema.names).cast(self.schema)
@@ -107,11 +108,11 @@ class DaySpill:
         for k in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
             a, b = int(bounds[k]), int(bounds[k + 1])
             day = day_string((first + k) * MS_PER_DAY)
-            path = self.dir / f"{day}-{tag}.arrow"
+            path = self.dir / f"{day}-{part:06d}.arrow"
             with pa.ipc.new_file(path, self.schema) as w:
                 w.write_table(table.slice(a, b - a))
             with self._lock:
-                self._parts[day].append((tag, path))
+                self._parts[day].append((part, path))
         with self._lock:
             self.rows += table.num_rows
 
@@ -119,15 +120,28 @@ class DaySpill:
         """The days that have rows, in order."""
         return sorted(self._parts)
 
-    def read_day(self, day: str) -> pa.Table:
-        """All rows of ``day``, part after part in tag order (each part in time order);
-        the day's files are deleted once read."""
+    def read_day(self, day: str) -> list[tuple[int, pa.Table]]:
+        """``[(part, rows)]`` of ``day`` in part order, each in time order; the day's
+        files are deleted once read."""
         with self._lock:
             parts = sorted(self._parts.pop(day))
-        table = pa.concat_tables([_read(path) for _, path in parts])
+        tables = [(part, _read(path)) for part, path in parts]
         for _, path in parts:
             path.unlink()
+        return tables
+
+
+def merge_by_time(parts: list[pa.Table], column: str) -> pa.Table:
+    """Tables each in ``column`` order -> one table in that order, ties in (part, row)
+    order, as a stable sort of their concatenation would give. numpy's stable sort of
+    int64 is a timsort, which merges the sorted runs it finds: k parts cost a merge, not
+    a sort; then one take (after one concatenation: Arrow's take over a chunked column
+    is slower)."""
+    table = pa.concat_tables(parts)
+    if len(parts) <= 1:
         return table
+    order = np.argsort(np.asarray(table.column(column)), kind="stable")
+    return table.combine_chunks().take(pa.array(order))
 
 
 def time_order(times: np.ndarray) -> np.ndarray:

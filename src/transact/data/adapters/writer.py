@@ -56,7 +56,7 @@ from transact.data.adapters.item_content import (
 )
 from transact.data.adapters.normalized import ItemInput, LogChunk
 from transact.data.adapters.requests import RequestConfig
-from transact.data.adapters.spill import BucketSpill, DaySpill
+from transact.data.adapters.spill import BucketSpill, DaySpill, merge_by_time
 from transact.data.io import (
     DataError,
     DayPartitionWriter,
@@ -332,8 +332,8 @@ class LogWorldWriter:
 
         def pass2(b: int) -> BucketStats:
             impressions, events, stats = processor.process(b, spill.read(b))
-            imp_spill.add(impressions, f"b{b:05d}")
-            ev_spill.add(events, f"b{b:05d}")
+            imp_spill.add(impressions, b)
+            ev_spill.add(events, b)
             return stats
 
         ctx = _Totals(
@@ -584,7 +584,6 @@ class LogWorldWriter:
 
 EVENT_SPILL_SCHEMA = pa.schema(
     [
-        ("bucket", pa.int32()),
         ("user_id", pa.int64()),
         ("item_id", pa.int64()),
         ("action", pa.int8()),
@@ -598,24 +597,13 @@ the bucket in one key, :func:`~.bucket.event_key`)."""
 
 
 def impression_spill_schema(labels: tuple[str, ...]) -> pa.Schema:
-    """Pass 2's impressions: the impressions schema with the bucket, a local request id,
+    """Pass 2's impressions: the impressions schema with a request id local to the bucket,
     the surface as a code and no ``gt_prob_*`` (a log has no ground truth)."""
-    schema = impressions_schema(labels)
-    fields = [pa.field("bucket", pa.int32())]
-    fields += [pa.field("surface", pa.int32()) if f.name == "surface" else f for f in schema]
+    fields = [
+        pa.field("surface", pa.int32()) if f.name == "surface" else f
+        for f in impressions_schema(labels)
+    ]
     return pa.schema([f for f in fields if not f.name.startswith("gt_prob_")])
-
-
-def _by_time(spill: pa.Table, column: str) -> pa.Table:
-    """The rows of one day in time order. The day's parts come in bucket order, each in
-    time order already (:meth:`~.spill.DaySpill.add`), so a stable sort (numpy's timsort
-    merges the sorted runs) gives ties in (bucket, row) order: a user's events keep
-    theirs, a day's requests ascend by id."""
-    t = np.asarray(spill.column(column))
-    if t.size < 2 or bool((t[1:] >= t[:-1]).all()):
-        return spill
-    # Arrow's take over a chunked column is slower than one concatenation and a take
-    return spill.combine_chunks().take(pa.array(np.argsort(t, kind="stable")))
 
 
 def _digits(data: np.ndarray, col: int, values: np.ndarray, width: int) -> None:
@@ -651,17 +639,31 @@ def event_ids(shown: np.ndarray, a: np.ndarray, b: np.ndarray, widths: dict[str,
     ).cast(pa.string())
 
 
-def events_table(spill: pa.Table, names: pa.Array, surfaces: pa.Array, totals: _Totals) -> pa.Table:
-    """One day of spilled events as :func:`~transact.data.schema.events_schema` rows, in
-    time order. Event ids (unique over the log, one width, :func:`event_ids`): an
-    impression's ``i<request_id>:<position>``, every other event's ``e<serial>`` (serials
-    count over all buckets)."""
-    t = _by_time(spill, "timestamp_ms")
-    bucket = np.asarray(t.column("bucket"))
+def events_table(
+    parts: list[tuple[int, pa.Table]], names: pa.Array, surfaces: pa.Array, totals: _Totals
+) -> pa.Table:
+    """One day of spilled events (``[(bucket, rows)]``, each in time order) as
+    :func:`~transact.data.schema.events_schema` rows, in time order. Event ids (unique
+    over the log, one width, :func:`event_ids`): an impression's
+    ``i<request_id>:<position>``, every other event's ``e<serial>`` (serials count over all
+    buckets): each bucket's keys are made global, then the buckets merged."""
+    glob = []
+    for bucket, part in parts:
+        key = np.asarray(part.column("event_key"))
+        shown = key >= 0
+        key = np.where(
+            shown,
+            key + (int(totals.request_offset[bucket]) << POSITION_BITS),
+            key - int(totals.event_offset[bucket]),
+        )
+        glob.append(
+            part.set_column(part.schema.get_field_index("event_key"), "event_key", pa.array(key))
+        )
+    t = merge_by_time(glob, "timestamp_ms")
     key = np.asarray(t.column("event_key"))
     shown = key >= 0
-    a = np.where(shown, (key >> POSITION_BITS) + totals.request_offset[bucket], 0)
-    b = np.where(shown, key & ((1 << POSITION_BITS) - 1), -1 - key + totals.event_offset[bucket])
+    a = np.where(shown, key >> POSITION_BITS, 0)
+    b = np.where(shown, key & ((1 << POSITION_BITS) - 1), -1 - key)
     action = names.take(pc.subtract(t.column("action").cast(pa.int32()), 1))
     return pa.table(
         {
@@ -676,17 +678,20 @@ def events_table(spill: pa.Table, names: pa.Array, surfaces: pa.Array, totals: _
 
 
 def impressions_table(
-    spill: pa.Table, schema: pa.Schema, surfaces: pa.Array, totals: _Totals
+    parts: list[tuple[int, pa.Table]], schema: pa.Schema, surfaces: pa.Array, totals: _Totals
 ) -> pa.Table:
-    """One day of spilled impressions as ``schema`` rows by (request time, request,
-    position), with global request ids, surface names and NaN ``gt_prob_*``."""
-    t = _by_time(spill, "request_time_ms")
-    bucket = np.asarray(t.column("bucket"))
-    request = np.asarray(t.column("request_id")) + totals.request_offset[bucket]
+    """One day of spilled impressions (``[(bucket, rows)]``, each by request time) as
+    ``schema`` rows by (request time, request, position), with global request ids (each
+    bucket's offset added before the merge), surface names and NaN ``gt_prob_*``."""
+    glob = []
+    for bucket, part in parts:
+        request = np.asarray(part.column("request_id")) + totals.request_offset[bucket]
+        index = part.schema.get_field_index("request_id")
+        glob.append(part.set_column(index, "request_id", pa.array(request)))
+    t = merge_by_time(glob, "request_time_ms")
     nan = pa.array(np.full(t.num_rows, np.nan, np.float32))
     columns = {
-        f.name: pa.array(request) if f.name == "request_id"
-        else surfaces.take(t.column("surface")) if f.name == "surface"
+        f.name: surfaces.take(t.column("surface")) if f.name == "surface"
         else nan if f.name.startswith("gt_prob_") else t.column(f.name)
         for f in schema
     }  # fmt: skip
