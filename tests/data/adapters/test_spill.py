@@ -23,6 +23,11 @@ def test_time_order_is_the_stable_sort(span):
     got = time_order(times)
     assert np.array_equal(got, time_order_reference(times))
     assert np.array_equal(time_order(times[:0]), np.zeros(0, np.int64))
+    # a sorted prefix (ties with the rest: the prefix's rows first, as a stable sort)
+    for prefix in (1, 5_000, times.size):
+        times[:prefix] = np.sort(times[:prefix])
+        got = time_order(times, sorted_prefix=prefix)
+        assert np.array_equal(got, time_order_reference(times))
 
 
 def test_day_spill_splits_sorted_rows_by_day_and_refuses_unsorted(tmp_path):

@@ -156,7 +156,8 @@ class BucketProcessor:
         codes = np.asarray(table.column("code"))[order]
         # optional columns the log lacks are null columns of the spill: nothing to gather
         surface = np.zeros(users.size, np.int32)
-        if table.column("surface").null_count < table.num_rows:
+        has_surface = table.column("surface").null_count < table.num_rows
+        if has_surface:
             surface = np.asarray(
                 pc.index_in(table.column("surface"), value_set=self.surfaces).fill_null(0)
             ).astype(np.int32)[order]
@@ -251,7 +252,7 @@ class BucketProcessor:
         # the events in time order (stable: a user's keep theirs), so the day spill and
         # pass 3 need no sort of their own; each column is gathered once
         ev_time = np.concatenate([r_time, times[ev_rows]])
-        order = time_order(ev_time)
+        order = time_order(ev_time, sorted_prefix=rows.size)  # impression events: by request
         ev_src = np.concatenate([rows, ev_rows])[order]
         events = {
             "user_id": users[ev_src],
@@ -260,7 +261,11 @@ class BucketProcessor:
                 [np.full(rows.size, self.impression_id, np.int8), ev_action.astype(np.int8)]
             )[order],
             "timestamp_ms": ev_time[order],
-            "surface": np.concatenate([surf_req[req.request], surface[ev_rows]])[order],
+            "surface": (
+                np.concatenate([surf_req[req.request], surface[ev_rows]])[order]
+                if has_surface
+                else np.zeros(order.size, np.int32)
+            ),
             # the event id in one number (:func:`event_key`): one column to sort and spill
             "event_key": np.concatenate(
                 [event_key(req.request, req.position), -1 - np.arange(ev_rows.size)]

@@ -144,11 +144,24 @@ def merge_by_time(parts: list[pa.Table], column: str) -> pa.Table:
     return table.combine_chunks().take(pa.array(order))
 
 
-def time_order(times: np.ndarray) -> np.ndarray:
+def time_order(times: np.ndarray, sorted_prefix: int = 0) -> np.ndarray:
     """``[N]`` the stable order of ``times`` (int64), what ``np.argsort(times,
     kind="stable")`` (:func:`time_order_reference`) returns, by LSD radix sort: numpy sorts
     16-bit keys by counting, so a log's span of under 2^32 ms (49 days) takes two such
-    passes over ``times - min`` instead of one comparison sort."""
+    passes over ``times - min`` instead of one comparison sort. ``sorted_prefix``: the
+    first rows are in order already (a bucket's impression events): only the rest is
+    sorted, then the two runs merged (numpy's stable sort of int64, a timsort, merges
+    runs it finds)."""
+    if 0 < sorted_prefix < times.size:
+        rest = sorted_prefix + _radix_order(times[sorted_prefix:])
+        runs = np.concatenate([np.arange(sorted_prefix), rest])
+        return runs[np.argsort(times[runs], kind="stable")]
+    if sorted_prefix >= times.size:
+        return np.arange(times.size)
+    return _radix_order(times)
+
+
+def _radix_order(times: np.ndarray) -> np.ndarray:
     if times.size == 0:
         return np.zeros(0, np.int64)
     offset = times - times.min()
