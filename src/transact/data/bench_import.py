@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-rows",
         type=positive_int,
-        default=2_000_000,
-        help="the importer's spill bucket: rows held at once (default 2,000,000)",
+        default=500_000,
+        help="the importer's spill bucket: rows held at once (default 500,000, the importer's)",
     )
     parser.add_argument("--json", type=output_file, default=None, help="write the results here")
     parser.add_argument(
