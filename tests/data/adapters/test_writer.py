@@ -9,7 +9,6 @@ from transact.data.adapters import (
     RequestConfig,
     log_vocabulary,
 )
-from transact.data.adapters.writer import event_ids, event_ids_reference
 from transact.data.io import DataError, ItemTable, load_manifest, read_events, read_impressions
 from transact.data.schema import MS_PER_DAY
 
@@ -149,32 +148,3 @@ def test_refuses_an_existing_world_and_a_log_without_requests(tmp_path):
         _write(tmp_path, "x", [_random_log(n=30)], min_items=40)
     with pytest.raises(DataError, match="no rows"):
         _write(tmp_path, "y", [])
-
-
-@pytest.mark.parametrize(
-    "widths",
-    [
-        {"request": 1, "position": 1, "event": 1},
-        {"request": 6, "position": 2, "event": 7},  # 9 digits after the letter
-        {"request": 9, "position": 3, "event": 12},  # two halves
-        {"request": 14, "position": 5, "event": 21},  # past uint64: the plain path
-    ],
-)
-def test_event_ids_are_the_plain_ones(widths):
-    """The column-wise digits give byte for byte the ids of the plain block-wise version."""
-    rng = np.random.default_rng(widths["event"])
-    n = 3000
-    shown = rng.random(n) < 0.6
-    top = lambda digits: min(10**digits, 2**62)  # noqa: E731
-    a = np.where(shown, rng.integers(0, top(widths["request"]), n), 0)
-    b = np.where(
-        shown, rng.integers(0, top(widths["position"]), n), rng.integers(0, top(widths["event"]), n)
-    )
-    got = event_ids(shown, a, b, widths)
-    assert got.type == pa.string()
-    assert got.equals(event_ids_reference(shown, a, b, widths))
-    for none in (shown[:0], np.zeros(n, bool), np.ones(n, bool)):
-        k = none.size
-        assert event_ids(none, a[:k], b[:k] % 10, widths).equals(
-            event_ids_reference(none, a[:k], b[:k] % 10, widths)
-        )

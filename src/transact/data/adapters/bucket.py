@@ -77,7 +77,7 @@ def event_key(request: np.ndarray, position: np.ndarray) -> np.ndarray:
     """``[N]`` int64 key of impression events: ``request << 16 | position`` (positions are
     under 2^15, :data:`MAX_POSITION`). An action event's key is ``-1 - serial``, so one
     column carries what its event id is made of (``i<request>:<position>`` or
-    ``e<serial>``, :func:`~transact.data.adapters.writer.event_ids`)."""
+    ``e<serial>``, :func:`~transact.data.adapters.day_tables.event_ids`)."""
     return (request.astype(np.int64) << POSITION_BITS) | position.astype(np.int64)
 
 
@@ -144,7 +144,7 @@ class BucketProcessor:
         :func:`~.spill.time_order`) and hold numbers only (surfaces and actions as codes,
         ids local to the bucket, spilled as its part): spilling them by day is slicing,
         pass 3 merges sorted runs, makes the ids global and the strings once per day
-        (:func:`~transact.data.adapters.writer.events_table`).
+        (:func:`~transact.data.adapters.day_tables.events_table`).
         """
         w = self.w
         users = np.asarray(table.column("user_id"))
