@@ -88,6 +88,8 @@ _OPTIONAL = {"request_key": "request_keys", "position": "positions", "randomized
 # rows per spill bucket: memory holds about this many rows per worker; pass 2's arrays of
 # a 500k-row bucket fit the CPU caches far better than a 2M one's (a 10^7-row import
 # spent ~15% less CPU at 500k than at 2M; much smaller buckets cost spill files instead)
+MAX_SPILL_BUCKETS = 512
+"""The most spill files pass 1 opens at once (see :func:`spill_buckets`)."""
 BUCKET_ROWS = 500_000
 MAX_WORKERS = 4
 T = TypeVar("T")
@@ -111,6 +113,29 @@ def _spill_schema(
             ("surface", pa.string()),
         ]
     )
+
+
+def open_file_budget() -> int:
+    """How many spill files pass 1 may hold open at once: half the process's soft limit
+    on open files (the rest is left to Parquet readers, sockets, the interpreter), at
+    most :data:`MAX_SPILL_BUCKETS`; without ``resource`` (Windows) that maximum."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return MAX_SPILL_BUCKETS
+    if soft == resource.RLIM_INFINITY:
+        return MAX_SPILL_BUCKETS
+    return max(1, min(MAX_SPILL_BUCKETS, soft // 2))
+
+
+def spill_buckets(expected_rows: int, bucket_rows: int, max_open: int | None = None) -> int:
+    """Pass 1's number of user buckets: ``expected_rows / bucket_rows`` rounded up, capped
+    by the files the process may open (:func:`open_file_budget`): a larger log gets larger
+    buckets (more memory in pass 2) rather than failing with "too many open files"."""
+    wanted = max(1, math.ceil(expected_rows / max(bucket_rows, 1)))
+    return min(wanted, open_file_budget() if max_open is None else max(1, max_open))
 
 
 class _Uniques:
@@ -189,7 +214,7 @@ class LogWorldWriter:
         self.rc = requests or RequestConfig()
         self.seed = seed
         self.progress = progress
-        self.n_buckets = max(1, math.ceil(expected_rows / max(bucket_rows, 1)))
+        self.n_buckets = spill_buckets(expected_rows, bucket_rows)
         # buckets (pass 2) and days (pass 3) processed at once; memory holds that many
         self.workers = max(1, min(workers or MAX_WORKERS, os.cpu_count() or 1))
         self._spill: BucketSpill | None = None
