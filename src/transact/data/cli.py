@@ -368,8 +368,8 @@ def _add_request_flags(p: argparse.ArgumentParser, *, with_keys: bool) -> None:
         help="first days of the log that feed sequences only (default 0)",
     )  # fmt: skip
     p.add_argument(
-        "--memory-rows", type=positive_int, default=2_000_000,
-        help="log rows held in memory at once (the spill's bucket; default 2,000,000)",
+        "--memory-rows", type=positive_int, default=500_000,
+        help="log rows held in memory at once (the spill's bucket; default 500,000)",
     )  # fmt: skip
 
 

@@ -239,7 +239,9 @@ class DayPartitionWriter:
     at most ``rows_per_file`` rows; the next rows of that day go to the next part. Call :meth:`close_days_before` as the
     writer's clock advances to keep few files open, and :meth:`close` at the end.
     ``use_dictionary``: Parquet dictionary encoding, for all columns or the named ones
-    (unique strings such as event ids encode faster without).
+    (unique strings such as event ids encode faster without). ``write_statistics``: column
+    min/max statistics, for all columns or the named ones (those of strings cost a
+    string comparison per value).
     """
 
     def __init__(
@@ -250,9 +252,11 @@ class DayPartitionWriter:
         time_column: str,
         rows_per_file: int = 2_000_000,
         use_dictionary: bool | list[str] = True,
+        write_statistics: bool | list[str] = True,
     ) -> None:
         self.dir = Path(root) / table
         self.use_dictionary = use_dictionary
+        self.write_statistics = write_statistics
         self.dir.mkdir(parents=True, exist_ok=True)
         self.schema = schema
         self.time_column = time_column
@@ -267,6 +271,9 @@ class DayPartitionWriter:
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         table = table.select(self.schema.names).cast(self.schema)
         days = np.asarray(table.column(self.time_column)) // MS_PER_DAY
+        if days.min() == days.max():  # one day (an importer's day partition): no sort
+            self._write_day(day_string(int(days[0]) * MS_PER_DAY), table)
+            return
         for day in np.unique(days):
             rows = np.flatnonzero(days == day)
             part = table if rows.size == table.num_rows else table.take(pa.array(rows))
@@ -282,8 +289,9 @@ class DayPartitionWriter:
                 path = self.dir / f"day={day}" / f"part-{part:05d}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writer = pq.ParquetWriter(
-                    path, self.schema, compression="zstd", use_dictionary=self.use_dictionary
-                )
+                    path, self.schema, compression="zstd", use_dictionary=self.use_dictionary,
+                    write_statistics=self.write_statistics,
+                )  # fmt: skip
             take = min(self.rows_per_file - n, table.num_rows - offset)
             writer.write_table(table.slice(offset, take), row_group_size=256_000)
             offset += take

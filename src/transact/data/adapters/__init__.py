@@ -17,8 +17,9 @@ module per concern:
   readers for MovieLens and item files).
 * :mod:`.requests`: actions -> impressions -> requests (:class:`RequestConfig`).
 * :mod:`.item_content`: item representations (text, genre, id-string, learned).
-* :mod:`.spill`, :mod:`.writer`: :class:`LogWorldWriter`, the bounded-memory writer of
-  the world dir.
+* :mod:`.spill`, :mod:`.bucket`, :mod:`.day_tables`, :mod:`.writer`:
+  :class:`LogWorldWriter`, the bounded-memory writer of the world dir (its spills, pass 2
+  per bucket of users, pass 3 per day).
 
 Example::
 

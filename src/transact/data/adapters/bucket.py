@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transact.data.adapters.requests import form_requests, group_actions
+from transact.data.adapters.spill import time_order
 from transact.data.io import DataError
 from transact.data.item_stats import ItemStatsConfig
 from transact.data.schema import MS_PER_DAY
@@ -69,14 +70,29 @@ class BucketStats:
     user_days: np.ndarray
 
 
+POSITION_BITS = 16
+
+
+def event_key(request: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """``[N]`` int64 key of impression events: ``request << 16 | position`` (positions are
+    under 2^15, :data:`MAX_POSITION`). An action event's key is ``-1 - serial``, so one
+    column carries what its event id is made of (``i<request>:<position>`` or
+    ``e<serial>``, :func:`~transact.data.adapters.day_tables.event_ids`)."""
+    return (request.astype(np.int64) << POSITION_BITS) | position.astype(np.int64)
+
+
 def user_time_order(users: np.ndarray, times: np.ndarray) -> np.ndarray:
     """``[N]`` the stable order of rows by (user, time): one sort of one int64 key
-    ``user_rank * span + (time - t_min)`` (numpy's ``lexsort`` of two keys is slower)."""
+    ``user * span + (time - t_min)`` (numpy's ``lexsort`` of two keys is slower), with the
+    user as ``user - u_min`` where that fits, else as its rank among the users."""
     if users.size == 0:
         return np.zeros(0, np.int64)
-    uniq, rank = np.unique(users, return_inverse=True)
     t_min = int(times.min())
     span = int(times.max()) - t_min + 1
+    u_min = int(users.min())
+    if (int(users.max()) - u_min + 1) * span < 2**62:
+        return np.argsort((users - u_min) * span + (times - t_min), kind="stable")
+    uniq, rank = np.unique(users, return_inverse=True)
     if uniq.size * span >= 2**62:
         return np.lexsort((times, users))
     return np.argsort(rank.astype(np.int64) * span + (times - t_min), kind="stable")
@@ -124,10 +140,11 @@ class BucketProcessor:
     def process(self, bucket: int, table: pa.Table) -> tuple[pa.Table, pa.Table, BucketStats]:
         """One bucket's rows -> (impressions, events) spill tables and its statistics.
 
-        Both tables hold numbers only (surfaces and actions as codes, ids local to the
-        bucket, a ``bucket`` column): sorting and spilling them is cheap, and pass 3 makes
-        the ids global and the strings once per day
-        (:func:`~transact.data.adapters.writer.events_table`).
+        Both tables are in time order (impressions by request time, events by
+        :func:`~.spill.time_order`) and hold numbers only (surfaces and actions as codes,
+        ids local to the bucket, spilled as its part): spilling them by day is slicing,
+        pass 3 merges sorted runs, makes the ids global and the strings once per day
+        (:func:`~transact.data.adapters.day_tables.events_table`).
         """
         w = self.w
         users = np.asarray(table.column("user_id"))
@@ -137,15 +154,21 @@ class BucketProcessor:
         kind = np.asarray(table.column("kind"))[order]
         items = np.asarray(pc.index_in(table.column("item_key"), value_set=self.item_dict))[order]
         codes = np.asarray(table.column("code"))[order]
-        surface = np.asarray(
-            pc.index_in(table.column("surface"), value_set=self.surfaces).fill_null(0)
-        ).astype(np.int32)[order]
-        rkeys = None
+        # optional columns the log lacks are null columns of the spill: nothing to gather
+        surface = np.zeros(users.size, np.int32)
+        has_surface = table.column("surface").null_count < table.num_rows
+        if has_surface:
+            surface = np.asarray(
+                pc.index_in(table.column("surface"), value_set=self.surfaces).fill_null(0)
+            ).astype(np.int32)[order]
+        rkeys = positions = randomized = None
         if w.has.get("request_keys"):
             col = table.column("request_key").combine_chunks()
             rkeys = np.asarray(pc.index_in(col, value_set=pc.unique(col))).astype(np.int64)[order]
-        positions = np.asarray(table.column("position"))[order]
-        randomized = np.asarray(table.column("randomized"))[order]
+        if w.has.get("positions"):
+            positions = np.asarray(table.column("position"))[order]
+        if w.has.get("randomized"):
+            randomized = np.asarray(table.column("randomized"))[order]
 
         # impressions: rows of impression tables, and actions grouped into impressions
         imp_rows = np.flatnonzero(kind == KIND_CODE["impressions"])
@@ -169,7 +192,7 @@ class BucketProcessor:
             w.rc,
             np.random.default_rng([w.seed, bucket]),
             request_keys=rkeys[src] if rkeys is not None else None,
-            positions=positions[src] if w.has.get("positions") else None,
+            positions=positions[src] if positions is not None else None,
             presorted=True,
         )
         if req.position.size and int(req.position.max()) >= MAX_POSITION:
@@ -178,7 +201,7 @@ class BucketProcessor:
         rows = src[req.rows]
         r_time = req.request_time_ms[req.request]
         rnd_req = np.ones(n_req, bool)
-        if w.has.get("randomized") and rows.size:  # randomized when all its rows say so
+        if randomized is not None and rows.size:  # randomized when all its rows say so
             starts = np.flatnonzero(np.r_[True, req.request[1:] != req.request[:-1]])
             rnd_req = np.minimum.reduceat(randomized[rows], starts).astype(bool)
         surf_req = surface[src[req.first_row]]
@@ -215,7 +238,6 @@ class BucketProcessor:
         )
 
         imp_cols: dict[str, Any] = {
-            "bucket": np.full(rows.size, bucket, np.int32),
             "request_id": req.request,  # local: pass 3 adds the bucket's offset
             "user_id": users[rows],
             "request_time_ms": r_time,
@@ -227,18 +249,27 @@ class BucketProcessor:
         }
         for k, name in enumerate(w.labels):
             imp_cols[f"label_{name}"] = ((kept_labels >> k) & 1).astype(np.int8)
+        # the events in time order (stable: a user's keep theirs), so the day spill and
+        # pass 3 need no sort of their own; each column is gathered once
+        ev_time = np.concatenate([r_time, times[ev_rows]])
+        order = time_order(ev_time, sorted_prefix=rows.size)  # impression events: by request
+        ev_src = np.concatenate([rows, ev_rows])[order]
         events = {
-            "bucket": np.full(rows.size + ev_rows.size, bucket, np.int32),
-            "user_id": np.concatenate([users[rows], users[ev_rows]]),
-            "item_id": np.concatenate([items[rows], items[ev_rows]]),
-            "action": np.concatenate([np.full(rows.size, self.impression_id), ev_action]).astype(
-                np.int8
+            "user_id": users[ev_src],
+            "item_id": items[ev_src],
+            "action": np.concatenate(
+                [np.full(rows.size, self.impression_id, np.int8), ev_action.astype(np.int8)]
+            )[order],
+            "timestamp_ms": ev_time[order],
+            "surface": (
+                np.concatenate([surf_req[req.request], surface[ev_rows]])[order]
+                if has_surface
+                else np.zeros(order.size, np.int32)
             ),
-            "timestamp_ms": np.concatenate([r_time, times[ev_rows]]),
-            "surface": np.concatenate([surf_req[req.request], surface[ev_rows]]).astype(np.int32),
-            # event ids: (request, position) of an impression; (-1, serial) of an action
-            "id_a": np.concatenate([req.request, np.full(ev_rows.size, -1)]),
-            "id_b": np.concatenate([req.position.astype(np.int64), np.arange(ev_rows.size)]),
+            # the event id in one number (:func:`event_key`): one column to sort and spill
+            "event_key": np.concatenate(
+                [event_key(req.request, req.position), -1 - np.arange(ev_rows.size)]
+            )[order],
         }
         as_table = lambda cols: pa.table({k: pa.array(v) for k, v in cols.items()})  # noqa: E731
         return as_table(imp_cols), as_table(events), stats

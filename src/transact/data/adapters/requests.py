@@ -224,21 +224,22 @@ def form_requests(
         new_chunk = np.r_[True, (u[1:] != u[:-1]) | (k[1:] != k[:-1])]
     else:
         order = np.arange(n) if presorted else np.lexsort((times_ms, users))
-        u, t = users[order], times_ms[order]
+        u, t = (users, times_ms) if presorted else (users[order], times_ms[order])
         new_sess = np.r_[True, (u[1:] != u[:-1]) | (t[1:] - t[:-1] > config.session_gap_ms)]
         sess, sess_first = _runs(new_sess)
         rank = np.arange(n) - sess_first[sess]
         new_chunk = new_sess | ((rank % config.max_items) == 0)
     chunk, chunk_first = _runs(new_chunk)
     size = np.diff(np.r_[chunk_first, n])
-    chunk_time = np.minimum.reduceat(times_ms[order], chunk_first)
+    identity = presorted and request_keys is None  # ``order`` is 0..n-1: no gathers
+    chunk_time = np.minimum.reduceat(times_ms if identity else times_ms[order], chunk_first)
     kept = np.flatnonzero(size >= config.min_items)
     kept = kept[np.argsort(chunk_time[kept], kind="stable")]  # request ids in time order
     request_of_chunk = np.full(chunk_first.size, -1, np.int64)
     request_of_chunk[kept] = np.arange(kept.size)
     req = request_of_chunk[chunk]
     keep = req >= 0
-    rows, req = order[keep], req[keep]
+    rows, req = (np.flatnonzero(keep) if identity else order[keep]), req[keep]
     if positions is not None:
         by_position = np.lexsort((positions[rows], req))
     else:  # a seeded shuffle within each request: one sort of (request, random draw)

@@ -4,9 +4,9 @@ A log is larger than memory, but every step of the import needs either all rows 
 (impressions, requests, core status) or all rows of a day (the world dir's time-ordered
 day partitions). :class:`BucketSpill` hash-partitions rows by user into ``n`` files as
 they stream in (pass 1), so pass 2 holds one bucket (~``rows / n`` rows) at a time;
-:class:`DaySpill` collects pass 2's output by UTC day, so pass 3 sorts and writes one day
-at a time. Both live in a temporary folder inside the output directory, removed at the
-end.
+:class:`DaySpill` collects pass 2's output, already in time order, by UTC day, so pass 3
+merges a day's sorted parts and writes one day at a time. Both live in a temporary folder
+inside the output directory, removed at the end.
 """
 
 from __future__ import annotations
@@ -81,38 +81,38 @@ class DaySpill:
     """Pass 2's output tables by UTC day of ``time_column``, read back one day at a time.
 
     :meth:`add` may be called from several threads; a day's parts are read back in the
-    order of their tags (so the result does not depend on which thread wrote first)."""
+    order of their numbers (so the result does not depend on which thread wrote first)."""
 
     def __init__(self, directory: Path, schema: pa.Schema, time_column: str) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=False)
         self.schema = schema
         self.time_column = time_column
-        self._parts: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+        self._parts: dict[str, list[tuple[int, Path]]] = defaultdict(list)
         self._lock = threading.Lock()
         self.rows = 0
 
-    def add(self, table: pa.Table, tag: str) -> None:
-        """Write ``table``'s rows (numeric columns) into one file per day, named by ``tag``
-        (unique per call)."""
+    def add(self, table: pa.Table, part: int) -> None:
+        """Write ``table``'s rows (numeric columns, in ``time_column`` order: see
+        :func:`time_order`) into one file per day, as ``part`` (a number unique per call:
+        the writer's bucket). Sorted input makes each day one slice, and a day's parts
+        sorted runs to merge (:func:`merge_by_time`)."""
         if table.num_rows == 0:
             return
         table = table.select(self.schema.names).cast(self.schema)
-        days = np.asarray(table.column(self.time_column)) // MS_PER_DAY
-        order = np.argsort(days, kind="stable")
-        days = days[order]
-        ordered = pa.table(
-            {name: np.asarray(table.column(name))[order] for name in self.schema.names}
-        ).cast(self.schema)
-        starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-        ends = np.r_[starts[1:], days.size]
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            day = day_string(int(days[a]) * MS_PER_DAY)
-            path = self.dir / f"{day}-{tag}.arrow"
+        times = np.asarray(table.column(self.time_column))
+        if (times[1:] < times[:-1]).any():
+            raise ValueError(f"DaySpill.add: rows not in {self.time_column} order")
+        first, last = int(times[0]) // MS_PER_DAY, int(times[-1]) // MS_PER_DAY
+        bounds = np.searchsorted(times, np.arange(first, last + 2) * MS_PER_DAY)
+        for k in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
+            a, b = int(bounds[k]), int(bounds[k + 1])
+            day = day_string((first + k) * MS_PER_DAY)
+            path = self.dir / f"{day}-{part:06d}.arrow"
             with pa.ipc.new_file(path, self.schema) as w:
-                w.write_table(ordered.slice(a, b - a))
+                w.write_table(table.slice(a, b - a))
             with self._lock:
-                self._parts[day].append((tag, path))
+                self._parts[day].append((part, path))
         with self._lock:
             self.rows += table.num_rows
 
@@ -120,14 +120,67 @@ class DaySpill:
         """The days that have rows, in order."""
         return sorted(self._parts)
 
-    def read_day(self, day: str) -> pa.Table:
-        """All rows of ``day`` (the day's files are deleted once read)."""
+    def read_day(self, day: str) -> list[tuple[int, pa.Table]]:
+        """``[(part, rows)]`` of ``day`` in part order, each in time order; the day's
+        files are deleted once read."""
         with self._lock:
             parts = sorted(self._parts.pop(day))
-        table = pa.concat_tables([_read(path) for _, path in parts])
+        tables = [(part, _read(path)) for part, path in parts]
         for _, path in parts:
             path.unlink()
+        return tables
+
+
+def merge_by_time(parts: list[pa.Table], column: str) -> pa.Table:
+    """Tables each in ``column`` order -> one table in that order, ties in (part, row)
+    order, as a stable sort of their concatenation would give. numpy's stable sort of
+    int64 is a timsort, which merges the sorted runs it finds: k parts cost a merge, not
+    a sort; then one take (after one concatenation: Arrow's take over a chunked column
+    is slower)."""
+    table = pa.concat_tables(parts)
+    if len(parts) <= 1:
         return table
+    order = np.argsort(np.asarray(table.column(column)), kind="stable")
+    return table.combine_chunks().take(pa.array(order))
+
+
+def time_order(times: np.ndarray, sorted_prefix: int = 0) -> np.ndarray:
+    """``[N]`` the stable order of ``times`` (int64), what ``np.argsort(times,
+    kind="stable")`` (:func:`time_order_reference`) returns, by LSD radix sort: numpy sorts
+    16-bit keys by counting, so a log's span of under 2^32 ms (49 days) takes two such
+    passes over ``times - min`` instead of one comparison sort. ``sorted_prefix``: the
+    first rows are in order already (a bucket's impression events): only the rest is
+    sorted, then the two runs merged (numpy's stable sort of int64, a timsort, merges
+    runs it finds)."""
+    if 0 < sorted_prefix < times.size:
+        rest = sorted_prefix + _radix_order(times[sorted_prefix:])
+        runs = np.concatenate([np.arange(sorted_prefix), rest])
+        return runs[np.argsort(times[runs], kind="stable")]
+    if sorted_prefix >= times.size:
+        return np.arange(times.size)
+    return _radix_order(times)
+
+
+def _radix_order(times: np.ndarray) -> np.ndarray:
+    if times.size == 0:
+        return np.zeros(0, np.int64)
+    offset = times - times.min()
+    span = int(offset.max())
+    if span >= 1 << 48:
+        return time_order_reference(times)
+    order = np.argsort((offset & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while span >> shift:
+        # the 16-bit digit first, then gathered (2 bytes a row, not 8)
+        digit = ((offset >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit[order], kind="stable")]
+        shift += 16
+    return order
+
+
+def time_order_reference(times: np.ndarray) -> np.ndarray:
+    """The plain stable sort :func:`time_order` is tested against."""
+    return np.argsort(times, kind="stable")
 
 
 def _read(path: Path) -> pa.Table:

@@ -12,8 +12,9 @@ any order and size (:meth:`~LogWorldWriter.add`) and writes the world dir
    impression kept (``label_<action>`` per label action), the event log (an impression
    event at request time per shown item, then every action at its own time), and the
    item/user/request statistics, spilled by day.
-3. **Per day**: events sorted by time and impressions by request time, written as the
-   world dir's day partitions; then items (the chosen representation), users, manifest.
+3. **Per day** (:mod:`.day_tables`): the buckets' time-sorted parts merged (events by
+   time, impressions by request time), written as the world dir's day partitions; then
+   items (the chosen representation), users, manifest.
 
 The split: the first ``history_days`` feed sequences only; of the later requests the last
 ``eval_fraction`` (by request time) evaluate. Item ``quality``/``popularity`` are
@@ -44,6 +45,12 @@ from transact.data.adapters.bucket import (
     POPULARITY_WINDOW_MS,
     BucketProcessor,
     BucketStats,
+)
+from transact.data.adapters.day_tables import (
+    EVENT_SPILL_SCHEMA,
+    events_table,
+    impression_spill_schema,
+    impressions_table,
 )
 from transact.data.adapters.item_content import (
     ItemEmbedder,
@@ -76,13 +83,25 @@ from transact.data.schema import (
 )
 
 DEFAULT_SURFACE = "feed"
-BUCKET_ROWS = 2_000_000
+# spill column -> LogChunk field of the optional columns a log may lack
+_OPTIONAL = {"request_key": "request_keys", "position": "positions", "randomized": "randomized"}
+# rows per spill bucket: memory holds about this many rows per worker; pass 2's arrays of
+# a 500k-row bucket fit the CPU caches far better than a 2M one's (a 10^7-row import
+# spent ~15% less CPU at 500k than at 2M; much smaller buckets cost spill files instead)
+MAX_SPILL_BUCKETS = 512
+"""The most spill files pass 1 opens at once (see :func:`spill_buckets`)."""
+BUCKET_ROWS = 500_000
 MAX_WORKERS = 4
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _spill_schema(item_type: pa.DataType, request_type: pa.DataType) -> pa.Schema:
+def _spill_schema(
+    item_type: pa.DataType, request_type: pa.DataType, absent: frozenset[str] = frozenset()
+) -> pa.Schema:
+    """Pass 1's rows. The optional columns a log lacks (``absent``: ``request_key``,
+    ``position``, ``randomized``) are null-typed: no bytes to partition, spill or read."""
+    optional = {"request_key": request_type, "position": pa.int64(), "randomized": pa.bool_()}
     return pa.schema(
         [
             ("kind", pa.int8()),
@@ -90,12 +109,33 @@ def _spill_schema(item_type: pa.DataType, request_type: pa.DataType) -> pa.Schem
             ("item_key", item_type),
             ("time_ms", pa.int64()),
             ("code", pa.int64()),
-            ("request_key", request_type),
-            ("position", pa.int64()),
-            ("randomized", pa.bool_()),
+            *((name, pa.null() if name in absent else t) for name, t in optional.items()),
             ("surface", pa.string()),
         ]
     )
+
+
+def open_file_budget() -> int:
+    """How many spill files pass 1 may hold open at once: half the process's soft limit
+    on open files (the rest is left to Parquet readers, sockets, the interpreter), at
+    most :data:`MAX_SPILL_BUCKETS`; without ``resource`` (Windows) that maximum."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return MAX_SPILL_BUCKETS
+    if soft == resource.RLIM_INFINITY:
+        return MAX_SPILL_BUCKETS
+    return max(1, min(MAX_SPILL_BUCKETS, soft // 2))
+
+
+def spill_buckets(expected_rows: int, bucket_rows: int, max_open: int | None = None) -> int:
+    """Pass 1's number of user buckets: ``expected_rows / bucket_rows`` rounded up, capped
+    by the files the process may open (:func:`open_file_budget`): a larger log gets larger
+    buckets (more memory in pass 2) rather than failing with "too many open files"."""
+    wanted = max(1, math.ceil(expected_rows / max(bucket_rows, 1)))
+    return min(wanted, open_file_budget() if max_open is None else max(1, max_open))
 
 
 class _Uniques:
@@ -174,7 +214,7 @@ class LogWorldWriter:
         self.rc = requests or RequestConfig()
         self.seed = seed
         self.progress = progress
-        self.n_buckets = max(1, math.ceil(expected_rows / max(bucket_rows, 1)))
+        self.n_buckets = spill_buckets(expected_rows, bucket_rows)
         # buckets (pass 2) and days (pass 3) processed at once; memory holds that many
         self.workers = max(1, min(workers or MAX_WORKERS, os.cpu_count() or 1))
         self._spill: BucketSpill | None = None
@@ -209,7 +249,12 @@ class LogWorldWriter:
                     raise ValueError(f"LogChunk.{name}: given in some chunks and not in others")
         if self._spill is None:
             request_type = chunk.request_keys.type if chunk.request_keys is not None else pa.int64()
-            schema = _spill_schema(chunk.item_keys.type, request_type)
+            absent = frozenset(
+                column
+                for column, name in _OPTIONAL.items()
+                if chunk.kind != "sequence_only" and not self.has[name]
+            )  # a first chunk of sequence rows does not know: keep every column
+            schema = _spill_schema(chunk.item_keys.type, request_type, absent)
             self._spill = BucketSpill(self.tmp / "buckets", schema, self.n_buckets)
         schema = self._spill.schema
         item_keys = _cast(chunk.item_keys, schema.field("item_key").type, "item ids")
@@ -217,11 +262,24 @@ class LogWorldWriter:
         surfaces = chunk.surfaces if chunk.surfaces is not None else pa.nulls(n, pa.string())
         if chunk.surfaces is not None:
             self._surfaces.add(chunk.surfaces)
+
+        # a column the log lacks is null-typed in the spill (sequence rows never read it)
+        null = {c for c in _OPTIONAL if pa.types.is_null(schema.field(c).type)}
         requests = (
-            _cast(chunk.request_keys, schema.field("request_key").type, "request ids")
+            pa.nulls(n, pa.null()) if "request_key" in null
+            else _cast(chunk.request_keys, schema.field("request_key").type, "request ids")
             if chunk.request_keys is not None
             else pa.nulls(n, schema.field("request_key").type)
-        )
+        )  # fmt: skip
+        positions = (
+            pa.nulls(n, pa.null()) if "position" in null
+            else pa.array(chunk.positions if chunk.positions is not None
+                          else np.full(n, -1, np.int64))
+        )  # fmt: skip
+        randomized = (
+            pa.nulls(n, pa.null()) if "randomized" in null
+            else pa.array(chunk.randomized if chunk.randomized is not None else np.ones(n, bool))
+        )  # fmt: skip
         table = pa.table(
             {
                 "kind": pa.array(np.full(n, KIND_CODE[chunk.kind], np.int8)),
@@ -230,12 +288,8 @@ class LogWorldWriter:
                 "time_ms": pa.array(chunk.times_ms.astype(np.int64, copy=False)),
                 "code": pa.array(chunk.codes.astype(np.int64, copy=False)),
                 "request_key": requests,
-                "position": pa.array(
-                    chunk.positions if chunk.positions is not None else np.full(n, -1, np.int64)
-                ),
-                "randomized": pa.array(
-                    chunk.randomized if chunk.randomized is not None else np.ones(n, bool)
-                ),
+                "position": positions,
+                "randomized": randomized,
                 "surface": surfaces,
             }
         )
@@ -311,8 +365,8 @@ class LogWorldWriter:
 
         def pass2(b: int) -> BucketStats:
             impressions, events, stats = processor.process(b, spill.read(b))
-            imp_spill.add(impressions, f"b{b:05d}")
-            ev_spill.add(events, f"b{b:05d}")
+            imp_spill.add(impressions, b)
+            ev_spill.add(events, b)
             return stats
 
         ctx = _Totals(
@@ -466,7 +520,7 @@ class LogWorldWriter:
     def _write_days(
         self, events: DaySpill, impressions: DaySpill, surfaces: pa.Array, totals: _Totals
     ) -> dict[str, int]:
-        """Pass 3: each day sorted by time, its ids made global and its strings made,
+        """Pass 3: each day merged in time order, its ids made global and its strings made,
         written as the world dir's partitions. Days are independent, so a few are written
         at once (Arrow's kernels and Parquet encoding run without the GIL); memory holds
         that many days."""
@@ -482,7 +536,13 @@ class LogWorldWriter:
             else:
                 out = impressions_table(impressions.read_day(day), imp_schema, surfaces, totals)
                 schema, time_column, dictionary = imp_schema, "request_time_ms", ["surface"]
-            w = DayPartitionWriter(self.out, table, schema, time_column, use_dictionary=dictionary)
+            # min/max statistics of numbers only: a string column's cost a comparison per
+            # value (a fifth of the events' encode time) and no reader filters on them
+            numeric = [f.name for f in schema if not pa.types.is_string(f.type)]
+            w = DayPartitionWriter(
+                self.out, table, schema, time_column, use_dictionary=dictionary,
+                write_statistics=numeric,
+            )  # fmt: skip
             w.write(out)
             w.close()
             return table, w.rows_written
@@ -553,121 +613,6 @@ class LogWorldWriter:
         )
         pq.write_table(users.cast(users_schema()), self.out / "users.parquet", compression="zstd")
         return {"gender": sorted(set(gender)), "country": sorted(set(country))}
-
-
-EVENT_SPILL_SCHEMA = pa.schema(
-    [
-        ("bucket", pa.int32()),
-        ("user_id", pa.int64()),
-        ("item_id", pa.int64()),
-        ("action", pa.int8()),
-        ("timestamp_ms", pa.int64()),
-        ("surface", pa.int32()),
-        ("id_a", pa.int64()),
-        ("id_b", pa.int64()),
-    ]
-)
-"""Pass 2's events: numbers only (action and surface codes, the event id's two parts,
-local to the bucket)."""
-
-
-def impression_spill_schema(labels: tuple[str, ...]) -> pa.Schema:
-    """Pass 2's impressions: the impressions schema with the bucket, a local request id,
-    the surface as a code and no ``gt_prob_*`` (a log has no ground truth)."""
-    schema = impressions_schema(labels)
-    fields = [pa.field("bucket", pa.int32())]
-    fields += [pa.field("surface", pa.int32()) if f.name == "surface" else f for f in schema]
-    return pa.schema([f for f in fields if not f.name.startswith("gt_prob_")])
-
-
-def _by_time(spill: pa.Table, column: str) -> pa.Table:
-    """The rows of one day in time order. Stable, and the parts come in bucket order, so
-    ties keep (bucket, row) order: a user's events keep theirs, a day's requests ascend by
-    id. The time within a day fits 27 bits: two stable radix sorts of 16-bit halves
-    (numpy sorts 16-bit keys by radix) instead of one comparison sort."""
-    t = np.asarray(spill.column(column))
-    offset = t - (int(t.min()) // MS_PER_DAY * MS_PER_DAY) if t.size else t
-    if t.size and int(offset.max()) >= 1 << 32:
-        order = np.argsort(t, kind="stable")
-    else:
-        low = np.argsort((offset & 0xFFFF).astype(np.uint16), kind="stable")
-        order = low[np.argsort((offset[low] >> 16).astype(np.uint16), kind="stable")]
-    return spill.take(pa.array(order))
-
-
-def _digits(data: np.ndarray, col: int, values: np.ndarray, width: int) -> None:
-    """Write ``values`` zero-padded to ``width`` ASCII digits into ``data[:, col:col+width]``."""
-    x = values.astype(np.uint64)
-    for j in range(col + width - 1, col - 1, -1):
-        x, digit = np.divmod(x, np.uint64(10))
-        data[:, j] = digit + ord("0")
-
-
-def event_ids(shown: np.ndarray, a: np.ndarray, b: np.ndarray, widths: dict[str, int]) -> pa.Array:
-    """``[N]`` event ids of one width, built in one byte buffer (no per-row string work):
-    ``i<request>:<position>`` where ``shown`` (an impression), else ``e<serial>`` with the
-    serial ``a`` zero-padded to the same width."""
-    r, p = widths["request"], widths["position"]
-    width = 1 + max(r + 1 + p, widths["event"])
-    data = np.empty((shown.size, width), np.uint8)
-    imp = np.flatnonzero(shown)
-    block = np.empty((imp.size, width), np.uint8)
-    block[:, 0] = ord("i")
-    _digits(block, 1, a[imp], r)
-    block[:, 1 + r] = ord(":")
-    _digits(block, 2 + r, b[imp], width - 2 - r)
-    data[imp] = block
-    act = np.flatnonzero(~shown)
-    block = np.empty((act.size, width), np.uint8)
-    block[:, 0] = ord("e")
-    _digits(block, 1, b[act], width - 1)
-    data[act] = block
-    offsets = np.arange(shown.size + 1, dtype=np.int64) * width
-    return pa.Array.from_buffers(
-        pa.large_string(), shown.size, [None, pa.py_buffer(offsets), pa.py_buffer(data.ravel())]
-    ).cast(pa.string())
-
-
-def events_table(spill: pa.Table, names: pa.Array, surfaces: pa.Array, totals: _Totals) -> pa.Table:
-    """One day of spilled events as :func:`~transact.data.schema.events_schema` rows, in
-    time order. Event ids (unique over the log, one width, :func:`event_ids`): an
-    impression's ``i<request_id>:<position>``, every other event's ``e<serial>`` (serials
-    count over all buckets)."""
-    t = _by_time(spill, "timestamp_ms")
-    bucket = np.asarray(t.column("bucket"))
-    a, b = np.asarray(t.column("id_a")), np.asarray(t.column("id_b"))
-    shown = a >= 0
-    a = np.where(shown, a + totals.request_offset[bucket], 0)
-    b = np.where(shown, b, b + totals.event_offset[bucket])
-    action = names.take(pc.subtract(t.column("action").cast(pa.int32()), 1))
-    return pa.table(
-        {
-            "event_id": event_ids(shown, a, b, totals.id_widths),
-            "user_id": t.column("user_id"),
-            "item_id": t.column("item_id"),
-            "action_type": action,
-            "timestamp_ms": t.column("timestamp_ms"),
-            "surface": surfaces.take(t.column("surface")),
-        }
-    )
-
-
-def impressions_table(
-    spill: pa.Table, schema: pa.Schema, surfaces: pa.Array, totals: _Totals
-) -> pa.Table:
-    """One day of spilled impressions as ``schema`` rows by (request time, request,
-    position), with global request ids, surface names and NaN ``gt_prob_*``."""
-    t = _by_time(spill, "request_time_ms")
-    bucket = np.asarray(t.column("bucket"))
-    request = np.asarray(t.column("request_id")) + totals.request_offset[bucket]
-    nan = pa.array(np.full(t.num_rows, np.nan, np.float32))
-    columns = {
-        f.name: pa.array(request) if f.name == "request_id"
-        else surfaces.take(t.column("surface")) if f.name == "surface"
-        else nan if f.name.startswith("gt_prob_") else t.column(f.name)
-        for f in schema
-    }  # fmt: skip
-    return pa.table(columns).cast(schema)
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
