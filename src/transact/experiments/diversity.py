@@ -13,6 +13,7 @@ interests), the entropy falls too in an echo chamber (the interests themselves n
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from transact.experiments.online import (
@@ -118,7 +119,8 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
 
 
 def plot(table: dict[str, dict[str, dict]], labels: dict[str, str], path: Any) -> None:
-    """Per variant: diversity and repin-volume lifts over the baseline with intervals."""
+    """Per variant: diversity, repin and hide volume and interest-entropy lifts over the
+    baseline with their 95% intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,15 +128,18 @@ def plot(table: dict[str, dict[str, dict]], labels: dict[str, str], path: Any) -
 
     fig, ax = plt.subplots(figsize=(8.5, 4))
     keys = list(table)
-    for j, metric in enumerate(("diversity", "repins", "interest_entropy")):
-        xs = [i + (j - 1) * 0.27 for i in range(len(keys))]
+    plotted = ("diversity", "repins", "hides", "interest_entropy")
+    width = 0.8 / len(plotted)
+    for j, metric in enumerate(plotted):
+        xs = [i + (j - (len(plotted) - 1) / 2) * width for i in range(len(keys))]
         cells = [table[k][metric] for k in keys]
         ys = [100 * c["lift"] for c in cells]
         err = [[100 * (c["lift"] - c["ci_low"]) for c in cells],
                [100 * (c["ci_high"] - c["lift"]) for c in cells]]  # fmt: skip
-        ax.bar(xs, ys, 0.27, yerr=err, capsize=2, label=metric)
+        ax.bar(xs, ys, width, yerr=err, capsize=2, label=metric)
     ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(keys)), [labels[k].replace(", ", "\n", 1) for k in keys], fontsize=6)
+    # wrapped: five labels of up to ~60 characters side by side would overlap
+    ax.set_xticks(range(len(keys)), [textwrap.fill(labels[k], 28) for k in keys], fontsize=7)
     ax.set_ylabel("paired lift over the baseline (%)")
     ax.set_title(TITLE, fontsize=9)
     ax.legend(fontsize=7)
