@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from transact.arguments import ArgumentParser, output_file, positive_int, run_command
+from transact.data.spill_sizes import BUCKET_ROWS
 
 GOAL_ROWS_PER_S = 1_000_000
 GOAL_PEAK_MB = 4096
@@ -66,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-rows",
         type=positive_int,
-        default=500_000,
-        help="the importer's spill bucket: rows held at once (default 500,000, the importer's)",
+        default=BUCKET_ROWS,
+        help=f"the importer's spill bucket: rows held at once (default {BUCKET_ROWS:,}, the "
+        "importer's)",
     )
     parser.add_argument("--json", type=output_file, default=None, help="write the results here")
     parser.add_argument(

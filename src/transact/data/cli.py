@@ -18,6 +18,7 @@ from transact.arguments import (
     positive_float,
     positive_int,
 )
+from transact.data.spill_sizes import BUCKET_ROWS
 
 _EPILOG = """\
 examples:
@@ -368,8 +369,8 @@ def _add_request_flags(p: argparse.ArgumentParser, *, with_keys: bool) -> None:
         help="first days of the log that feed sequences only (default 0)",
     )  # fmt: skip
     p.add_argument(
-        "--memory-rows", type=positive_int, default=500_000,
-        help="log rows held in memory at once (the spill's bucket; default 500,000)",
+        "--memory-rows", type=positive_int, default=BUCKET_ROWS,
+        help=f"log rows held in memory at once (the spill's bucket; default {BUCKET_ROWS:,})",
     )  # fmt: skip
 
 

@@ -81,16 +81,11 @@ from transact.data.schema import (
     items_schema,
     users_schema,
 )
+from transact.data.spill_sizes import BUCKET_ROWS, MAX_SPILL_BUCKETS
 
 DEFAULT_SURFACE = "feed"
 # spill column -> LogChunk field of the optional columns a log may lack
 _OPTIONAL = {"request_key": "request_keys", "position": "positions", "randomized": "randomized"}
-# rows per spill bucket: memory holds about this many rows per worker; pass 2's arrays of
-# a 500k-row bucket fit the CPU caches far better than a 2M one's (a 10^7-row import
-# spent ~15% less CPU at 500k than at 2M; much smaller buckets cost spill files instead)
-MAX_SPILL_BUCKETS = 512
-"""The most spill files pass 1 opens at once (see :func:`spill_buckets`)."""
-BUCKET_ROWS = 500_000
 MAX_WORKERS = 4
 T = TypeVar("T")
 R = TypeVar("R")
