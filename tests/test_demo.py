@@ -14,6 +14,7 @@ from transact.demo import (
     DemoConfig,
     Stage,
     acceptance_checks,
+    acceptance_line,
     add_stage,
     demo_run_config,
     demo_run_configs,
@@ -29,7 +30,12 @@ def tiny_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     ctx = run_demo(
         DemoConfig(
-            out_dir=out, world_preset="tiny", train_preset="tiny", max_steps=3, progress=False
+            out_dir=out,
+            world_preset="tiny",
+            train_preset="tiny",
+            max_steps=3,
+            progress=False,
+            online_days=2,
         )
     )
     return out, ctx
@@ -70,6 +76,12 @@ def test_demo_ends_with_an_online_ab_test_and_the_report_plots(tiny_demo):
     metrics = json.loads((out / "metrics.json").read_text())
     online = metrics["online"]
     assert online["days"] == 2 and online["treatment"] == "transact"
+    claims = {(c["metric"], c["segment"]): c for c in online["claims"]}
+    assert claims[("repins", "all")]["lift"] == pytest.approx(
+        online["paired"]["repins/all"]["lift"]
+    )
+    assert metrics["demo"]["checks"]["bar"] == "online"
+    assert metrics["demo"]["checks"]["online"]["verdict"] == claims[("repins", "all")]["verdict"]
     sim = json.loads((out / "online" / "report.json").read_text())
     for design in ("buckets", "paired"):
         for cell in ("repins/all", "hides/non_core", "time_spent_min/all"):
@@ -92,7 +104,12 @@ def test_second_demo_run_reuses_world_and_models(tiny_demo, capsys):
     before = (out / "runs" / "transact" / "model.pt").stat().st_mtime_ns
     ctx = run_demo(
         DemoConfig(
-            out_dir=out, world_preset="tiny", train_preset="tiny", max_steps=3, progress=False
+            out_dir=out,
+            world_preset="tiny",
+            train_preset="tiny",
+            max_steps=3,
+            progress=False,
+            online_days=2,
         )
     )
     log = capsys.readouterr().out
@@ -127,34 +144,67 @@ def test_train_and_evaluate_commands_on_the_tiny_world(tiny_demo, tmp_path):
     assert "calibrated" in m["calibration"]  # evaluate reads the model's calibration
 
 
-def test_acceptance_checks_need_direction_and_significance():
-    def metrics(repin_lift, repin_p, hide_lift, hide_p):
-        row = lambda lift, p: {"lift_vs_baseline": lift, "p_value": p}  # noqa: E731
-        return {
-            "alpha": 0.05,
-            "models": {
-                "transact": {
-                    "repin": {"all": row(repin_lift, repin_p), "non_core": row(0.1, 0.5)},
-                    "hide": {"all": row(hide_lift, hide_p), "non_core": row(0.1, 0.5)},
-                }
-            },
-        }
+def _metrics(repin_lift, repin_p, hide_lift, hide_p):
+    row = lambda lift, p: {"lift_vs_baseline": lift, "p_value": p}  # noqa: E731
+    return {
+        "alpha": 0.05,
+        "models": {
+            "transact": {
+                "repin": {"all": row(repin_lift, repin_p), "non_core": row(0.1, 0.5)},
+                "hide": {"all": row(hide_lift, hide_p), "non_core": row(0.1, 0.5)},
+            }
+        },
+    }
 
-    assert acceptance_checks(metrics(0.1, 0.01, -0.1, 0.01))["passed"]
-    assert not acceptance_checks(metrics(0.1, 0.01, 0.1, 0.01))["passed"]  # hide went up
-    assert not acceptance_checks(metrics(0.1, 0.2, -0.1, 0.01))["passed"]  # insignificant
-    assert not acceptance_checks(metrics(None, None, -0.1, 0.01))["passed"]
+
+def test_offline_bar_needs_direction_and_significance():
+    """Without the online stage the bar is offline: repin up and hide down, p < 0.05."""
+    assert acceptance_checks(_metrics(0.1, 0.01, -0.1, 0.01))["passed"]
+    assert not acceptance_checks(_metrics(0.1, 0.01, 0.1, 0.01))["passed"]  # hide went up
+    assert not acceptance_checks(_metrics(0.1, 0.2, -0.1, 0.01))["passed"]  # insignificant
+    assert not acceptance_checks(_metrics(None, None, -0.1, 0.01))["passed"]
     # with ground truth the expected HIT@3's lift is judged, not the sampled one's
-    m = metrics(0.1, 0.01, -0.1, 0.4)  # sampled hide: insignificant
-    for head, lift in (("repin", 0.08), ("hide", -0.12)):
+    m = _metrics(0.1, 0.01, -0.1, 0.4)  # sampled hide: insignificant
+    for head, lift, ci in (("repin", 0.08, [0.05, 0.11]), ("hide", -0.12, [-0.2, -0.04])):
         m["models"]["transact"][head]["all"].update(
-            expected_lift_vs_baseline=lift, expected_p_value=1e-6
+            expected_lift_vs_baseline=lift, expected_p_value=1e-6, expected_ci95=ci
         )
     checks = acceptance_checks(m)
-    assert checks["passed"] and checks["hide/all"]["metric"] == "expected_hit_at_3"
-    assert checks["hide/all"]["lift"] == -0.12
+    assert checks["bar"] == "offline" and checks["passed"]
+    hide = checks["offline"]["hide/all"]
+    assert hide["metric"] == "expected_hit_at_3" and hide["lift"] == -0.12
+    assert hide["verdict"] == "holds"  # the paper's -14.86% side, interval below 0
+    assert checks["offline"]["repin/non_core"]["verdict"] == "unsettled"  # no interval
     m["models"]["transact"]["hide"]["all"]["expected_lift_vs_baseline"] = 0.02  # hide went up
     assert not acceptance_checks(m)["passed"]
+
+
+def test_online_bar_is_the_paired_repin_volume_and_overrides_the_offline_one():
+    """With the online stage the bar is Table 5's headline on the paired design (fixed
+    before the switched demo ran): the offline cells are reported, not judged."""
+    offline_fails = _metrics(-0.01, 0.5, 0.02, 0.5)
+
+    def online(repin_verdict):
+        cells = [
+            {
+                "metric": "repins",
+                "segment": "all",
+                "verdict": repin_verdict,
+                "lift": 0.03,
+                "ci_low": 0.01,
+                "ci_high": 0.05,
+            },
+            {"metric": "hides", "segment": "all", "verdict": "contradicted", "lift": 0.05},
+        ]
+        return {**offline_fails, "online": {"claims": cells}}
+
+    checks = acceptance_checks(online("holds"))
+    assert checks["bar"] == "online" and checks["passed"]
+    assert checks["online"]["lift"] == 0.03 and not checks["offline"]["passed"]
+    for verdict in ("unsettled", "contradicted"):
+        assert not acceptance_checks(online(verdict))["passed"]
+    line = acceptance_line(checks)
+    assert "paired online repin volume" in line and "+3.00%" in line and "PASSED" in line
 
 
 def test_add_stage_inserts_after_a_named_stage():
@@ -227,7 +277,7 @@ def test_demo_trains_the_run_configs_of_configs_dir_as_written():
         assert demo_run_config(DemoConfig(), name) == load_run_config(CONFIGS / file)
     transact = demo_run_config(DemoConfig(), "transact")
     assert transact.model["encoder"] == "transact"
-    assert transact.model["encoder_overrides"] == {"time_window_max_ms": 0}
+    assert "encoder_overrides" not in transact.model  # the paper's 24 h mask (3.3.4)
     assert demo_run_config(DemoConfig(), "baseline").model["encoder"] == "none"
 
 
@@ -235,12 +285,15 @@ def test_demo_follows_an_edit_of_the_toml_and_overrides_only_its_flags(tmp_path)
     edited = tmp_path / "configs"
     shutil.copytree(CONFIGS, edited, ignore=shutil.ignore_patterns("world"))
     text = (edited / "transact_small.toml").read_text()
-    text = text.replace("encoder_overrides = { time_window_max_ms = 0 }\n", "")
-    text = text.replace('encoder = "transact"', 'encoder = "transact"\nmlp_dims = [32]')
+    text = text.replace(
+        'encoder = "transact"',
+        'encoder = "transact"\nmlp_dims = [32]\nencoder_overrides = { time_window_max_ms = 0 }',
+    )
     (edited / "transact_small.toml").write_text(text)
     config = DemoConfig(configs_dir=edited, train_preset="tiny", seed=7, max_steps=3)
     transact = demo_run_config(config, "transact")
-    assert "encoder_overrides" not in transact.model and transact.model["mlp_dims"] == [32]
+    assert transact.model["encoder_overrides"] == {"time_window_max_ms": 0}
+    assert transact.model["mlp_dims"] == [32]
     assert transact.train.batch_size == 64 and transact.train.max_steps == 3  # tiny preset
     assert transact.train.seed == 7 and transact.data.seed == 7
     assert transact.data.negative_ratio == 1.0  # the file's, untouched

@@ -17,6 +17,7 @@ from transact.experiments.online import (
     TRANSACT_ACTION_MASK,
     TRANSACT_DROPOUT,
     TRANSACT_MASK,
+    TRANSACT_NO_MASK,
     difference_of_lifts,
     judge,
     slope_of,
@@ -77,7 +78,8 @@ def test_paired_lift_of_a_copy_with_itself_is_zero():
 def test_variants_are_the_shipped_configs_with_their_encoder_options():
     get = lambda v: variant_run_config(v, SMOKE).model  # noqa: E731
     assert get(BASELINE)["encoder"] == "none"
-    assert get(TRANSACT)["encoder_overrides"] == {"time_window_max_ms": 0}  # the demo's
+    assert "encoder_overrides" not in get(TRANSACT)  # the demo's: the shipped mask
+    assert get(TRANSACT_NO_MASK)["encoder_overrides"] == {"time_window_max_ms": 0}
     assert get(TRANSACT_MASK)["encoder_overrides"] == {"time_window_max_ms": 24 * 3600 * 1000}
     assert get(TRANSACT_DROPOUT)["encoder_overrides"] == {"time_window_max_ms": 0, "dropout": 0.3}
     assert get(TRANSACT_ACTION_MASK)["encoder_overrides"] == {
