@@ -13,7 +13,7 @@ from transact.arguments import existing_file, output_dir, positive_int
 OFFLINE = (
     "table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "mask", "all",
 )  # fmt: skip
-ONLINE = ("table5", "fig6", "diversity", "feedback-loop")
+ONLINE = ("table5", "fig6", "diversity", "feedback-loop", "mechanisms")
 NAMES = OFFLINE + ONLINE
 TOOLS = ("power",)
 
@@ -41,6 +41,11 @@ online experiments (the simulated world as a closed loop, `transact.online`):
   diversity      impression diversity: TransAct with/without the time-window mask, higher
                  dropout, random action masking (4.4.4)
   feedback-loop  a small bucket against full traffic, each retrained on its own logs (5.1)
+  mechanisms     not in the paper: what each world mechanism contributes to Table 5's
+                 paired lifts (repin, hide, diversity, time spent): per world with one
+                 mechanism off (--mechanisms, default all of them), a new world, new
+                 models and a paired run, beside the reference world; finished worlds
+                 are reused by a rerun (OUT/mechanisms/ROW/row.json)
   budgets: smoke (a 200-user world, 2 online days: seconds), quick (the demo world, 3
   online days) and default (the demo world, a week; two for fig6); --dataset
   runs/demo/world reuses `transact demo`'s models. Outputs: OUT/NAME/results.json,
@@ -71,6 +76,18 @@ examples:
   transact experiment power --results runs/pilot/table1/results.json --cell transact:repin/all
   transact experiment table5 --budget smoke
   transact experiment table5 --dataset runs/demo/world --out runs/online-experiments
+  transact experiment mechanisms --budget quick --mechanisms satiation,fresh_items
+"""
+
+MECHANISM_HELP = """mechanisms (transact experiment mechanisms --mechanisms NAME,...; each row switches one
+off in a world otherwise the reference's; docs/data.md 2.4):
+  current_interest  current_interest_half_life_hours = 0: no current interests
+  drift             drift_half_life_days = 0: long-term interests do not drift
+  satiation         satiation_weight = 0: repeated exposure costs no engagement
+  fresh_items       fresh_items_per_day = 0, freshness_weight = 0, no fresh candidates
+  continue          continue_elasticity = 0: session length ignores the feed's quality
+  return            return_elasticity = 0: sessions per day ignore recent satisfaction
+  all               every mechanism off at once (WorldConfig.mechanisms_off())
 """
 
 
@@ -80,14 +97,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "experiment",
         help="rerun a paper table/figure (table1..table9, fig4, fig5, all; online: table5, "
-        "fig6, diversity, feedback-loop)",
+        "fig6, diversity, feedback-loop, mechanisms)",
         description=(
             "Train every variant of one of the paper's offline experiments on the same "
             "training weeks, evaluate HIT@3 on the same held-out week, and write the "
             "paper's table beside ours: relative lifts over the baseline, spread over "
             "seeds, paired p-values over users, and the oracle."
         ),
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + MECHANISM_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", choices=NAMES + TOOLS, help="which experiment (or all)")
@@ -142,6 +159,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=hours_list,
         help="mask only: comma-separated half-lives (hours) of users' current interests; "
         "one world each, generated from the budget's preset with nothing else changed",
+    )
+    parser.add_argument(
+        "--mechanisms",
+        type=key_list,
+        help="mechanisms only: comma-separated world mechanisms to switch off, one world "
+        "each, beside the reference world (names below; default: every one and all)",
     )
     power = parser.add_argument_group("power (transact experiment power)")
     power.add_argument("--results", type=existing_file, help="a pilot's results.json")
@@ -245,6 +268,8 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    if args.mechanisms and args.name != "mechanisms":
+        raise ValueError("--mechanisms: only for `transact experiment mechanisms`")
     if args.name in ONLINE:
         return _handle_online(args)
     from dataclasses import replace
@@ -328,9 +353,15 @@ def _handle_online(args: argparse.Namespace) -> int:
     seeds = args.seeds or (0,)
     if len(seeds) > 1:
         raise ValueError(f"--seeds: the online experiments take one seed, got {list(seeds)}")
+    options = {}
+    if args.name == "mechanisms":
+        from transact.experiments.mechanisms import parse_rows
+
+        parse_rows(args.mechanisms)  # a bad name fails here, before any world is made
+        options["rows"] = args.mechanisms
     run_online_experiment(
         args.name, dataset=args.dataset, budget=budget, out_root=args.out,
-        progress=not args.no_progress, seed=seeds[0],
+        progress=not args.no_progress, seed=seeds[0], options=options,
     )  # fmt: skip
     print(f"{args.name}: {args.out / args.name / 'results.md'}")
     return 0

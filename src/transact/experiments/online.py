@@ -1,10 +1,12 @@
 """What the paper's online experiments share: the world, the trained variants, verdicts.
 
-The four online experiments (``table5``, ``fig6``, ``diversity``, ``feedback_loop``) run
-through :mod:`transact.online`'s library API (:func:`transact.online.simulate`) on one
-world per budget (:class:`~transact.experiments.budget.OnlineBudget`):
+The online experiments (``table5``, ``fig6``, ``diversity``, ``feedback_loop``,
+``mechanisms``) run through :mod:`transact.online`'s library API
+(:func:`transact.online.simulate`) on one world per budget
+(:class:`~transact.experiments.budget.OnlineBudget`; ``mechanisms``: one per switch):
 
-* :func:`prepare_world` generates (or reuses) the offline world, the pre-period;
+* :func:`prepare_world` generates (or reuses) the offline world, the pre-period
+  (:func:`generated_world`: any ``WorldConfig``, cached by its digest);
 * :func:`train_variant` trains a model variant with the shipped run config
   (``baseline_small``/``transact_small``) plus the variant's encoder options on the
   world's training window, through the pipeline (``build_examples`` + ``train_run``), so
@@ -101,25 +103,55 @@ TRANSACT_ACTION_MASK = OnlineVariant(
 def prepare_world(dataset: str, budget: OnlineBudget, work_dir: Path, progress: bool) -> Path:
     """The offline world of the experiment: ``dataset`` when it is a generated world dir,
     else the budget's preset (with its overrides) generated once into ``work_dir``."""
-    from transact.data.io import MANIFEST_NAME, load_manifest
-    from transact.data.world import PRESETS, generate_world
-
     if dataset != "world":
-        path = Path(dataset)
-        if not (path / MANIFEST_NAME).exists() or not load_manifest(path).extra.get("config"):
-            raise ValueError(
-                f"--dataset {dataset}: the online experiments continue a generated world "
-                "(`transact data generate` or `transact demo`'s world/), not this directory"
-            )
-        return path
+        world_dir_config(Path(dataset))  # refuses a directory that is not a generated world
+        return Path(dataset)
+    return generated_world(budget_world_config(budget), budget.world_preset, work_dir, progress)
+
+
+def budget_world_config(budget: OnlineBudget) -> Any:
+    """The :class:`~transact.data.world.WorldConfig` of ``budget``: its preset with its
+    ``world_overrides``."""
+    from transact.data.world import PRESETS
+
     overrides: dict[str, Any] = dict(budget.world_overrides)
-    config = replace(PRESETS[budget.world_preset], **overrides)
+    return replace(PRESETS[budget.world_preset], **overrides)
+
+
+def world_dir_config(path: Path) -> Any:
+    """The :class:`~transact.data.world.WorldConfig` a generated world dir was made with;
+    raises ``ValueError`` for a directory that is not one."""
+    from transact.data.io import MANIFEST_NAME, load_manifest
+    from transact.online.replay import world_config_of
+
+    if not (path / MANIFEST_NAME).exists() or not load_manifest(path).extra.get("config"):
+        raise ValueError(
+            f"--dataset {path}: the online experiments continue a generated world "
+            "(`transact data generate` or `transact demo`'s world/), not this directory"
+        )
+    return world_config_of(load_manifest(path), path)
+
+
+def generated_world(
+    config: Any, preset: str, work_dir: Path, progress: bool, seed: int = 0
+) -> Path:
+    """The world of ``config`` (a ``WorldConfig``) and ``seed``, generated once into
+    ``work_dir/data`` under a name keyed by the config's digest and reused while its
+    manifest records the same config."""
+    from transact.data.io import MANIFEST_NAME, load_manifest
+    from transact.data.world import generate_world
+
     wanted = json.loads(json.dumps(asdict(config)))
     digest = hashlib.sha1(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:10]
-    path = work_dir / "data" / f"world-{budget.world_preset}-{digest}"
+    name = f"world-{preset}-{digest}" + (f"-s{seed}" if seed else "")
+    path = work_dir / "data" / name
     if (path / MANIFEST_NAME).exists() and load_manifest(path).extra.get("config") == wanted:
         return path
-    generate_world(path, config, seed=0, preset=budget.world_preset, progress=progress)
+    if path.exists():  # a generation that did not finish (no manifest yet): start again
+        import shutil
+
+        shutil.rmtree(path)
+    generate_world(path, config, seed=seed, preset=preset, progress=progress)
     return path
 
 
@@ -404,6 +436,21 @@ class OnlineRun:
             )
         return runs, info
 
+    def ab_config(self, models: dict[str, Path], share: float, paired: bool) -> Any:
+        """Table 5's A/B test on this world: the ``baseline`` and ``transact`` runs of
+        ``models`` in buckets of ``share`` each (and, ``paired``, in paired copies) for the
+        budget's days, models fixed."""
+        from transact.online import ArmSpec, OnlineConfig
+
+        b = self.budget
+        return OnlineConfig(
+            str(self.world),
+            (ArmSpec("baseline", str(models["baseline"]), share),
+             ArmSpec("transact", str(models["transact"]), share)),
+            days=b.days, paired=paired, pre_days=b.pre_days, seed=self.seed,
+            progress=self.progress,
+        )  # fmt: skip
+
     def simulate(self, label: str, config: Any) -> tuple[OnlineResult, float]:
         """Run ``config`` into ``out_dir/label`` (report.json/md and figures beside it);
         what an earlier, perhaps interrupted, run of this experiment left there goes."""
@@ -435,6 +482,7 @@ ONLINE_EXPERIMENTS = {
     "fig6": "fig6",
     "diversity": "diversity",
     "feedback-loop": "feedback_loop",
+    "mechanisms": "mechanisms",
 }
 """Command name -> module of ``transact.experiments`` (each has ``NAME``, ``TITLE``, ``run``)."""
 
@@ -447,9 +495,11 @@ def run_online_experiment(
     out_root: Path,
     progress: bool = True,
     seed: int = 0,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run online experiment ``name`` into ``out_root/<name>/`` (models cached in
-    ``out_root/_work``); returns its results (what ``results.json`` holds)."""
+    ``out_root/_work``); returns its results (what ``results.json`` holds). ``options``:
+    the experiment's own keyword arguments (``mechanisms``: ``rows``)."""
     import importlib
 
     if name not in ONLINE_EXPERIMENTS:
@@ -466,7 +516,7 @@ def run_online_experiment(
         progress=progress,
         seed=seed,
     )
-    results: dict[str, Any] = module.run(ctx)
+    results: dict[str, Any] = module.run(ctx, **(options or {}))
     results["wall_s"] = round(time.perf_counter() - start, 1)
     (ctx.out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     return results

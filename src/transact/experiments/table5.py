@@ -45,24 +45,14 @@ DESIGNS = (
 
 def run(ctx: OnlineRun) -> dict[str, Any]:
     """Run Table 5 (module docstring); writes results.json/md and table5.png."""
-    from transact.online import ArmSpec, OnlineConfig
-
     b = ctx.budget
     models, trained = ctx.models([BASELINE, TRANSACT])
-
-    def config(share: float, paired: bool) -> OnlineConfig:
-        return OnlineConfig(
-            str(ctx.world),
-            (ArmSpec("baseline", str(models["baseline"]), share),
-             ArmSpec("transact", str(models["transact"]), share)),
-            days=b.days, paired=paired, pre_days=b.pre_days, seed=ctx.seed,
-            progress=ctx.progress,
-        )  # fmt: skip
-
     sims, wall = {}, {}
-    sims["settle"], wall["settle"] = ctx.simulate("settle", config(b.settle_share, True))
+    sims["settle"], wall["settle"] = ctx.simulate(
+        "settle", ctx.ab_config(models, b.settle_share, paired=True)
+    )
     sims["paper_share"], wall["paper_share"] = ctx.simulate(
-        "paper_share", config(b.paper_share, False)
+        "paper_share", ctx.ab_config(models, b.paper_share, paired=False)
     )
     cells = []
     for design_label, design, sim in DESIGNS:

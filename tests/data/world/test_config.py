@@ -1,6 +1,8 @@
+from dataclasses import fields
+
 import pytest
 
-from transact.data.world import PRESETS, WorldConfig
+from transact.data.world import MECHANISMS, PRESETS, WorldConfig
 
 
 def test_config_validation_names_every_bad_field():
@@ -42,6 +44,7 @@ def test_mechanisms_off_switches_every_closed_loop_mechanism():
     assert off.freshness_weight == 0 and off.candidate_mix[3] == 0
     assert abs(sum(off.candidate_mix) - 1) < 1e-9
     assert off.continue_elasticity == 0 and off.return_elasticity == 0
+    assert off == PRESETS["demo"].without(*MECHANISMS)
     # the committed configs load
     from pathlib import Path
 
@@ -64,3 +67,26 @@ def test_generate_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert main(["data", "generate", "--out", str(out), "--config", str(bad)]) == 2
     assert "satiation_weight" in capsys.readouterr().err
     assert not (out / "manifest.json").exists()
+
+
+def test_without_switches_off_one_mechanism_and_nothing_else():
+    demo = PRESETS["demo"]
+    changed = {
+        name: {f.name for f in fields(WorldConfig)
+               if getattr(demo.without(name), f.name) != getattr(demo, f.name)}
+        for name in MECHANISMS
+    }  # fmt: skip
+    assert changed == {
+        "current_interest": {"current_interest_half_life_hours"},
+        "drift": {"drift_half_life_days"},
+        "satiation": {"satiation_weight"},
+        "fresh_items": {"fresh_items_per_day", "freshness_weight", "candidate_mix"},
+        "continue": {"continue_elasticity"},
+        "return": {"return_elasticity"},
+    }
+    mix = demo.without("fresh_items").candidate_mix
+    assert mix[3] == 0 and sum(mix) == pytest.approx(1.0)
+    assert mix[0] / mix[1] == pytest.approx(demo.candidate_mix[0] / demo.candidate_mix[1])
+    assert demo.without() == demo
+    with pytest.raises(ValueError, match=r"unknown world mechanisms \['novelty'\]; known"):
+        demo.without("satiation", "novelty")

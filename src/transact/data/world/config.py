@@ -285,19 +285,60 @@ class WorldConfig:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: {exc}") from None
 
+    def without(self, *mechanisms: str) -> WorldConfig:
+        """This world with the named closed-loop mechanisms (keys of :data:`MECHANISMS`)
+        switched off and nothing else changed; raises ``ValueError`` naming the known
+        mechanisms for an unknown name."""
+        unknown = [m for m in mechanisms if m not in MECHANISMS]
+        if unknown:
+            raise ValueError(f"unknown world mechanisms {unknown}; known: {list(MECHANISMS)}")
+        changes: dict[str, object] = {}
+        for name in mechanisms:
+            changes.update(_switched_off(self, name))
+        return replace(self, **changes)  # type: ignore[arg-type]
+
     def mechanisms_off(self) -> WorldConfig:
         """This world with every closed-loop mechanism switched off (for comparisons)."""
-        return replace(
-            self,
-            current_interest_half_life_hours=0.0,
-            drift_half_life_days=0.0,
-            satiation_weight=0.0,
-            fresh_items_per_day=0.0,
-            freshness_weight=0.0,
-            candidate_mix=_without_fresh(self.candidate_mix),
-            continue_elasticity=0.0,
-            return_elasticity=0.0,
-        )
+        return self.without(*MECHANISMS)
+
+
+MECHANISMS: dict[str, str] = {
+    "current_interest": "no current interests (current_interest_half_life_hours = 0): "
+    "sessions start on the long-term interests or the session's intent only",
+    "drift": "no long-term interest drift (drift_half_life_days = 0): users keep their "
+    "day-0 interests",
+    "satiation": "no satiation (satiation_weight = 0): repeated exposure to a leaf or "
+    "interest costs no engagement",
+    "fresh_items": "no fresh items (fresh_items_per_day = 0, freshness_weight = 0, the fresh "
+    "generator's share of candidate_mix spread over the others): the catalog is fixed",
+    "continue": "no continue elasticity (continue_elasticity = 0): session length does not "
+    "depend on the feed's quality",
+    "return": "no return elasticity (return_elasticity = 0): sessions per day do not depend "
+    "on recent satisfaction",
+}
+"""The closed-loop mechanisms a :class:`WorldConfig` can switch off one by one
+(:meth:`WorldConfig.without`; docs/data.md 2.4), with what switching each off means."""
+
+
+def _switched_off(config: WorldConfig, mechanism: str) -> dict[str, object]:
+    """The field changes that switch ``mechanism`` off in ``config``."""
+    if mechanism == "current_interest":
+        return {"current_interest_half_life_hours": 0.0}
+    if mechanism == "drift":
+        return {"drift_half_life_days": 0.0}
+    if mechanism == "satiation":
+        return {"satiation_weight": 0.0}
+    if mechanism == "fresh_items":
+        return {
+            "fresh_items_per_day": 0.0,
+            "freshness_weight": 0.0,
+            "candidate_mix": _without_fresh(config.candidate_mix),
+        }
+    if mechanism == "continue":
+        return {"continue_elasticity": 0.0}
+    if mechanism == "return":
+        return {"return_elasticity": 0.0}
+    raise ValueError(f"unknown world mechanism {mechanism!r}; known: {list(MECHANISMS)}")
 
 
 def _typed(value: object, default: object, where: str) -> object:
