@@ -620,9 +620,12 @@ examples:
   cp -r configs my-configs && $EDITOR my-configs/transact_small.toml
   transact demo --configs my-configs      # the demo with your edited run configs
 
-outputs: OUT/report.md (HIT@3 lift table like the paper's Table 1, oracle and share of
-its lift), OUT/metrics.json (models.<model>.<head>.<all|non_core>.{hit_at_3,
-lift_vs_baseline, p_value}), OUT/world/, OUT/runs/<model>/ (checkpoints, TensorBoard)."""
+outputs: OUT/report.md (the demo's bar and its verdict first: TransAct's paired online
+repin volume over the baseline, all users; a verdict per Table 1 and Table 5 claim; the
+HIT@3 lift table like the paper's Table 1, oracle and share of its lift; the online
+table), OUT/metrics.json (models.<model>.<head>.<all|non_core>.{hit_at_3,
+lift_vs_baseline, p_value}, online.claims, demo.checks), OUT/online/ (the simulator's
+report), OUT/world/, OUT/runs/<model>/ (checkpoints, TensorBoard)."""
 
 
 def _handle(args: argparse.Namespace) -> int:
