@@ -25,19 +25,18 @@ from transact.pipeline.run_config import load_run_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+def tiny_config(out: Path) -> DemoConfig:
+    """The demo on the tiny world, 3 optimizer steps per model, 2 online days."""
+    return DemoConfig(
+        out_dir=out, world_preset="tiny", train_preset="tiny", max_steps=3, progress=False,
+        online_days=2,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    ctx = run_demo(
-        DemoConfig(
-            out_dir=out,
-            world_preset="tiny",
-            train_preset="tiny",
-            max_steps=3,
-            progress=False,
-            online_days=2,
-        )
-    )
+    ctx = run_demo(tiny_config(out))
     return out, ctx
 
 
@@ -102,16 +101,7 @@ def test_demo_ends_with_an_online_ab_test_and_the_report_plots(tiny_demo):
 def test_second_demo_run_reuses_world_and_models(tiny_demo, capsys):
     out, _ = tiny_demo
     before = (out / "runs" / "transact" / "model.pt").stat().st_mtime_ns
-    ctx = run_demo(
-        DemoConfig(
-            out_dir=out,
-            world_preset="tiny",
-            train_preset="tiny",
-            max_steps=3,
-            progress=False,
-            online_days=2,
-        )
-    )
+    ctx = run_demo(tiny_config(out))
     log = capsys.readouterr().out
     assert "already holds this world; skipping generation" in log
     assert ctx.state["train_results"]["transact"].resumed_from_step == 3  # nothing retrained
