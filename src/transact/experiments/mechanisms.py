@@ -399,7 +399,9 @@ def reading(contributions: dict[str, list[dict]], days: int) -> list[str]:
         if by["contradicted"]:
             parts.append("lowered by " + ", ".join(by["contradicted"]))
         if by["unsettled"]:
-            mde = f" (detectable here: about {100 * max(mdes):.0f} points)" if mdes else ""
+            points = f"{100 * max(mdes):.0f}" if mdes else ""
+            unit = "point" if points == "1" else "points"
+            mde = f" (detectable here: about {points} {unit})" if mdes else ""
             parts.append("no settled change from " + ", ".join(by["unsettled"]) + mde)
         if parts:
             out.append(f"* {label} lift: " + "; ".join(parts) + ".")
