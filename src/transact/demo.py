@@ -443,7 +443,7 @@ def run_demo(config: DemoConfig, stages: list[Stage] | None = None) -> DemoConte
 
 EPILOG = """\
 examples:
-  transact demo                          # the full demo (~10 min on 2 cores)
+  transact demo                          # the full demo (~10 min on 2 idle cores)
   transact demo --out runs/demo2 --seed 1
   transact demo --world-preset tiny --train-preset tiny   # a smoke run, under a minute
   cp -r configs my-configs && $EDITOR my-configs/transact_small.toml
