@@ -172,14 +172,14 @@ def acceptance_line(checks: dict[str, Any]) -> str:
 
 def offline_verdict_lines(checks: dict[str, Any]) -> list[str]:
     """Table 1's repin and hide cells beside the paper's, with the verdict of each."""
+    from transact.experiments.report import fmt_ci, fmt_pct
+
     lines = [
         "### Table 1's claims: TransAct over the baseline, offline",
         "",
         "| cell | paper | ours (95% interval) | p | verdict |",
         "|---|---|---|---|---|",
     ]
-    from transact.experiments.report import fmt_ci, fmt_pct
-
     for cell, c in checks["offline"].items():
         if cell == "passed":
             continue
