@@ -183,3 +183,22 @@ def test_forward_users_equals_forward_on_each_candidates_user_rows(name):
     # from GEMMs over fewer rows, equal to float rounding
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(one, want_one, rtol=1e-6, atol=1e-6)
+
+
+def test_effective_overrides_keep_only_what_changes_the_encoder():
+    from transact.models.encoders import effective_overrides, sequence_encoder_config
+
+    spec = make_spec()
+    day = sequence_encoder_config("transact", spec).time_window_max_ms
+    assert day == 24 * 3600 * 1000
+    assert effective_overrides("transact", spec, {"time_window_max_ms": day}) == {}
+    assert effective_overrides("transact", spec, {"time_window_max_ms": day, "dropout": 0.3}) == {
+        "dropout": 0.3
+    }
+    # the vanilla transformer's own default (no action types) is not an override either
+    vanilla = sequence_encoder_config("vanilla_transformer", spec)
+    assert effective_overrides("vanilla_transformer", spec, {"use_action_types": False}) == {}
+    assert not vanilla.use_action_types
+    assert effective_overrides("lstm", spec, {"seq_len": spec.seq_len}) == {}
+    with pytest.raises(ValueError, match="unknown override"):
+        effective_overrides("transact", spec, {"no_such_field": 1})

@@ -179,29 +179,53 @@ def variant_run_config(variant: OnlineVariant, budget: OnlineBudget, seed: int =
     return run_config_from_dict(with_overrides(raw, overrides), source=f"{path} ({variant.key})")
 
 
-def _comparable(run_config: dict[str, Any]) -> dict[str, Any]:
-    """A run config without what does not change the trained model (name, progress bars)."""
+def _comparable(run_config: dict[str, Any], spec: Any = None) -> dict[str, Any]:
+    """A run config without what does not change the trained model (name, progress bars).
+
+    With the feature ``spec`` the model was trained on, the encoder overrides are reduced
+    to those that change the encoder (``effective_overrides``): a variant that spells out
+    a default (the diversity experiment's ``transact_mask``, the shipped config's 24 h
+    window) matches a model trained without it."""
     out = json.loads(json.dumps(run_config))
     out.pop("name", None)
     out.get("train", {}).pop("progress", None)
+    model = out.get("model")
+    if spec is not None and isinstance(model, dict) and "encoder" in model:
+        from transact.models.encoders import effective_overrides
+
+        try:
+            kept = effective_overrides(model["encoder"], spec, model.get("encoder_overrides", {}))
+        except (ValueError, TypeError):
+            return out  # not buildable here: compare as written
+        if kept:
+            model["encoder_overrides"] = kept
+        else:
+            model.pop("encoder_overrides", None)
     return out
 
 
 def find_trained(run_config: Any, world: Path, search: Sequence[Path]) -> Path | None:
     """A finished run (``model.pt``) under ``search`` trained with ``run_config`` on
-    ``world``, or ``None``."""
+    ``world``, or ``None``. Run configs are compared without names and progress bars,
+    and with encoder overrides that equal the encoder's defaults dropped (``_comparable``,
+    on the feature spec each candidate was trained with)."""
+    from transact.data.schema import FeatureSpec
     from transact.models.artifact import ArtifactError, read_model
 
-    want = _comparable(run_config.to_dict())
+    wanted = run_config.to_dict()
     for root in search:
         for model in sorted(root.glob("*/model.pt")):
             try:
-                meta = read_model(model).metadata
-            except (ArtifactError, OSError, ValueError):
+                artifact = read_model(model)
+                meta = artifact.metadata
+                spec: FeatureSpec | None = artifact.feature_spec()
+            except (ArtifactError, OSError, ValueError, KeyError, TypeError):
                 continue
             data_dir = meta.get("data", {}).get("dir")
             same_world = data_dir is not None and Path(data_dir).resolve() == world.resolve()
-            if same_world and _comparable(meta.get("run_config", {})) == want:
+            if same_world and _comparable(meta.get("run_config", {}), spec) == _comparable(
+                wanted, spec
+            ):
                 return model.parent
     return None
 

@@ -105,15 +105,37 @@ def build_sequence_encoder(
         if overrides:
             raise ValueError(f"encoder 'none' takes no overrides, got {sorted(overrides)}")
         return None
+    config = sequence_encoder_config(name, spec, **overrides)
+    if isinstance(config, TransActConfig):
+        return TransAct(config)
+    if name in ("avg_pool", "wdl_seq"):
+        return AveragePooling(config, wide=name == "wdl_seq")
+    if name == "cnn":
+        return CNNEncoder(config)
+    return RecurrentEncoder(config, cell=name)
+
+
+def sequence_encoder_config(
+    name: str, spec: FeatureSpec, **overrides: Any
+) -> TransActConfig | BaselineConfig:
+    """The resolved config of sequence encoder ``name`` (not ``none``) for ``spec``: the
+    encoder's defaults for the spec, then ``overrides`` (checked and coerced)."""
     if name in ("transact", "vanilla_transformer", "bst", "bst_positive"):
-        return TransAct(transformer_encoder_config(name, spec, **overrides))
+        return transformer_encoder_config(name, spec, **overrides)
     if name in ("avg_pool", "wdl_seq", "cnn", "rnn", "lstm"):
         _check_fields(name, BaselineConfig, overrides)
         overrides = coerce_fields(BaselineConfig, overrides, f"encoder {name!r} override")
-        config = BaselineConfig(**{"d_item": spec.d_item, "seq_len": spec.seq_len, **overrides})
-        if name in ("avg_pool", "wdl_seq"):
-            return AveragePooling(config, wide=name == "wdl_seq")
-        if name == "cnn":
-            return CNNEncoder(config)
-        return RecurrentEncoder(config, cell=name)
+        return BaselineConfig(**{"d_item": spec.d_item, "seq_len": spec.seq_len, **overrides})
     raise ValueError(f"unknown sequence encoder {name!r}; known: {list(SEQUENCE_ENCODERS)}")
+
+
+def effective_overrides(name: str, spec: FeatureSpec, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``overrides`` that change encoder ``name``'s config for ``spec``
+    (an override equal to the encoder's default, such as the paper's 24 h time window
+    spelled out, is dropped): two override sets build the same encoder exactly when their
+    effective overrides are equal."""
+    if name == "none" or not overrides:
+        return dict(overrides)
+    default = sequence_encoder_config(name, spec)
+    resolved = sequence_encoder_config(name, spec, **overrides)
+    return {k: v for k, v in overrides.items() if getattr(resolved, k) != getattr(default, k)}
