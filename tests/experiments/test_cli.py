@@ -20,6 +20,24 @@ def test_bad_seeds_name_the_flag(tmp_path, capsys):
     assert "argument --seeds: 'a,b' is not a comma-separated list" in capsys.readouterr().err
 
 
+def test_retrain_steps_override_the_online_budget_only(tmp_path, capsys, monkeypatch):
+    import transact.experiments.online as online
+
+    seen = {}
+    monkeypatch.setattr(
+        online, "run_online_experiment", lambda name, **kw: seen.update(kw, name=name)
+    )
+    out = str(tmp_path)
+    assert (
+        main(["experiment", "fig6", "--budget", "smoke", "--retrain-steps", "0", "--out", out]) == 0
+    )
+    assert seen["name"] == "fig6" and seen["budget"].retrain_steps == 0
+    assert seen["budget"].fig6_days == 3  # the rest of the smoke budget unchanged
+    assert main(["experiment", "table1", "--retrain-steps", "5", "--out", out]) == 2
+    assert "--retrain-steps: only for the online experiments" in capsys.readouterr().err
+    assert main(["experiment", "fig6", "--retrain-steps", "-1", "--out", out]) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # ~1 min on 2 quiet cores
 def test_experiment_table1_smoke_writes_a_verdict_for_every_cell(tmp_path):

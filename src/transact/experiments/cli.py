@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transact.arguments import existing_file, output_dir, positive_int
+from transact.arguments import existing_file, int_range, output_dir, positive_int
 
 OFFLINE = (
     "table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "mask", "all",
@@ -155,6 +155,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
+        "--retrain-steps",
+        type=int_range(0),
+        help="online experiments only: optimizer steps of every retrain during the online "
+        "period (overrides the budget's; 0 = the run config's own training, one epoch of "
+        "the retraining window, as the fixed models were trained)",
+    )
+    parser.add_argument(
         "--persistence",
         type=hours_list,
         help="mask only: comma-separated half-lives (hours) of users' current interests; "
@@ -272,6 +279,8 @@ def _handle(args: argparse.Namespace) -> int:
         raise ValueError("--mechanisms: only for `transact experiment mechanisms`")
     if args.name in ONLINE:
         return _handle_online(args)
+    if args.retrain_steps is not None:
+        raise ValueError("--retrain-steps: only for the online experiments")
     from dataclasses import replace
 
     if args.name in TOOLS:
@@ -346,6 +355,10 @@ def _handle_online(args: argparse.Namespace) -> int:
         budget = get_online_budget(args.budget)
     except KeyError as exc:
         raise ValueError(f"--budget {args.budget}: {exc.args[0]}") from None
+    if args.retrain_steps is not None:
+        from dataclasses import replace
+
+        budget = replace(budget, retrain_steps=args.retrain_steps)
     if args.threads is not None:
         import torch
 

@@ -105,10 +105,11 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         "retrains": [r.to_dict() for r in result.retrains],
         "runs": single_run_record(ctx.out_dir, wall, result),
     }
+    steps = f"{b.retrain_steps} steps" if b.retrain_steps else "the run config's training"
     lines = ctx.header(TITLE)
     lines += [
         f"{b.fig6_days} online days, retraining `{b.retrain}` from scratch on the last 14 days "
-        f"of each copy's own logs ({b.retrain_steps} steps per retrain; "
+        f"of each copy's own logs ({steps} per retrain; "
         f"{len(result.retrains)} retrains). The slope's paper value is only its sign.",
         "",
         *cells_table(cells),
