@@ -77,6 +77,8 @@ examples:
   transact experiment table5 --budget smoke
   transact experiment table5 --dataset runs/demo/world --out runs/online-experiments
   transact experiment mechanisms --budget quick --mechanisms satiation,fresh_items
+  # Figure 6 with every retrain as long as the fixed models' training (one epoch)
+  transact experiment fig6 --retrain-steps 0 --dataset runs/demo/world --out runs/fig6
 """
 
 MECHANISM_HELP = """mechanisms (transact experiment mechanisms --mechanisms NAME,...; each row switches one
