@@ -79,3 +79,18 @@ def test_degenerate_inputs_give_nan_not_errors() -> None:
         cuped_lift(np.ones(3), np.ones(3), np.ones(2), np.ones(3))
     with pytest.raises(ValueError, match="shapes differ"):
         paired_lift(np.ones(3), np.ones(4))
+
+
+def test_a_control_mean_indistinguishable_from_zero_gives_no_lift() -> None:
+    """Fieller: when the control's mean is within its own interval of 0 the ratio has no
+    bounded interval; a few rare events in a small bucket must not print a huge lift."""
+    y_c = np.zeros(50)
+    y_c[0] = 1.0  # one event in 50 users: mean 0.02, se 0.02
+    y_t = np.zeros(50)
+    y_t[:3] = 1.0
+    rare = cuped_lift(y_t, y_c)
+    assert np.isnan(rare.lift) and np.isnan(rare.ci_low) and rare.to_dict()["ci_high"] is None
+    y_c[:10] = 1.0  # ten events: mean 0.2, se 0.057, clearly above 0
+    common = cuped_lift(y_t, y_c)
+    assert common.lift == pytest.approx(3 / 10 - 1)
+    assert common.ci_low < common.lift < common.ci_high

@@ -75,14 +75,21 @@ class Lift:
 def _ratio_interval(
     m_t: float, m_c: float, var_t: float, var_c: float, n_t: int, n_c: int, alpha: float
 ) -> tuple[float, float, float, float, float]:
-    """(lift, low, high, se, p) of ``m_t / m_c - 1`` for independent sample means."""
+    """(lift, low, high, se, p) of ``m_t / m_c - 1`` for independent sample means.
+
+    All NaN when the control's mean is not distinguishable from 0 (its own interval holds
+    0): Fieller's interval of the ratio is then unbounded and the delta method's is
+    meaningless (a small bucket with a handful of events gave "-13,301%"), so the lift is
+    undefined rather than a number that reads as a result."""
     nan = float("nan")
     if n_t < 2 or n_c < 2 or not math.isfinite(m_c) or m_c == 0:
+        return nan, nan, nan, nan, nan
+    q = float(stats.norm.ppf(1 - alpha / 2))
+    if math.isfinite(var_c) and abs(m_c) <= q * math.sqrt(max(var_c, 0.0) / n_c):
         return nan, nan, nan, nan, nan
     lift = m_t / m_c - 1.0
     var = var_t / (n_t * m_c**2) + m_t**2 * var_c / (n_c * m_c**4)
     se = math.sqrt(max(var, 0.0))
-    q = float(stats.norm.ppf(1 - alpha / 2))
     p = (1.0 if lift == 0 else 0.0) if se == 0 else float(2 * stats.norm.sf(abs(lift) / se))
     return lift, lift - q * se, lift + q * se, se, p
 
