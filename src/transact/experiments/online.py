@@ -209,7 +209,6 @@ def find_trained(run_config: Any, world: Path, search: Sequence[Path]) -> Path |
     ``world``, or ``None``. Run configs are compared without names and progress bars,
     and with encoder overrides that equal the encoder's defaults dropped (``_comparable``,
     on the feature spec each candidate was trained with)."""
-    from transact.data.schema import FeatureSpec
     from transact.models.artifact import ArtifactError, read_model
 
     wanted = run_config.to_dict()
@@ -218,8 +217,8 @@ def find_trained(run_config: Any, world: Path, search: Sequence[Path]) -> Path |
             try:
                 artifact = read_model(model)
                 meta = artifact.metadata
-                spec: FeatureSpec | None = artifact.feature_spec()
-            except (ArtifactError, OSError, ValueError, KeyError, TypeError):
+                spec = artifact.feature_spec()  # a bad spec is an ArtifactError
+            except (ArtifactError, OSError, ValueError):
                 continue
             data_dir = meta.get("data", {}).get("dir")
             same_world = data_dir is not None and Path(data_dir).resolve() == world.resolve()
