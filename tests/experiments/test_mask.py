@@ -70,3 +70,41 @@ def test_persistence_world_changes_only_the_half_life_and_is_reused(tmp_path):
         tmp_path / "p.png",
     )
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_persistence_sweep_reuses_the_default_world_and_passes_the_rows(tmp_path, monkeypatch):
+    """The preset's own half-life runs on the budget's default world in the plain mask
+    run's cache; other half-lives on their generated worlds, each with its own cache."""
+    import transact.experiments.mask as mask
+    import transact.experiments.suite as suite
+    from transact.data.world import PRESETS
+
+    budget = BUDGETS["smoke"]
+    own = PRESETS[budget.world_preset].current_interest_half_life_hours
+    worlds: list[float] = []
+    calls: list[dict] = []
+
+    def fake_world(out_dir, h, *, preset="demo", seed=0):
+        worlds.append(h)
+        return out_dir
+
+    def fake_run_named(name, **kwargs):
+        calls.append({"name": name, **kwargs})
+        lift = 0.1 if kwargs["dataset"] == "world" else -0.05
+        return {name: _results({0: lift, 1: lift, 6: lift, 24: lift})}
+
+    monkeypatch.setattr(mask, "persistence_world", fake_world)
+    monkeypatch.setattr(suite, "run_named", fake_run_named)
+    rows = ("transact_window_0h", "transact")
+    runs = mask.run_persistence(
+        (6.0, own), budget=budget, out_root=tmp_path, progress=False, variants=rows
+    )
+    assert worlds == [6.0]  # no copy of the default world is generated
+    assert [c["dataset"] for c in calls] == [str(tmp_path / "_work" / "worlds" / "tiny-hl6h"),
+                                             "world"]  # fmt: skip
+    assert calls[0]["work_dir"] is None  # its own cache under mask-hl6h/_work
+    assert calls[1]["work_dir"] == tmp_path / "_work"  # `transact experiment mask`'s cache
+    assert [c["out_root"] for c in calls] == [tmp_path / "mask-hl6h", tmp_path / f"mask-hl{own:g}h"]
+    assert all(c["variants"] == rows for c in calls)
+    assert points(runs[own], "repin")[0][1] == pytest.approx(10.0)
+    assert (tmp_path / "mask" / "persistence.png").read_bytes()[:4] == b"\x89PNG"

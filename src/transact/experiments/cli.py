@@ -167,7 +167,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--persistence",
         type=hours_list,
         help="mask only: comma-separated half-lives (hours) of users' current interests; "
-        "one world each, generated from the budget's preset with nothing else changed",
+        "one world each, generated from the budget's preset with nothing else changed (the "
+        "preset's own, 36, is the default world and reuses `transact experiment mask`'s "
+        "models in the same --out); with --variants transact_window_0h,transact only no "
+        "mask and the paper's 24 h are trained",
     )
     parser.add_argument(
         "--mechanisms",
@@ -326,6 +329,7 @@ def _handle(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.no_progress,
             user_embeddings=not args.no_user_embeddings,
+            variants=args.variants,
         )
         print(f"mask: {args.out / 'mask' / 'persistence.png'}")
         return 0

@@ -167,28 +167,47 @@ def run_persistence(
     device: str = "cpu",
     progress: bool = True,
     user_embeddings: bool = True,
+    variants: tuple[str, ...] | None = None,
 ) -> dict[float, dict[str, Any]]:
-    """The mask experiment on one world per half-life of current interests (generated
-    under ``out_root/_work/worlds``), results under ``out_root/mask-hl<H>h/``, and
-    ``out_root/mask/persistence.png`` (repin lift per window against the half-life)."""
+    """The mask experiment on one world per half-life of current interests, results under
+    ``out_root/mask-hl<H>h/``, and ``out_root/mask/persistence.png`` (repin lift per window
+    against the half-life).
+
+    A half-life other than the preset's own gets a world generated under
+    ``out_root/_work/worlds`` and its own run cache. The preset's own half-life (the
+    default world: 36 h) is the budget's default world itself, trained in the same cache
+    as ``transact experiment mask`` (``out_root/_work``): a sweep that includes it reuses
+    the plain run's models instead of retraining them on a copy of the same world.
+    ``variants`` keeps only those window rows beside the baseline (e.g.
+    ``("transact_window_0h", "transact")``: no mask against the paper's 24 h), as
+    ``--variants`` does for every experiment.
+    """
+    from transact.data.world import PRESETS
     from transact.experiments.suite import run_named
 
+    own = PRESETS[budget.world_preset].current_interest_half_life_hours
     runs: dict[float, dict[str, Any]] = {}
     for h in half_lives:
-        world = persistence_world(
-            out_root / "_work" / "worlds" / f"{budget.world_preset}-hl{h:g}h",
-            h,
-            preset=budget.world_preset,
-        )
+        if h == own:
+            dataset, work_dir = "world", out_root / "_work"
+        else:
+            world = persistence_world(
+                out_root / "_work" / "worlds" / f"{budget.world_preset}-hl{h:g}h",
+                h,
+                preset=budget.world_preset,
+            )
+            dataset, work_dir = str(world), None
         sub = out_root / f"mask-hl{h:g}h"
         runs[h] = run_named(
             NAME,
-            dataset=str(world),
+            dataset=dataset,
             budget=budget,
             out_root=sub,
             device=device,
             progress=progress,
             user_embeddings=user_embeddings,
+            variants=variants,
+            work_dir=work_dir,
         )[NAME]
     (out_root / NAME).mkdir(parents=True, exist_ok=True)
     plot_persistence(runs, out_root / NAME / "persistence.png")

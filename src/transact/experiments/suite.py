@@ -39,11 +39,13 @@ def run_named(
     backend: Any = None,
     user_embeddings: bool = True,
     variants: tuple[str, ...] | None = None,
+    work_dir: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run experiment ``name`` (or ``all``) and return ``{name: results}``.
 
     Outputs go to ``out_root/<name>/``; ``backend`` defaults to the real
-    :class:`~transact.experiments.backend.PaperBackend` on ``dataset``. ``variants``
+    :class:`~transact.experiments.backend.PaperBackend` on ``dataset``, caching data,
+    embeddings and trained runs in ``work_dir`` (default ``out_root/_work``). ``variants``
     keeps only the rows with those keys beside the baseline (a pilot, or a rerun of one
     row); a key that no chosen experiment has is a ``ValueError`` naming the known keys.
     """
@@ -59,7 +61,7 @@ def run_named(
         backend = PaperBackend(
             dataset,
             budget,
-            work_dir=out_root / "_work",
+            work_dir=out_root / "_work" if work_dir is None else work_dir,
             device=device,
             progress=progress,
             user_embeddings=user_embeddings,
