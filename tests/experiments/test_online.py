@@ -123,7 +123,7 @@ def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("table5", "table5.png", 12),
         ("fig6", "fig6.png", 4),
         ("diversity", "diversity.png", 8),
-        ("feedback-loop", "feedback_loop.png", 4),
+        ("feedback-loop", "feedback_loop.png", 5),
     ],
 )
 def test_online_experiment_smoke_writes_verdicts_and_a_plot(smoke_root, name, plot, n_cells):

@@ -91,6 +91,35 @@ def test_the_paired_copy_of_a_bucket_is_the_bucket(recorded) -> None:
                 ), (arm, metric, segment)
 
 
+def test_a_bucket_is_paired_with_its_users_in_the_copies(recorded) -> None:
+    """The feedback loop's cross-design statistics: a bucket against its own users in a
+    copy, and the difference of two gains paired on those users."""
+    from transact.experiments.online import paired_across, paired_difference_of_gains
+    from transact.online.stats import paired_lift
+
+    result: OnlineResult = recorded[0]
+    users = result.arm("model", "buckets").metrics.users
+    assert 0 < users.size < 60  # a bucket, not everyone
+    # the same policy in the bucket and in its copy: the same days, so no gain at all
+    same = paired_across(result, "model", "model", "clicks")
+    assert same.n_t == users.size and same.mean_t > 0
+    assert same.lift == 0.0 and same.ci_low == same.ci_high == 0.0
+    # against the other copy: the copy's values of exactly the bucket's users
+    vs = paired_across(result, "model", "control", "clicks")
+    control = result.arm("control", "paired").metrics.select(users).get("clicks").period("clicks")
+    bucket = result.arm("model", "buckets").metrics.get("clicks").period("clicks")
+    want = paired_lift(bucket, control)
+    assert vs.lift == pytest.approx(want.lift) and vs.se == pytest.approx(want.se)
+    assert vs.lift != 0.0 and vs.se > 0
+    # (T - B) / C: zero when T is the bucket's own copy; minus the bucket's gain when T is C
+    assert paired_difference_of_gains(result, "model", "model", "control", "clicks").lift == 0.0
+    minus = paired_difference_of_gains(result, "model", "control", "control", "clicks")
+    assert minus.lift == pytest.approx(-vs.lift) and minus.se == pytest.approx(vs.se)
+    # one day, one segment
+    day1 = paired_across(result, "model", "control", "clicks", "non_core", days=[1])
+    assert day1.n_t == result.arm("model", "buckets").metrics.get("clicks", "non_core").users.size
+
+
 def test_logs_are_a_world_dir_linked_to_the_offline_days(recorded, online_world: Path) -> None:
     result, out, _ = recorded
     logs = out / "buckets" / "logs"

@@ -349,6 +349,65 @@ def paired_between(
     return paired_lift(y_t, y_c)
 
 
+def bucket_users_in_copy(
+    result: OnlineResult,
+    arm: str,
+    copy: str,
+    metric: str,
+    segment: str = "all",
+    days: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(users, bucket values, copy values)``: the users of bucket ``arm`` (the bucket
+    design) with their values there and the same users' values in paired copy ``copy``,
+    over ``days``. Every environment of a run draws from one random stream keyed by day
+    and user (common random numbers, ``transact.online.simulator``), so the two are
+    paired: a user's difference is the arm's effect, not another user's luck."""
+    users_b, y_b = period_values(result, arm, metric, segment, "buckets", days)
+    users_c, y_c = period_values(result, copy, metric, segment, "paired", days)
+    pos = np.searchsorted(users_c, users_b)
+    found = (pos < users_c.size) & (users_c[np.minimum(pos, users_c.size - 1)] == users_b)
+    if not found.all():
+        missing = users_b[~found][:5].tolist()
+        raise ValueError(f"paired copy {copy!r} lacks bucket {arm!r}'s users (e.g. {missing})")
+    return users_b, y_b, y_c[pos]
+
+
+def paired_across(
+    result: OnlineResult,
+    arm: str,
+    copy: str,
+    metric: str,
+    segment: str = "all",
+    days: Sequence[int] | None = None,
+) -> Lift:
+    """The paired lift of bucket ``arm``'s users (bucket design) over the same users in
+    paired copy ``copy`` (e.g. a small bucket's TransAct users against themselves on the
+    baseline): the bucket's gain with the copy as its counterfactual, which only a
+    simulator has (:func:`bucket_users_in_copy`)."""
+    _, y_b, y_c = bucket_users_in_copy(result, arm, copy, metric, segment, days)
+    return paired_lift(y_b, y_c)
+
+
+def paired_difference_of_gains(
+    result: OnlineResult,
+    arm: str,
+    copy: str,
+    control: str,
+    metric: str,
+    segment: str = "all",
+    days: Sequence[int] | None = None,
+) -> Lift:
+    """``(sum T - sum B) / sum C`` over bucket ``arm``'s users, with ``T`` their values in
+    paired copy ``copy``, ``B`` in the bucket and ``C`` in paired copy ``control``: the
+    copy's gain over the control minus the bucket's, on the same users with the same
+    random numbers. As a paired lift of ``T - B + C`` over ``C`` (the same ratio), so its
+    delta-method interval carries the correlation of the three, which
+    :func:`difference_of_lifts` must ignore."""
+    users, y_b, y_t = bucket_users_in_copy(result, arm, copy, metric, segment, days)
+    _, _, y_c = bucket_users_in_copy(result, arm, control, metric, segment, days)
+    return paired_lift(y_t - y_b + y_c, y_c)
+
+
 def difference_of_lifts(a: Lift, b: Lift) -> Lift:
     """``a - b`` of two lifts with the interval of independent estimates
     (``se = sqrt(se_a^2 + se_b^2)``; conservative when they are positively correlated, as
