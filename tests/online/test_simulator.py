@@ -215,6 +215,41 @@ def test_pooled_paired_copies_reuse_the_bucket_arms_model(
     assert paired.reused_from == "buckets/model/day-01" and paired.model == bucket.model
 
 
+def test_pooled_buckets_retrain_the_copies_on_their_own_logs(
+    online_world: Path, online_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The feedback loop's design: the bucket arm on every user's logs of the bucket
+    environment (mostly another ranker's), its paired copy on the copy's logs (every
+    user served by the arm): the same users, shaped by different rankers."""
+    arms = (
+        ArmSpec("control", "policy:production"),
+        ArmSpec("model", str(online_models["baseline"])),
+    )
+    cfg = _config(
+        online_world, arms, paired=True, training_data="pooled-buckets",
+        retrain=RetrainSchedule.parse("days:1"), retrain_steps=2, window_days=2,
+    )  # fmt: skip
+    result = simulate(cfg, tmp_path / "run")
+    bucket, paired = result.retrains
+    assert (bucket.design, paired.design) == ("buckets", "paired/model")
+    assert bucket.users is None and paired.users == 60  # every user, both
+    assert paired.reused_from is None and paired.model != bucket.model
+    online = result.online_start_ms
+
+    def impressions(r):  # noqa: ANN001, ANN202
+        return pq.read_table(tmp_path / "run" / r.model / ".." / "data" / "impressions")
+
+    def online_users(r) -> set[int]:  # noqa: ANN001
+        imp = impressions(r)
+        keep = imp.column("request_time_ms").to_numpy() >= online
+        return set(imp.column("user_id").to_numpy()[keep].tolist())
+
+    users = online_users(bucket)
+    assert users == online_users(paired) and len(users) > 30  # the same users online ...
+    assert not impressions(bucket).equals(impressions(paired))  # ... shown different feeds
+    assert result.to_dict()["config"]["training_data"] == "pooled-buckets"
+
+
 def test_reports_are_reproducible_from_the_seed(
     online_world: Path, online_models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from transact.arguments import (
     reading,
 )
 from transact.evaluation.cli import parse_utility
+from transact.online.config import TRAINING_DATA
 
 RUN_EPILOG = """\
 examples:
@@ -81,8 +82,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="retraining schedule of every arm: fixed, every:3.5d, days:3,7 (default fixed)")  # fmt: skip
     p.add_argument("--arm-retrain", type=_named("SCHEDULE"), action="append", default=[],
                    metavar="NAME=SCHEDULE", help="one arm's own schedule")  # fmt: skip
-    p.add_argument("--training-data", choices=("own", "pooled"), default="own",
-                   help="retrain on the arm's own bucket's logs or on all logs (default own)")  # fmt: skip
+    p.add_argument("--training-data", choices=TRAINING_DATA, default="own",
+                   help="retrain on the arm's own bucket's logs (own), on all logs (pooled), "
+                        "or buckets on all logs and paired copies on their own "
+                        "(pooled-buckets) (default own)")  # fmt: skip
     p.add_argument("--window-days", type=int_range(1, 365), default=14,
                    help="sliding training window in days (default 14)")  # fmt: skip
     p.add_argument("--retrain-steps", type=non_negative_int, default=0,

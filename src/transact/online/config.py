@@ -22,7 +22,7 @@ POLICIES = ("production", "oracle", "random")
 ``policy:production`` is the world's logging ranker, ``policy:oracle`` ranks by the ground
 truth, ``policy:random`` shuffles."""
 
-TRAINING_DATA = ("own", "pooled")
+TRAINING_DATA = ("own", "pooled", "pooled-buckets")
 _ARM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -162,8 +162,13 @@ class OnlineConfig:
         paired: also simulate every arm as a counterfactual copy of the arms' users with
             the same random numbers (common random numbers) and report both designs.
         retrain: the default retraining schedule of every arm.
-        training_data: ``own`` (an arm retrains on its own bucket's logs) or ``pooled``
-            (on all logs of the experiment's traffic, every arm's and the rest's).
+        training_data: ``own`` (an arm retrains on its own bucket's logs), ``pooled``
+            (on all logs of the experiment's traffic, every arm's and the rest's; a paired
+            copy serves its bucket arm's model) or ``pooled-buckets`` (the bucket arms
+            pooled, as production trains a treatment on all its traffic, and each paired
+            copy on its own logs, as the arm would at full traffic: the feedback loop's
+            design, where both retrain on every user and differ only in who shaped the
+            data).
         window_days: length of the sliding training window, in days (paper 4.1.1: 14).
         retrain_steps: optimizer steps of a retrain (0: the arm's run config's budget).
         rest: the policy or model serving the users in no arm (default the world's

@@ -398,8 +398,10 @@ class Simulation:
             )  # fmt: skip
         else:
             users = None
-            if cfg.training_data == "own":
-                users = e.users if e.design == "paired" else np.flatnonzero(self.assignment == a)
+            if e.design == "paired" and cfg.training_data != "pooled":
+                users = e.users  # the copy's own logs (own, pooled-buckets)
+            elif e.design == "buckets" and cfg.training_data == "own":
+                users = np.flatnonzero(self.assignment == a)
             t0 = time.perf_counter()
             data = training_dir(e.logs.root, where / "data", window.start_ms, window.end_ms, users)
             user_embeddings = None
