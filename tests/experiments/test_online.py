@@ -183,3 +183,27 @@ def test_feedback_loop_runs_long_enough_to_retrain():
     never = replace(get_online_budget("quick"), retrain="fixed")
     with pytest.raises(ValueError, match="needs at least one retrain"):
         feedback_days(never)
+
+
+def test_no_progress_reaches_the_trainer_and_keeps_the_cache_key(monkeypatch, tmp_path):
+    """`--no-progress` turns the training bar off too, without changing which trained
+    run a later call with bars reuses."""
+    import transact.pipeline.run as pipeline_run
+    import transact.pipeline.windows as windows
+    from transact.experiments.online import train_variant
+
+    seen = []
+    monkeypatch.setattr(windows, "resolve_window", lambda world, which: type(
+        "W", (), {"start_ms": 0, "end_ms": 1})())  # fmt: skip
+    examples = type("Examples", (), {"feature_spec": None, "__len__": lambda self: 0})()
+    monkeypatch.setattr(pipeline_run, "build_examples", lambda *a, **k: examples)
+    monkeypatch.setattr(
+        pipeline_run, "train_run", lambda config, *a, **k: seen.append(config.train.progress)
+    )
+    world = tmp_path / "world"
+    world.mkdir()
+    quick = ONLINE_BUDGETS["quick"]  # the shipped config's training, bar included
+    quiet, _ = train_variant(TRANSACT, quick, world, tmp_path / "w", progress=False)
+    loud, _ = train_variant(TRANSACT, quick, world, tmp_path / "w", progress=True)
+    assert seen == [False, True]
+    assert quiet == loud  # the same cache entry

@@ -230,15 +230,25 @@ def find_trained(run_config: Any, world: Path, search: Sequence[Path]) -> Path |
 
 
 def train_variant(
-    variant: OnlineVariant, budget: OnlineBudget, world: Path, work_dir: Path, seed: int = 0
+    variant: OnlineVariant,
+    budget: OnlineBudget,
+    world: Path,
+    work_dir: Path,
+    seed: int = 0,
+    progress: bool = True,
 ) -> tuple[Path, dict[str, Any]]:
     """A trained run of ``variant`` on ``world``'s training window (reused when one with
     the same run config exists, see the module docstring); returns its directory and what
-    it cost (``reused_from`` or ``wall_s``)."""
+    it cost (``reused_from`` or ``wall_s``). ``progress=False`` turns the training bar
+    off (it does not enter the cache key)."""
+    from dataclasses import replace as replace_config
+
     from transact.pipeline.run import build_examples, train_run
     from transact.pipeline.windows import resolve_window
 
     config = variant_run_config(variant, budget, seed)
+    if not progress:
+        config = replace_config(config, train=replace_config(config.train, progress=False))
     cache = work_dir / "models"
     found = find_trained(config, world, [cache, world.parent / "runs"])
     if found is not None:
@@ -514,7 +524,7 @@ class OnlineRun:
         runs, info = {}, {}
         for v in variants:
             runs[v.key], info[v.key] = train_variant(
-                v, self.budget, self.world, self.work_dir, self.seed
+                v, self.budget, self.world, self.work_dir, self.seed, self.progress
             )
         return runs, info
 
