@@ -198,18 +198,25 @@ def test_retraining_on_schedule_reads_only_its_window(
     assert "wall_s" not in report["retrains"][0]
 
 
+def _retrained_once(
+    world: Path, models: dict[str, Path], out: Path, training_data: str
+) -> OnlineResult:
+    """The production ranker against the baseline, paired, each retrained on day 1."""
+    arms = (
+        ArmSpec("control", "policy:production"),
+        ArmSpec("model", str(models["baseline"])),
+    )
+    cfg = _config(
+        world, arms, paired=True, training_data=training_data,
+        retrain=RetrainSchedule.parse("days:1"), retrain_steps=2, window_days=2,
+    )  # fmt: skip
+    return simulate(cfg, out)
+
+
 def test_pooled_paired_copies_reuse_the_bucket_arms_model(
     online_world: Path, online_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    arms = (
-        ArmSpec("control", "policy:production"),
-        ArmSpec("model", str(online_models["baseline"])),
-    )
-    cfg = _config(
-        online_world, arms, paired=True, training_data="pooled",
-        retrain=RetrainSchedule.parse("days:1"), retrain_steps=2, window_days=2,
-    )  # fmt: skip
-    result = simulate(cfg, tmp_path / "run")
+    result = _retrained_once(online_world, online_models, tmp_path / "run", "pooled")
     bucket, paired = result.retrains
     assert bucket.users is None and bucket.reused_from is None  # every user's logs
     assert paired.reused_from == "buckets/model/day-01" and paired.model == bucket.model
@@ -221,15 +228,7 @@ def test_pooled_buckets_retrain_the_copies_on_their_own_logs(
     """The feedback loop's design: the bucket arm on every user's logs of the bucket
     environment (mostly another ranker's), its paired copy on the copy's logs (every
     user served by the arm): the same users, shaped by different rankers."""
-    arms = (
-        ArmSpec("control", "policy:production"),
-        ArmSpec("model", str(online_models["baseline"])),
-    )
-    cfg = _config(
-        online_world, arms, paired=True, training_data="pooled-buckets",
-        retrain=RetrainSchedule.parse("days:1"), retrain_steps=2, window_days=2,
-    )  # fmt: skip
-    result = simulate(cfg, tmp_path / "run")
+    result = _retrained_once(online_world, online_models, tmp_path / "run", "pooled-buckets")
     bucket, paired = result.retrains
     assert (bucket.design, paired.design) == ("buckets", "paired/model")
     assert bucket.users is None and paired.users == 60  # every user, both

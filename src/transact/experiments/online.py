@@ -241,14 +241,12 @@ def train_variant(
     the same run config exists, see the module docstring); returns its directory and what
     it cost (``reused_from`` or ``wall_s``). ``progress=False`` turns the training bar
     off (it does not enter the cache key)."""
-    from dataclasses import replace as replace_config
-
     from transact.pipeline.run import build_examples, train_run
     from transact.pipeline.windows import resolve_window
 
     config = variant_run_config(variant, budget, seed)
     if not progress:
-        config = replace_config(config, train=replace_config(config.train, progress=False))
+        config = replace(config, train=replace(config.train, progress=False))
     cache = work_dir / "models"
     found = find_trained(config, world, [cache, world.parent / "runs"])
     if found is not None:
@@ -366,10 +364,10 @@ def bucket_users_in_copy(
     metric: str,
     segment: str = "all",
     days: Sequence[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(users, bucket values, copy values)``: the users of bucket ``arm`` (the bucket
-    design) with their values there and the same users' values in paired copy ``copy``,
-    over ``days``. Every environment of a run draws from one random stream keyed by day
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(bucket values, copy values)`` over ``days``: the users of bucket ``arm`` (the
+    bucket design) with their values there and the same users' values, in the same order,
+    in paired copy ``copy``. Every environment of a run draws from one random stream keyed by day
     and user (common random numbers, ``transact.online.simulator``), so the two are
     paired: a user's difference is the arm's effect, not another user's luck."""
     users_b, y_b = period_values(result, arm, metric, segment, "buckets", days)
@@ -379,7 +377,7 @@ def bucket_users_in_copy(
     if not found.all():
         missing = users_b[~found][:5].tolist()
         raise ValueError(f"paired copy {copy!r} lacks bucket {arm!r}'s users (e.g. {missing})")
-    return users_b, y_b, y_c[pos]
+    return y_b, y_c[pos]
 
 
 def paired_across(
@@ -394,7 +392,7 @@ def paired_across(
     paired copy ``copy`` (e.g. a small bucket's TransAct users against themselves on the
     baseline): the bucket's gain with the copy as its counterfactual, which only a
     simulator has (:func:`bucket_users_in_copy`)."""
-    _, y_b, y_c = bucket_users_in_copy(result, arm, copy, metric, segment, days)
+    y_b, y_c = bucket_users_in_copy(result, arm, copy, metric, segment, days)
     return paired_lift(y_b, y_c)
 
 
@@ -413,8 +411,8 @@ def paired_difference_of_gains(
     random numbers. As a paired lift of ``T - B + C`` over ``C`` (the same ratio), so its
     delta-method interval carries the correlation of the three, which
     :func:`difference_of_lifts` must ignore."""
-    users, y_b, y_t = bucket_users_in_copy(result, arm, copy, metric, segment, days)
-    _, _, y_c = bucket_users_in_copy(result, arm, control, metric, segment, days)
+    y_b, y_t = bucket_users_in_copy(result, arm, copy, metric, segment, days)
+    _, y_c = bucket_users_in_copy(result, arm, control, metric, segment, days)
     return paired_lift(y_t - y_b + y_c, y_c)
 
 
