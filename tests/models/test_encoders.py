@@ -117,6 +117,43 @@ def test_recurrent_encoder_matches_a_plain_per_row_loop():
             torch.testing.assert_close(out[row], h[-1, 0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["rnn", "lstm"])
+def test_recurrent_dense_path_equals_the_packed_one_with_gradients(name):
+    from transact.models.fast_training import FastTrainingOptions
+
+    inputs = make_inputs(SPEC, batch_size=7, seed=5)
+    types, emb, times, request, cand = sequence_args(inputs)
+    types, times = types.clone(), times.clone()
+    times[2, 0] = REQUEST_MS + 1  # row 2: the newest action hidden
+    types[3, 4:] = 0  # row 3: a short history, so the rows' lengths differ
+    types[4] = 0  # row 4: nothing to read
+    lengths = ((types != 0) & (times < REQUEST_MS)).sum(1)
+    assert lengths.min() == 0 and len(set(lengths.tolist())) >= 3
+    torch.manual_seed(0)
+    packed_enc = build_sequence_encoder(name, SPEC).train()
+    dense_enc = build_sequence_encoder(name, SPEC).train()
+    dense_enc.load_state_dict(packed_enc.state_dict())
+    dense_enc.fast_training = FastTrainingOptions()
+    calls = []
+    dense_enc.rnn.register_forward_hook(lambda m, a, o: calls.append(type(a[0]).__name__))
+    packed_enc.rnn.register_forward_hook(lambda m, a, o: calls.append(type(a[0]).__name__))
+    weights = torch.randn(7, packed_enc.out_dim)
+    outs = []
+    for enc in (packed_enc, dense_enc):
+        out = enc(types, emb, times, request, cand)
+        (out * weights).sum().backward()
+        outs.append(out)
+    assert calls == ["PackedSequence", "Tensor"]  # each took the path it should
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    assert outs[0][4].abs().max() == 0 and outs[0][3].abs().max() > 0
+    for (pname, p), q in zip(packed_enc.named_parameters(), dense_enc.parameters(), strict=True):
+        assert p.grad is not None and p.grad.abs().max() > 0, pname
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{pname}: {m}")
+    # inference runs the dense path too, on the rows' own lengths
+    with torch.no_grad():
+        torch.testing.assert_close(packed_enc.eval()(types, emb, times, request, cand), outs[0])
+
+
 def test_bst_positive_reads_only_positive_actions():
     types, emb, times, request, cand = full_history(2, 20)
     impression = SPEC.actions.id("impression")
