@@ -148,7 +148,9 @@ def test_recurrent_dense_path_equals_the_packed_one_with_gradients(name):
     assert outs[0][4].abs().max() == 0 and outs[0][3].abs().max() > 0
     for (pname, p), q in zip(packed_enc.named_parameters(), dense_enc.parameters(), strict=True):
         assert p.grad is not None and p.grad.abs().max() > 0, pname
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{pname}: {m}")
+        torch.testing.assert_close(
+            q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=pname: f"{n}: {m}"
+        )
     # inference runs the dense path too, on the rows' own lengths
     with torch.no_grad():
         torch.testing.assert_close(packed_enc.eval()(types, emb, times, request, cand), outs[0])
