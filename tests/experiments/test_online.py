@@ -169,6 +169,32 @@ def test_online_experiment_smoke_writes_verdicts_and_a_plot(smoke_root, name, pl
         }
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_online_experiment_with_several_seeds_pools_independent_replicates(smoke_root):
+    """`--seeds 0,1`: each seed's run in its own directory (its own models for seed 1), and
+    the experiment's results.json pools them claim by claim."""
+    argv = ["experiment", "feedback-loop", "--budget", "smoke", "--out", str(smoke_root)]
+    assert main([*argv, "--no-progress", "--threads", "1", "--seeds", "0,1"]) == 0
+    out = smoke_root / "feedback-loop"
+    runs = [json.loads((out / f"seed-{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert [r["seed"] for r in runs] == [0, 1]
+    assert runs[1]["models"]["transact"]["reused"] is False  # seed 1 trains its own
+    pooled = json.loads((out / "results.json").read_text())
+    assert pooled["combined_from"] == ["seed-0", "seed-1"]
+    assert len(pooled["cells"]) == len(runs[0]["cells"]) == 5
+    for k, cell in enumerate(pooled["cells"]):
+        per_run = [r["cells"][k] for r in runs]
+        assert [x["lift"] for x in cell["per_run"]] == [c["lift"] for c in per_run]
+        usable = [c for c in per_run if c["se"]]
+        if len(usable) == 2 and cell["se"] is not None:  # never wider than the best run alone
+            het = pooled["heterogeneity"][k]
+            if het["tau2"] == 0:
+                assert cell["se"] <= min(c["se"] for c in usable) + 1e-12
+        assert cell["verdict"] in VERDICTS
+    assert (out / "forest.png").stat().st_size > 5_000
+
+
 def test_feedback_loop_runs_long_enough_to_retrain():
     """At ``quick`` (3 days, retrains every 3.5 days) the loop would never close: the
     experiment takes the budget's week instead, and refuses a budget with no retrain."""

@@ -15,7 +15,7 @@ OFFLINE = (
 )  # fmt: skip
 ONLINE = ("table5", "fig6", "diversity", "feedback-loop", "mechanisms")
 NAMES = OFFLINE + ONLINE
-TOOLS = ("power",)
+TOOLS = ("power", "combine")
 
 EPILOG = """\
 experiments (paper section):
@@ -33,6 +33,10 @@ experiments (paper section):
   all      everything above, sharing trained variants; writes summary.md
   power    not an experiment: project from a pilot's results.json the minimum detectable
            lift of one cell for other numbers of users and seeds (--results, --cell)
+  combine  not an experiment: pool independent runs (other --seeds) of one online
+           experiment, claim by claim (--results A/results.json B/results.json ...):
+           inverse-variance with a random effect between runs; writes
+           OUT/EXPERIMENT-pooled/results.json, results.md and forest.png
 
 online experiments (the simulated world as a closed loop, `transact.online`):
   table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;
@@ -50,7 +54,9 @@ online experiments (the simulated world as a closed loop, `transact.online`):
   online days) and default (the demo world, a week; two for fig6); --dataset
   runs/demo/world reuses `transact demo`'s models. Outputs: OUT/NAME/results.json,
   results.md (paper vs ours, verdict per claim with its interval and MDE), a plot, and
-  per simulation the simulator's report.md/report.json.
+  per simulation the simulator's report.md/report.json. With --seeds 0,1,2 each seed is
+  an independent replicate (its own models, buckets and random numbers) in
+  OUT/NAME/seed-K/, and OUT/NAME/results.json pools them claim by claim (as `combine`).
 
 budgets:
   smoke    tiny world, 1 seed, a few dozen steps: every experiment in minutes (numbers are noise)
@@ -77,6 +83,10 @@ examples:
   transact experiment table5 --budget smoke
   transact experiment table5 --dataset runs/demo/world --out runs/online-experiments
   transact experiment mechanisms --budget quick --mechanisms satiation,fresh_items
+  # the feedback loop, three independent replicates pooled
+  transact experiment feedback-loop --budget quick --dataset runs/demo/world --seeds 0,1,2
+  transact experiment combine --results runs/a/feedback-loop/results.json \
+      runs/b/feedback-loop/results.json --out runs/pooled
   # Figure 6 with every retrain as long as the fixed models' training (one epoch)
   transact experiment fig6 --retrain-steps 0 --dataset runs/demo/world --out runs/fig6
 """
@@ -178,8 +188,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mechanisms only: comma-separated world mechanisms to switch off, one world "
         "each, beside the reference world (names below; default: every one and all)",
     )
-    power = parser.add_argument_group("power (transact experiment power)")
-    power.add_argument("--results", type=existing_file, help="a pilot's results.json")
+    power = parser.add_argument_group("power and combine (transact experiment power|combine)")
+    power.add_argument(
+        "--results",
+        type=existing_file,
+        nargs="+",
+        help="power: a pilot's results.json; combine: two or more online experiments' "
+        "results.json, one per independent run",
+    )
     power.add_argument(
         "--cell",
         default="transact:repin/all",
@@ -259,6 +275,9 @@ def _power(args: argparse.Namespace) -> int:
 
     if args.results is None:
         raise UserError("transact experiment power needs --results PATH (a pilot's results.json)")
+    if len(args.results) != 1:
+        raise UserError(f"transact experiment power takes one --results, got {len(args.results)}")
+    args.results = args.results[0]
     try:
         users = tuple(int(u) for u in args.users) if args.users else ()
     except ValueError:
@@ -279,6 +298,38 @@ def _power(args: argparse.Namespace) -> int:
     return 0
 
 
+def _combine(args: argparse.Namespace) -> int:
+    import json
+
+    from transact.arguments import UserError
+    from transact.experiments.combine import combine_files
+
+    if not args.results or len(args.results) < 2:
+        raise UserError(
+            "transact experiment combine needs --results A/results.json B/results.json ... "
+            "(two or more runs of one online experiment)"
+        )
+    try:
+        experiment = json.loads(Path(args.results[0]).read_text()).get("experiment") or "runs"
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--results {args.results[0]}: cannot read it as JSON: {exc}") from None
+    out_dir = args.out / f"{experiment}-pooled"
+    try:
+        combined = combine_files(args.results, out_dir)
+    except ValueError as exc:
+        raise UserError(f"--results: {exc.args[0]}") from None
+    for cell in combined["cells"]:
+        print(f"{cell['claim']}: {_pct_interval(cell)} ({cell['runs']} runs): {cell['verdict']}")
+    print(f"combine: {out_dir / 'results.md'}")
+    return 0
+
+
+def _pct_interval(cell: dict) -> str:
+    if cell["lift"] is None or cell["ci_low"] is None:
+        return "n/a"
+    return f"{100 * cell['lift']:+.1f}% [{100 * cell['ci_low']:+.1f}, {100 * cell['ci_high']:+.1f}]"
+
+
 def _handle(args: argparse.Namespace) -> int:
     if args.mechanisms and args.name != "mechanisms":
         raise ValueError("--mechanisms: only for `transact experiment mechanisms`")
@@ -288,6 +339,8 @@ def _handle(args: argparse.Namespace) -> int:
         raise ValueError("--retrain-steps: only for the online experiments")
     from dataclasses import replace
 
+    if args.name == "combine":
+        return _combine(args)
     if args.name in TOOLS:
         return _power(args)
 
@@ -370,17 +423,31 @@ def _handle_online(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     seeds = args.seeds or (0,)
-    if len(seeds) > 1:
-        raise ValueError(f"--seeds: the online experiments take one seed, got {list(seeds)}")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"--seeds {','.join(map(str, seeds))}: a seed twice")
     options = {}
     if args.name == "mechanisms":
         from transact.experiments.mechanisms import parse_rows
 
         parse_rows(args.mechanisms)  # a bad name fails here, before any world is made
         options["rows"] = args.mechanisms
-    run_online_experiment(
-        args.name, dataset=args.dataset, budget=budget, out_root=args.out,
-        progress=not args.no_progress, seed=seeds[0], options=options,
-    )  # fmt: skip
-    print(f"{args.name}: {args.out / args.name / 'results.md'}")
+    if len(seeds) == 1:
+        run_online_experiment(
+            args.name, dataset=args.dataset, budget=budget, out_root=args.out,
+            progress=not args.no_progress, seed=seeds[0], options=options,
+        )  # fmt: skip
+        print(f"{args.name}: {args.out / args.name / 'results.md'}")
+        return 0
+    from transact.experiments.combine import combine_files
+
+    out_dir = args.out / args.name
+    for seed in seeds:  # independent replicates, one directory each, then pooled
+        run_online_experiment(
+            args.name, dataset=args.dataset, budget=budget, out_root=args.out,
+            progress=not args.no_progress, seed=seed, options=options,
+            out_dir=out_dir / f"seed-{seed}",
+        )  # fmt: skip
+        print(f"{args.name} seed {seed}: {out_dir / f'seed-{seed}' / 'results.md'}")
+    combine_files([out_dir / f"seed-{s}" / "results.json" for s in seeds], out_dir)
+    print(f"{args.name}, {len(seeds)} seeds pooled: {out_dir / 'results.md'}")
     return 0

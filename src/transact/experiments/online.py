@@ -586,10 +586,12 @@ def run_online_experiment(
     progress: bool = True,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run online experiment ``name`` into ``out_root/<name>/`` (models cached in
-    ``out_root/_work``); returns its results (what ``results.json`` holds). ``options``:
-    the experiment's own keyword arguments (``mechanisms``: ``rows``)."""
+    """Run online experiment ``name`` into ``out_dir`` (default ``out_root/<name>/``;
+    models cached in ``out_root/_work``); returns its results (what ``results.json``
+    holds, with the ``seed``). ``options``: the experiment's own keyword arguments
+    (``mechanisms``: ``rows``)."""
     import importlib
 
     if name not in ONLINE_EXPERIMENTS:
@@ -601,12 +603,13 @@ def run_online_experiment(
         name=name,
         budget=budget,
         world=prepare_world(dataset, budget, work_dir, progress),
-        out_dir=out_root / name,
+        out_dir=out_dir if out_dir is not None else out_root / name,
         work_dir=work_dir,
         progress=progress,
         seed=seed,
     )
     results: dict[str, Any] = module.run(ctx, **(options or {}))
+    results["seed"] = seed
     results["wall_s"] = round(time.perf_counter() - start, 1)
     (ctx.out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     return results

@@ -1,0 +1,269 @@
+"""Pool independent runs of one online experiment: a verdict per claim from every seed.
+
+An online experiment (``table5``, ``fig6``, ``diversity``, ``feedback-loop``) run with
+another ``--seed`` trains its own models, draws its own buckets and its own random numbers:
+an independent replicate of the whole experiment. One run of the demo world is often too
+small to settle a claim (the feedback loop's difference of gains needs several times the
+users, docs/online.md); several runs pooled can. :func:`combine_results` pools each verdict
+cell over the runs by inverse-variance weighting with a DerSimonian-Laird random effect:
+
+* weights ``w_i = 1 / se_i^2``; the fixed-effect mean ``m = sum(w_i l_i) / sum(w_i)``;
+* Cochran's ``Q = sum(w_i (l_i - m)^2)`` on ``k - 1`` degrees of freedom (its p-value says
+  whether the runs disagree by more than their intervals allow);
+* the between-run variance ``tau^2 = max(0, (Q - (k - 1)) / (sum(w) - sum(w^2) / sum(w)))``
+  (the models of different seeds differ, so their true lifts may too);
+* the pooled lift with weights ``1 / (se_i^2 + tau^2)``, its ``se = 1 / sqrt(sum of those
+  weights)`` and a normal 95% interval. With ``tau^2 = 0`` this is the fixed-effect pool.
+
+Each pooled cell is judged by the experiment's own rule (:func:`.online.judge`), so its
+verdict and MDE read like a single run's. The runs must be the same experiment at the same
+budget with the same claims; the same run given twice (identical cells) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from transact.experiments.online import cells_table, fmt_pct, judge, write_results
+from transact.online.stats import Lift
+
+Z95 = 1.959964
+
+
+def pool(lifts: Sequence[float], ses: Sequence[float]) -> dict[str, float]:
+    """DerSimonian-Laird pool of independent estimates ``lifts`` with standard errors
+    ``ses`` (every ``se > 0``): ``lift``, ``se``, ``tau2``, ``q``, ``q_df``, ``q_p``."""
+    from scipy import stats
+
+    if len(lifts) != len(ses) or not lifts:
+        raise ValueError(f"pool: {len(lifts)} lifts and {len(ses)} standard errors")
+    for i, se in enumerate(ses):
+        if not (math.isfinite(se) and se > 0):
+            raise ValueError(f"pool: standard error {i} is {se}, must be finite and > 0")
+    w = [1.0 / s**2 for s in ses]
+    sw = sum(w)
+    fixed = sum(wi * li for wi, li in zip(w, lifts, strict=True)) / sw
+    q = sum(wi * (li - fixed) ** 2 for wi, li in zip(w, lifts, strict=True))
+    df = len(lifts) - 1
+    denom = sw - sum(wi**2 for wi in w) / sw
+    tau2 = max(0.0, (q - df) / denom) if df > 0 and denom > 0 else 0.0
+    w_re = [1.0 / (s**2 + tau2) for s in ses]
+    lift = sum(wi * li for wi, li in zip(w_re, lifts, strict=True)) / sum(w_re)
+    return {
+        "lift": lift,
+        "se": 1.0 / math.sqrt(sum(w_re)),
+        "tau2": tau2,
+        "q": q,
+        "q_df": float(df),
+        "q_p": float(stats.chi2.sf(q, df)) if df > 0 else math.nan,
+    }
+
+
+def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]]:
+    """One claim's cells of several runs -> the pooled :class:`Lift` and :func:`pool`'s
+    numbers. Cells without a finite lift and se (a run that could not measure it) are left
+    out; with none left the lift is NaN."""
+    from scipy import stats
+
+    usable = [c for c in cells if _finite(c.get("lift")) and _finite(c.get("se")) and c["se"] > 0]
+    n_t = sum(int(c.get("n_t") or 0) for c in usable)
+    n_c = sum(int(c.get("n_c") or 0) for c in usable)
+    if not usable:
+        nan = math.nan
+        return Lift(nan, nan, nan, nan, nan, nan, nan, 0, 0, "pooled (none)"), {"runs": 0}
+    p = pool([c["lift"] for c in usable], [c["se"] for c in usable])
+    lift, se = p["lift"], p["se"]
+    method = "pooled, DerSimonian-Laird" if p["tau2"] > 0 else "pooled, inverse variance"
+    return (
+        Lift(
+            lift=lift,
+            ci_low=lift - Z95 * se,
+            ci_high=lift + Z95 * se,
+            se=se,
+            p_value=float(2 * stats.norm.sf(abs(lift) / se)),
+            mean_t=math.nan,
+            mean_c=math.nan,
+            n_t=n_t,
+            n_c=n_c,
+            method=method,
+        ),  # fmt: skip
+        {**p, "runs": len(usable)},
+    )
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def combine_results(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    """Pool the verdict cells of ``runs`` (each an online experiment's ``results.json``
+    as a dict; ``labels`` name them in the output). Raises ``ValueError`` naming the run
+    and field when they are not replicates of one experiment."""
+    if len(runs) < 2:
+        raise ValueError(f"combine needs at least two runs, got {len(runs)}")
+    if len(labels) != len(runs):
+        raise ValueError(f"{len(labels)} labels for {len(runs)} runs")
+    first = runs[0]
+    for label, r in zip(labels, runs, strict=True):
+        if not isinstance(r.get("cells"), list) or not r["cells"]:
+            raise ValueError(f"{label}: no verdict cells (field 'cells'): not an online "
+                             "experiment's results.json")  # fmt: skip
+    claims = [c["claim"] for c in first["cells"]]
+    for label, r in zip(labels[1:], runs[1:], strict=True):
+        if r.get("experiment") != first.get("experiment"):
+            raise ValueError(f"{label}: experiment {r.get('experiment')!r}, the first run's is "
+                             f"{first.get('experiment')!r}")  # fmt: skip
+        if r.get("budget") != first.get("budget"):
+            diff = sorted(
+                k for k in set(r.get("budget") or {}) | set(first.get("budget") or {})
+                if (r.get("budget") or {}).get(k) != (first.get("budget") or {}).get(k)
+            )  # fmt: skip
+            raise ValueError(f"{label}: budget differs from the first run's in {diff}")
+        other = [c["claim"] for c in r["cells"]]
+        if other != claims:
+            missing = sorted(set(claims) ^ set(other)) or "their order"
+            raise ValueError(f"{label}: its claims differ from the first run's: {missing}")
+    seen: dict[str, str] = {}
+    for label, r in zip(labels, runs, strict=True):
+        if r.get("seed") is not None and str(r["seed"]) in seen:
+            raise ValueError(f"{label}: seed {r['seed']} again (also {seen[str(r['seed'])]}): "
+                             "pooled runs must be independent")  # fmt: skip
+        if r.get("seed") is not None:
+            seen[str(r["seed"])] = label
+    for i in range(len(runs)):
+        for j in range(i):
+            if _cell_values(runs[i]) == _cell_values(runs[j]):
+                raise ValueError(f"{labels[i]}: the same cells as {labels[j]}: the same run "
+                                 "twice; pooled runs must be independent")  # fmt: skip
+    cells, heterogeneity = [], []
+    for k, template in enumerate(first["cells"]):
+        per_run = [r["cells"][k] for r in runs]
+        lift, p = pooled_lift(per_run)
+        cell = judge(
+            template["claim"], lift, template["paper"], rule=template["rule"],
+            sized=template.get("sized", True),
+            design=template.get("design", ""),
+            runs=p["runs"],
+            per_run=[{"run": lab, "lift": c.get("lift"), "ci_low": c.get("ci_low"),
+                      "ci_high": c.get("ci_high"), "se": c.get("se"),
+                      "verdict": c.get("verdict")} for lab, c in zip(labels, per_run, strict=True)],
+        )  # fmt: skip
+        cells.append(cell)
+        heterogeneity.append(
+            {"claim": template["claim"], **{k2: _json_num(v) for k2, v in p.items()}}
+        )
+    return {
+        "experiment": first.get("experiment"),
+        "title": first.get("title"),
+        "budget": first.get("budget"),
+        "combined_from": list(labels),
+        "seeds": [r.get("seed") for r in runs],
+        "method": "per cell: inverse-variance pool with a DerSimonian-Laird between-run "
+        "variance (tau2), normal 95% interval; verdicts by the experiment's own rule",
+        "cells": cells,
+        "heterogeneity": heterogeneity,
+    }
+
+
+def _cell_values(r: dict[str, Any]) -> list[tuple[Any, Any]]:
+    return [(c.get("lift"), c.get("se")) for c in r["cells"]]
+
+
+def _json_num(x: Any) -> Any:
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def markdown(combined: dict[str, Any]) -> list[str]:
+    """``results.md`` of a combined run: the pooled verdicts, then each run's cells."""
+    labels = combined["combined_from"]
+    lines = [
+        f"# {combined.get('title') or combined.get('experiment')}: {len(labels)} runs pooled",
+        "",
+        f"Runs: {', '.join(f'`{x}`' for x in labels)}. {combined['method']}. "
+        "Heterogeneity: Cochran's Q and its p-value (a small p says the runs disagree "
+        "by more than their intervals allow; tau2 then widens the pooled interval).",
+        "",
+        *cells_table(combined["cells"]),
+        "",
+        "| claim | " + " | ".join(labels) + " | Q (p) | tau2 |",
+        "|---|" + "---|" * len(labels) + "---|---|",
+    ]
+    for cell, het in zip(combined["cells"], combined["heterogeneity"], strict=True):
+        runs = [
+            f"{fmt_pct(r['lift'])} [{fmt_pct(r['ci_low'])}, {fmt_pct(r['ci_high'])}]"
+            for r in cell["per_run"]
+        ]
+        q = "n/a" if het.get("q") is None else f"{het['q']:.2f} ({_p(het.get('q_p'))})"
+        tau2 = "n/a" if het.get("tau2") is None else f"{het['tau2']:.2e}"
+        lines.append(f"| {cell['claim']} | " + " | ".join(runs) + f" | {q} | {tau2} |")
+    return lines
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"p={p:.2g}"
+
+
+def plot_forest(combined: dict[str, Any], path: Path) -> Path:
+    """A forest plot: per claim, each run's interval, the pooled one (in black) and the
+    paper's value where it gives one (a red x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = combined["cells"]
+    labels = combined["combined_from"]
+    rows = len(cells) * (len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(8, 0.28 * rows + 1.2))
+    y, ticks, names = 0, [], []
+    for cell in cells:
+        for r in cell["per_run"]:
+            if r["lift"] is not None and r["ci_low"] is not None:
+                ax.errorbar(100 * r["lift"], y, xerr=[[100 * (r["lift"] - r["ci_low"])],
+                            [100 * (r["ci_high"] - r["lift"])]], fmt="o", color="tab:blue",
+                            ms=4, capsize=2)  # fmt: skip
+            ticks.append(y)
+            names.append(f"  {r['run']}")
+            y -= 1
+        if cell["rule"] == "direction" and cell.get("sized", True) and cell["paper"]:
+            ax.plot(100 * cell["paper"], y, "x", color="tab:red", ms=7)
+        if cell["lift"] is not None and cell["ci_low"] is not None:
+            ax.errorbar(100 * cell["lift"], y, xerr=[[100 * (cell["lift"] - cell["ci_low"])],
+                        [100 * (cell["ci_high"] - cell["lift"])]], fmt="D", color="black",
+                        ms=5, capsize=3)  # fmt: skip
+        ticks.append(y)
+        names.append(f"{cell['claim'][:48]}: pooled, {cell['verdict']}")
+        y -= 2
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(ticks, names, fontsize=7)
+    ax.set_xlabel("lift (%), 95% interval; red x: the paper's value")
+    ax.set_title(f"{combined.get('experiment')}: {len(labels)} runs pooled", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def combine_files(paths: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+    """Read each ``results.json`` of ``paths``, pool them (:func:`combine_results`) and
+    write ``results.json``, ``results.md`` and ``forest.png`` into ``out_dir``."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read it as JSON: {exc}") from None
+    labels = [Path(p).parent.name for p in paths]  # seed-0, seed-1, ... when they differ
+    if len(set(labels)) < len(labels):
+        labels = [str(Path(p).parent) for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [str(p) for p in paths]
+    combined = combine_results(runs, labels)
+    write_results(out_dir, combined, markdown(combined))
+    plot_forest(combined, out_dir / "forest.png")
+    return combined

@@ -1,0 +1,119 @@
+"""Pooling independent runs of an online experiment (transact experiment combine)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from transact.cli import main
+from transact.experiments.combine import combine_files, combine_results, pool
+from transact.experiments.online import MDE_Z, judge
+from transact.online.stats import Lift
+
+
+def _lift(lift: float, se: float, n: int = 300) -> Lift:
+    return Lift(lift, lift - 1.959964 * se, lift + 1.959964 * se, se, math.nan, 1.0, 1.0, n,
+                n, "paired")  # fmt: skip
+
+
+def _run(lifts: list[tuple[float, float]], seed: int, experiment: str = "feedback_loop"):
+    claims = ["repin gain", "full minus bucket"]
+    cells = [
+        judge(claims[0], _lift(*lifts[0]), 0.11, design="paired"),
+        judge(claims[1], _lift(*lifts[1]), 1.0, sized=False, design="paired"),
+    ]
+    return {"experiment": experiment, "title": "T", "budget": {"name": "quick", "days": 7},
+            "cells": cells, "seed": seed}  # fmt: skip
+
+
+def test_pool_is_the_fixed_effect_mean_when_runs_agree():
+    p = pool([0.10, 0.10], [0.05, 0.05])
+    assert p["lift"] == pytest.approx(0.10)
+    assert p["se"] == pytest.approx(0.05 / math.sqrt(2))
+    assert p["tau2"] == 0 and p["q"] == pytest.approx(0) and p["q_p"] == pytest.approx(1)
+    p = pool([0.0, 0.3], [0.01, 0.03])  # unequal weights: 9:1 toward the precise run
+    assert p["q"] > 50 and p["q_p"] < 1e-6 and p["tau2"] > 0
+
+
+def test_pool_random_effect_equals_the_excess_spread_with_equal_errors():
+    # equal standard errors s: DerSimonian-Laird's tau^2 is max(0, var(lifts) - s^2)
+    rng = np.random.default_rng(3)
+    lifts = list(rng.normal(0.05, 0.08, size=6))
+    s = 0.03
+    p = pool(lifts, [s] * 6)
+    assert p["tau2"] == pytest.approx(max(0.0, np.var(lifts, ddof=1) - s**2))
+    assert p["lift"] == pytest.approx(np.mean(lifts))
+    assert p["se"] == pytest.approx(math.sqrt((s**2 + p["tau2"]) / 6))
+    with pytest.raises(ValueError, match="standard error 1"):
+        pool([0.1, 0.2], [0.1, 0.0])
+
+
+def test_two_unsettled_runs_pool_into_a_verdict():
+    runs = [_run([(0.055, 0.03), (0.03, 0.02)], 0), _run([(0.05, 0.03), (0.035, 0.02)], 1)]
+    assert {c["verdict"] for r in runs for c in r["cells"]} == {"unsettled"}
+    combined = combine_results(runs, ["seed-0", "seed-1"])
+    gain, more = combined["cells"]
+    assert gain["lift"] == pytest.approx(0.0525)
+    assert gain["se"] == pytest.approx(0.03 / math.sqrt(2))
+    assert gain["mde"] == pytest.approx(MDE_Z * 0.03 / math.sqrt(2))
+    assert gain["verdict"] == "holds" and gain["runs"] == 2 and gain["n_t"] == 600
+    assert gain["size"] == "smaller"  # the interval [+1.1%, +9.4%] excludes the paper's 11%
+    assert more["verdict"] == "holds" and more["rule"] == "direction"
+    assert [r["lift"] for r in gain["per_run"]] == [0.055, 0.05]
+    assert combined["seeds"] == [0, 1]
+    assert combined["heterogeneity"][0]["tau2"] == 0
+
+
+def test_combine_refuses_runs_that_are_not_replicates():
+    a = _run([(0.06, 0.03), (0.02, 0.02)], 0)
+    b = _run([(0.05, 0.03), (0.035, 0.02)], 1)
+    with pytest.raises(ValueError, match="at least two runs"):
+        combine_results([a], ["a"])
+    with pytest.raises(ValueError, match="b: experiment 'table5'"):
+        combine_results([a, _run([(0.05, 0.03), (0.035, 0.02)], 1, "table5")], ["a", "b"])
+    with pytest.raises(ValueError, match=r"b: budget differs from the first run's in \['days'\]"):
+        combine_results([a, {**b, "budget": {"name": "quick", "days": 3}}], ["a", "b"])
+    with pytest.raises(ValueError, match="b: its claims differ"):
+        combine_results([a, {**b, "cells": b["cells"][:1]}], ["a", "b"])
+    with pytest.raises(ValueError, match="b: seed 0 again"):
+        combine_results([a, {**b, "seed": 0}], ["a", "b"])
+    with pytest.raises(ValueError, match="b: the same cells as a"):
+        combine_results([a, {**a, "seed": None}], ["a", "b"])
+    with pytest.raises(ValueError, match="b: no verdict cells"):
+        combine_results([a, {"experiment": "x"}], ["a", "b"])
+
+
+def test_combine_command_writes_the_pooled_results_and_a_forest_plot(tmp_path, capsys):
+    paths = []
+    for seed, lifts in ((0, [(0.055, 0.03), (0.03, 0.02)]), (1, [(0.05, 0.03), (0.035, 0.02)])):
+        d = tmp_path / f"seed-{seed}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(_run(lifts, seed)))
+        paths.append(str(d / "results.json"))
+    out = tmp_path / "out"
+    assert main(["experiment", "combine", "--results", *paths, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "repin gain: +5.2% [+1.1, +9.4] (2 runs): holds" in printed
+    pooled = out / "feedback_loop-pooled"
+    results = json.loads((pooled / "results.json").read_text())
+    assert results["combined_from"] == ["seed-0", "seed-1"]
+    text = (pooled / "results.md").read_text()
+    assert "| repin gain | +11.0% | +5.2% [+1.1%, +9.4%]" in text
+    assert (pooled / "forest.png").stat().st_size > 5_000
+    # command-line mistakes: one line, exit 2
+    assert main(["experiment", "combine", "--results", paths[0], "--out", str(out)]) == 2
+    assert "two or more runs" in capsys.readouterr().err
+    assert main(["experiment", "combine", "--results", paths[0], paths[0], "--out", str(out)]) == 2
+    assert "pooled runs must be independent" in capsys.readouterr().err
+    assert main(["experiment", "power", "--results", *paths, "--out", str(out)]) == 2
+    assert "takes one --results" in capsys.readouterr().err
+
+
+def test_combine_files_names_an_unreadable_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: cannot read it as JSON"):
+        combine_files([bad, bad], tmp_path / "out")
