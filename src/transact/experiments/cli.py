@@ -44,7 +44,9 @@ online experiments (the simulated world as a closed loop, `transact.online`):
   fig6           daily repin gain over 14 days, fixed against retrained twice a week (4.4.3)
   diversity      impression diversity: TransAct with/without the time-window mask, higher
                  dropout, random action masking (4.4.4)
-  feedback-loop  a small bucket against full traffic, each retrained on its own logs (5.1)
+  feedback-loop  a small bucket against full traffic (5.1): both TransAct models retrained
+                 on every user's logs, shaped by the baseline in the bucket's world and
+                 by TransAct in full traffic's; the bucket paired with its own users
   mechanisms     not in the paper: what each world mechanism contributes to Table 5's
                  paired lifts (repin, hide, diversity, time spent): per world with one
                  mechanism off (--mechanisms, default all of them), a new world, new
@@ -146,7 +148,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output root (default: %(default)s)",
     )
     parser.add_argument(
-        "--seeds", type=seed_list, help="comma-separated training seeds (overrides the budget)"
+        "--seeds",
+        type=seed_list,
+        help="comma-separated training seeds (overrides the budget); an online experiment "
+        "runs one independent replicate per seed and pools them",
     )
     parser.add_argument(
         "--steps", type=positive_int, help="training steps per variant (overrides the budget)"
