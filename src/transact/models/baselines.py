@@ -163,8 +163,9 @@ class RecurrentEncoder(_Baseline):
       row's output read at its own last step. A recurrence is causal, so the steps after a
       row's length change nothing it outputs, and no gradient reaches them. On CPU the
       packed recurrence runs step by step with a shrinking batch; the padded one takes
-      torch's fused (oneDNN) kernels: about 5x the training examples/s of the packed one at
-      batch 512 (docs/performance.md, "Table 3's recurrent encoders").
+      torch's fused (oneDNN) kernels: 5.9x the packed one's training examples/s for the
+      LSTM and 2.7x for the RNN at batch 512 (docs/performance.md, "Table 3's encoders
+      and BST").
     """
 
     def __init__(self, config: BaselineConfig, cell: str) -> None:
