@@ -117,3 +117,30 @@ def test_combine_files_names_an_unreadable_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json: cannot read it as JSON"):
         combine_files([bad, bad], tmp_path / "out")
+
+
+def test_a_claim_one_run_could_not_measure_pools_the_others(tmp_path):
+    # table5's tiny buckets write an error cell (no rule, no lift) for a claim they cannot
+    # measure; the pool takes the runs that could, and says when none could
+    a = _run([(0.055, 0.03), (0.03, 0.02)], 0)
+    b = _run([(0.05, 0.03), (0.035, 0.02)], 1)
+    c = _run([(0.01, 0.03), (0.01, 0.02)], 2)
+    error = {"claim": "repin gain", "design": "paired", "error": "too few users",
+             "verdict": "unsettled", "paper": 0.11}  # fmt: skip
+    a["cells"][0] = error
+    combined = combine_results([a, b, c], ["a", "b", "c"])
+    gain = combined["cells"][0]
+    assert gain["runs"] == 2 and gain["lift"] == pytest.approx(0.03)
+    assert gain["per_run"][0]["error"] == "too few users"
+    b["cells"][0] = c["cells"][0] = error
+    combined = combine_results([a, b, c], ["a", "b", "c"])
+    assert combined["cells"][0]["error"] == "no run could measure it"
+    assert combined["cells"][0]["verdict"] == "unsettled"
+    from transact.experiments.combine import markdown
+
+    text = "\n".join(markdown(combined))
+    assert "- repin gain (paired): no run could measure it" in text
+    assert "| full minus bucket | > 0 |" in text
+    from transact.experiments.combine import plot_forest
+
+    assert plot_forest(combined, tmp_path / "forest.png").stat().st_size > 5_000

@@ -330,7 +330,7 @@ def _combine(args: argparse.Namespace) -> int:
 
 
 def _pct_interval(cell: dict) -> str:
-    if cell["lift"] is None or cell["ci_low"] is None:
+    if cell.get("lift") is None or cell.get("ci_low") is None:
         return "n/a"
     return f"{100 * cell['lift']:+.1f}% [{100 * cell['ci_low']:+.1f}, {100 * cell['ci_high']:+.1f}]"
 

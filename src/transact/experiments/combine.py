@@ -140,22 +140,31 @@ def combine_results(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> di
                 raise ValueError(f"{labels[i]}: the same cells as {labels[j]}: the same run "
                                  "twice; pooled runs must be independent")  # fmt: skip
     cells, heterogeneity = [], []
-    for k, template in enumerate(first["cells"]):
+    for k in range(len(claims)):
         per_run = [r["cells"][k] for r in runs]
+        summary = [
+            {"run": lab, "lift": c.get("lift"), "ci_low": c.get("ci_low"),
+             "ci_high": c.get("ci_high"), "se": c.get("se"), "verdict": c.get("verdict"),
+             **({"error": c["error"]} if "error" in c else {})}
+            for lab, c in zip(labels, per_run, strict=True)
+        ]  # fmt: skip
+        # a run that could not measure the claim writes an error cell without a rule
+        template = next((c for c in per_run if "rule" in c), None)
+        if template is None:
+            cells.append({"claim": claims[k], "design": per_run[0].get("design", ""),
+                          "paper": per_run[0].get("paper"), "verdict": "unsettled",
+                          "error": "no run could measure it", "runs": 0,
+                          "per_run": summary})  # fmt: skip
+            heterogeneity.append({"claim": claims[k], "runs": 0})
+            continue
         lift, p = pooled_lift(per_run)
         cell = judge(
             template["claim"], lift, template["paper"], rule=template["rule"],
-            sized=template.get("sized", True),
-            design=template.get("design", ""),
-            runs=p["runs"],
-            per_run=[{"run": lab, "lift": c.get("lift"), "ci_low": c.get("ci_low"),
-                      "ci_high": c.get("ci_high"), "se": c.get("se"),
-                      "verdict": c.get("verdict")} for lab, c in zip(labels, per_run, strict=True)],
+            sized=template.get("sized", True), design=template.get("design", ""),
+            runs=p["runs"], per_run=summary,
         )  # fmt: skip
         cells.append(cell)
-        heterogeneity.append(
-            {"claim": template["claim"], **{k2: _json_num(v) for k2, v in p.items()}}
-        )
+        heterogeneity.append({"claim": claims[k], **{k2: _json_num(v) for k2, v in p.items()}})
     return {
         "experiment": first.get("experiment"),
         "title": first.get("title"),
@@ -187,7 +196,12 @@ def markdown(combined: dict[str, Any]) -> list[str]:
         "Heterogeneity: Cochran's Q and its p-value (a small p says the runs disagree "
         "by more than their intervals allow; tau2 then widens the pooled interval).",
         "",
-        *cells_table(combined["cells"]),
+        *cells_table([c for c in combined["cells"] if "error" not in c]),
+        *[
+            f"- {c['claim']} ({c.get('design', '')}): {c['error']}"
+            for c in combined["cells"]
+            if "error" in c
+        ],
         "",
         "| claim | " + " | ".join(labels) + " | Q (p) | tau2 |",
         "|---|" + "---|" * len(labels) + "---|---|",
@@ -197,6 +211,8 @@ def markdown(combined: dict[str, Any]) -> list[str]:
             f"{fmt_pct(r['lift'])} [{fmt_pct(r['ci_low'])}, {fmt_pct(r['ci_high'])}]"
             for r in cell["per_run"]
         ]
+        if "error" in cell:
+            runs = [r.get("error", "n/a") for r in cell["per_run"]]
         q = "n/a" if het.get("q") is None else f"{het['q']:.2f} ({_p(het.get('q_p'))})"
         tau2 = "n/a" if het.get("tau2") is None else f"{het['tau2']:.2e}"
         lines.append(f"| {cell['claim']} | " + " | ".join(runs) + f" | {q} | {tau2} |")
@@ -222,16 +238,16 @@ def plot_forest(combined: dict[str, Any], path: Path) -> Path:
     y, ticks, names = 0, [], []
     for cell in cells:
         for r in cell["per_run"]:
-            if r["lift"] is not None and r["ci_low"] is not None:
+            if r.get("lift") is not None and r.get("ci_low") is not None:
                 ax.errorbar(100 * r["lift"], y, xerr=[[100 * (r["lift"] - r["ci_low"])],
                             [100 * (r["ci_high"] - r["lift"])]], fmt="o", color="tab:blue",
                             ms=4, capsize=2)  # fmt: skip
             ticks.append(y)
             names.append(f"  {r['run']}")
             y -= 1
-        if cell["rule"] == "direction" and cell.get("sized", True) and cell["paper"]:
+        if cell.get("rule") == "direction" and cell.get("sized", True) and cell["paper"]:
             ax.plot(100 * cell["paper"], y, "x", color="tab:red", ms=7)
-        if cell["lift"] is not None and cell["ci_low"] is not None:
+        if cell.get("lift") is not None and cell.get("ci_low") is not None:
             ax.errorbar(100 * cell["lift"], y, xerr=[[100 * (cell["lift"] - cell["ci_low"])],
                         [100 * (cell["ci_high"] - cell["lift"])]], fmt="D", color="black",
                         ms=5, capsize=3)  # fmt: skip
