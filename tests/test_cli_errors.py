@@ -201,7 +201,8 @@ CASES: list[tuple[str, str, str]] = [
     ("experiment-power-missing-results", "experiment power --results {tmp}/missing.json", "missing"),
     ("experiment-power-not-json", "experiment power --results {tmp}/file.txt", "file.txt"),
     ("experiment-online-budget-unknown", "experiment table5 --budget large --out {tmp}/ex", "--budget large"),
-    ("experiment-online-two-seeds", "experiment fig6 --budget smoke --seeds 0,1 --out {tmp}/ex", "--seeds"),
+    ("experiment-online-seed-twice", "experiment fig6 --budget smoke --seeds 1,1 --out {tmp}/ex", "a seed twice"),
+    ("experiment-combine-one-run", "experiment combine --results {tmp}/file.txt --out {tmp}/ex", "two or more runs"),
     ("experiment-online-steps", "experiment diversity --budget smoke --steps 5 --out {tmp}/ex", "--steps"),
     ("experiment-online-not-a-world", "experiment feedback-loop --budget smoke --dataset {tmp}/empty --out {tmp}/ex", "--dataset"),
     # the top level
