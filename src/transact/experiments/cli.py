@@ -304,10 +304,8 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def _combine(args: argparse.Namespace) -> int:
-    import json
-
     from transact.arguments import UserError
-    from transact.experiments.combine import combine_files
+    from transact.experiments.combine import combine_results, read_runs, write_combined
 
     if not args.results or len(args.results) < 2:
         raise UserError(
@@ -315,14 +313,11 @@ def _combine(args: argparse.Namespace) -> int:
             "(two or more runs of one online experiment)"
         )
     try:
-        experiment = json.loads(Path(args.results[0]).read_text()).get("experiment") or "runs"
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--results {args.results[0]}: cannot read it as JSON: {exc}") from None
-    out_dir = args.out / f"{experiment}-pooled"
-    try:
-        combined = combine_files(args.results, out_dir)
+        combined = combine_results(*read_runs(args.results))
     except ValueError as exc:
         raise UserError(f"--results: {exc.args[0]}") from None
+    out_dir = args.out / f"{combined['experiment'] or 'runs'}-pooled"
+    write_combined(combined, out_dir)
     for cell in combined["cells"]:
         print(f"{cell['claim']}: {_pct_interval(cell)} ({cell['runs']} runs): {cell['verdict']}")
     print(f"combine: {out_dir / 'results.md'}")
@@ -436,23 +431,19 @@ def _handle_online(args: argparse.Namespace) -> int:
 
         parse_rows(args.mechanisms)  # a bad name fails here, before any world is made
         options["rows"] = args.mechanisms
-    if len(seeds) == 1:
-        run_online_experiment(
-            args.name, dataset=args.dataset, budget=budget, out_root=args.out,
-            progress=not args.no_progress, seed=seeds[0], options=options,
-        )  # fmt: skip
-        print(f"{args.name}: {args.out / args.name / 'results.md'}")
-        return 0
-    from transact.experiments.combine import combine_files
-
     out_dir = args.out / args.name
-    for seed in seeds:  # independent replicates, one directory each, then pooled
+    # several seeds: independent replicates, one directory each, then pooled in out_dir
+    run_dirs = [out_dir / f"seed-{s}" for s in seeds] if len(seeds) > 1 else [out_dir]
+    for seed, run_dir in zip(seeds, run_dirs, strict=True):
         run_online_experiment(
             args.name, dataset=args.dataset, budget=budget, out_root=args.out,
-            progress=not args.no_progress, seed=seed, options=options,
-            out_dir=out_dir / f"seed-{seed}",
+            progress=not args.no_progress, seed=seed, options=options, out_dir=run_dir,
         )  # fmt: skip
-        print(f"{args.name} seed {seed}: {out_dir / f'seed-{seed}' / 'results.md'}")
-    combine_files([out_dir / f"seed-{s}" / "results.json" for s in seeds], out_dir)
-    print(f"{args.name}, {len(seeds)} seeds pooled: {out_dir / 'results.md'}")
+        label = args.name if len(seeds) == 1 else f"{args.name} seed {seed}"
+        print(f"{label}: {run_dir / 'results.md'}")
+    if len(seeds) > 1:
+        from transact.experiments.combine import combine_files
+
+        combine_files([d / "results.json" for d in run_dirs], out_dir)
+        print(f"{args.name}, {len(seeds)} seeds pooled: {out_dir / 'results.md'}")
     return 0

@@ -207,12 +207,13 @@ def markdown(combined: dict[str, Any]) -> list[str]:
         "|---|" + "---|" * len(labels) + "---|---|",
     ]
     for cell, het in zip(combined["cells"], combined["heterogeneity"], strict=True):
-        runs = [
-            f"{fmt_pct(r['lift'])} [{fmt_pct(r['ci_low'])}, {fmt_pct(r['ci_high'])}]"
-            for r in cell["per_run"]
-        ]
         if "error" in cell:
             runs = [r.get("error", "n/a") for r in cell["per_run"]]
+        else:
+            runs = [
+                f"{fmt_pct(r['lift'])} [{fmt_pct(r['ci_low'])}, {fmt_pct(r['ci_high'])}]"
+                for r in cell["per_run"]
+            ]
         q = "n/a" if het.get("q") is None else f"{het['q']:.2f} ({_p(het.get('q_p'))})"
         tau2 = "n/a" if het.get("tau2") is None else f"{het['tau2']:.2e}"
         lines.append(f"| {cell['claim']} | " + " | ".join(runs) + f" | {q} | {tau2} |")
@@ -236,21 +237,22 @@ def plot_forest(combined: dict[str, Any], path: Path) -> Path:
     rows = len(cells) * (len(labels) + 2)
     fig, ax = plt.subplots(figsize=(8, 0.28 * rows + 1.2))
     y, ticks, names = 0, [], []
+
+    def interval(item: dict[str, Any], y: float, **style: Any) -> None:
+        """``item``'s lift and 95% interval at height ``y`` (nothing when it has none)."""
+        if item.get("lift") is not None and item.get("ci_low") is not None:
+            lift, low, high = (100 * item[k] for k in ("lift", "ci_low", "ci_high"))
+            ax.errorbar(lift, y, xerr=[[lift - low], [high - lift]], **style)
+
     for cell in cells:
         for r in cell["per_run"]:
-            if r.get("lift") is not None and r.get("ci_low") is not None:
-                ax.errorbar(100 * r["lift"], y, xerr=[[100 * (r["lift"] - r["ci_low"])],
-                            [100 * (r["ci_high"] - r["lift"])]], fmt="o", color="tab:blue",
-                            ms=4, capsize=2)  # fmt: skip
+            interval(r, y, fmt="o", color="tab:blue", ms=4, capsize=2)
             ticks.append(y)
             names.append(f"  {r['run']}")
             y -= 1
         if cell.get("rule") == "direction" and cell.get("sized", True) and cell["paper"]:
             ax.plot(100 * cell["paper"], y, "x", color="tab:red", ms=7)
-        if cell.get("lift") is not None and cell.get("ci_low") is not None:
-            ax.errorbar(100 * cell["lift"], y, xerr=[[100 * (cell["lift"] - cell["ci_low"])],
-                        [100 * (cell["ci_high"] - cell["lift"])]], fmt="D", color="black",
-                        ms=5, capsize=3)  # fmt: skip
+        interval(cell, y, fmt="D", color="black", ms=5, capsize=3)
         ticks.append(y)
         names.append(f"{cell['claim'][:48]}: pooled, {cell['verdict']}")
         y -= 2
@@ -265,21 +267,32 @@ def plot_forest(combined: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def combine_files(paths: Sequence[Path], out_dir: Path) -> dict[str, Any]:
-    """Read each ``results.json`` of ``paths``, pool them (:func:`combine_results`) and
-    write ``results.json``, ``results.md`` and ``forest.png`` into ``out_dir``."""
+def read_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each ``results.json`` of ``paths`` as a dict, and a label per run: its directory's
+    name (``seed-0``, ``seed-1``, ...) when those differ, else a longer part of its path."""
     runs = []
     for path in paths:
         try:
             runs.append(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: cannot read it as JSON: {exc}") from None
-    labels = [Path(p).parent.name for p in paths]  # seed-0, seed-1, ... when they differ
+    labels = [Path(p).parent.name for p in paths]
     if len(set(labels)) < len(labels):
         labels = [str(Path(p).parent) for p in paths]
     if len(set(labels)) < len(labels):
         labels = [str(p) for p in paths]
-    combined = combine_results(runs, labels)
+    return runs, labels
+
+
+def write_combined(combined: dict[str, Any], out_dir: Path) -> None:
+    """``results.json``, ``results.md`` and ``forest.png`` of a pool into ``out_dir``."""
     write_results(out_dir, combined, markdown(combined))
     plot_forest(combined, out_dir / "forest.png")
+
+
+def combine_files(paths: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+    """Read each ``results.json`` of ``paths`` (:func:`read_runs`), pool them
+    (:func:`combine_results`) and write the pool into ``out_dir`` (:func:`write_combined`)."""
+    combined = combine_results(*read_runs(paths))
+    write_combined(combined, out_dir)
     return combined
