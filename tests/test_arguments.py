@@ -150,3 +150,22 @@ def test_reading_names_the_argument_and_file(tmp_path: Path) -> None:
         assert info.value.__cause__ is exc  # --debug shows where it came from
     with pytest.raises(AttributeError), reading("--model", path):  # a bug is not the file's
         raise AttributeError("no such attribute")
+
+
+def test_prepare_runs_after_the_parse_and_before_the_handler() -> None:
+    calls: list[str] = []
+
+    def handler(args: argparse.Namespace) -> int:
+        calls.append(f"handler {args.n}")
+        return 0
+
+    def prepare(args: argparse.Namespace) -> None:
+        calls.append(f"prepare {args.n}")
+
+    assert run_command(_parser(handler), ["go", "--n", "7"], prepare=prepare) == 0
+    assert calls == ["prepare 7", "handler 7"]
+    calls.clear()
+    # a line that does not parse, or only asks for help, prepares nothing
+    assert run_command(_parser(handler), ["go", "--n", "70000"], prepare=prepare) == 2
+    assert run_command(_parser(handler), ["go", "--help"], prepare=prepare) == 0
+    assert calls == []

@@ -80,8 +80,15 @@ class ArgumentParser(argparse.ArgumentParser):
                   f"(see {self.prog} --help)\n")  # fmt: skip
 
 
-def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+def run_command(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+    prepare: Callable[[argparse.Namespace], None] | None = None,
+) -> int:
     """Parse ``argv``, run the chosen handler, map user errors to one line and exit 2.
+
+    ``prepare(args)`` runs after a successful parse, before the handler (the process's
+    settings that depend on the command line, such as its allocator).
 
     A parser (or sub-command) without a handler prints its help and returns 2. Ctrl-C ends
     with status 130 and one line. Never raises ``SystemExit``: ``--help`` returns 0 and a
@@ -96,6 +103,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         parser.print_help()
         return 2
     prog = getattr(args, "command_prog", parser.prog)
+    if prepare is not None:
+        prepare(args)
     try:
         return int(handler(args) or 0)
     except USER_ERRORS as exc:

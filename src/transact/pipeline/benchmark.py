@@ -31,6 +31,11 @@ requests, the first ``--score-examples`` of them), scored by
 :func:`transact.evaluation.predictions.predict` plain (the model's forward over rows)
 and optimized (each request's user once, the serving path's algebra), interleaved, with
 examples/s, the speed-up and the largest probability difference.
+
+Both arms run under the process's allocator, recorded as ``machine.malloc``: ``tuned``
+(freed buffers kept for the next batch, :mod:`transact.memory`, what every ``transact``
+command does) or ``default`` (``--default-malloc``: glibc's, under which the plain arm's
+157 MB activations of a 4,096-row batch are faulted in again on every batch).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import numpy as np
 import torch
 
 from transact.data.schema import LabeledBatch
+from transact.memory import keep_freed_memory, malloc_state, opted_out
 from transact.pipeline.run import build_loss
 from transact.training.config import TrainConfig
 from transact.training.trainer import LossFn, optimizer_step
@@ -80,6 +86,7 @@ def machine(threads: int) -> dict[str, Any]:
         "bf16_native": bf16_native(),
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "malloc": malloc_state(),
     }
 
 
@@ -337,7 +344,10 @@ def run(
     """Run the benchmark at ``threads`` torch threads and write ``json_path``."""
     torch.set_num_threads(threads)
     result: dict[str, Any] = {"machine": machine(threads), "started": time.time()}
-    report(f"threads {threads}, load {result['machine']['load_avg_1m']}; preparing data")
+    report(
+        f"threads {threads}, malloc {result['machine']['malloc']}, load "
+        f"{result['machine']['load_avg_1m']}; preparing data"
+    )
     train_set, eval_set = prepare_data(data)
     peak = gemm_peak_gflops()
     result["fp32_gemm_peak_gflops"] = peak
@@ -438,6 +448,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="add a torch.compile'd plain arm")
     p.add_argument("--score-examples", type=positive, default=20_000,
                    help="evaluation examples scored per arm (whole requests; default 20000)")  # fmt: skip
+    p.add_argument(
+        "--default-malloc", action="store_true",
+        help="keep glibc's malloc defaults for both arms (default: freed buffers are kept "
+        "and reused, as every transact command does; transact.memory)",
+    )  # fmt: skip
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -446,6 +461,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise SystemExit("transact: --warmup must be >= 0")
     if args.data is not None and not Path(args.data).is_dir():
         raise SystemExit(f"transact: --data {args.data}: no such directory")
+    if not opted_out(args.default_malloc):  # `transact bench train` did it already
+        keep_freed_memory()
     run(
         args.json, threads=args.threads, steps=args.steps, warmup=args.warmup,
         batch_size=args.batch_size, encoders=args.encoders, data=args.data,

@@ -63,16 +63,16 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--malloc", default="tuned", choices=["tuned", "default"],
         help="glibc malloc of the benchmark process, the same for plain and optimized "
-        "(tuned: freed buffers are reused, not faulted in again; transact.serving.memory)",
+        "(tuned: freed buffers are reused, not faulted in again; transact.memory)",
     )  # fmt: skip
 
 
 def run_inference(args: argparse.Namespace) -> int:
     """Measure in a fresh process: OpenMP reads its wait policy and glibc its malloc
     settings when a process starts, before torch loads, so they travel as its environment
-    (:func:`transact.serving.memory.inference_env`) and the measuring process is told
+    (:func:`transact.memory.inference_env`) and the measuring process is told
     what to run by a call, not by flags again."""
-    from transact.serving.memory import inference_env
+    from transact.memory import inference_env
 
     env = inference_env(args.omp_wait_policy, tuned_malloc=args.malloc == "tuned")
     call = (

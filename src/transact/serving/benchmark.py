@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
+from transact.memory import MALLOC_ENV
 from transact.models.fast_transact import FastTransAct, FastTransActOptions
 from transact.models.fast_transact.reference import ReferenceTransAct
-from transact.serving.memory import MALLOC_ENV
 from transact.serving.ranker import InferenceOptions, RequestTensors, ServingRanker
 
 

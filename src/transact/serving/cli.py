@@ -116,7 +116,7 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--default-malloc", action="store_true",
         help="keep glibc's malloc defaults (default: keep freed activation memory for the "
-        "next request instead of faulting it in again; see transact.serving.memory)",
+        "next request instead of faulting it in again; see transact.memory)",
     )  # fmt: skip
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -314,10 +314,10 @@ def _serve(parts, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 def _start(args: argparse.Namespace) -> None:
     """Logging, and the process's malloc tuned for serving (unless --default-malloc)."""
-    from transact.serving.memory import keep_freed_memory
+    from transact.memory import keep_freed_memory, opted_out
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    if not args.default_malloc and not keep_freed_memory():
+    if not opted_out(args.default_malloc) and not keep_freed_memory():
         logging.getLogger(__name__).warning("malloc not tuned: not glibc")
 
 

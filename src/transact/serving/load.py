@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transact.serving.memory import inference_env
+from transact.memory import inference_env
 
 P99_TARGET_MS = 100.0
 WARMUP_RATE_RPS = 2.0  # one short run before the sweep, not reported
