@@ -50,7 +50,7 @@ from transact.experiments.online import (
 )
 
 NAME = "feedback-loop"
-TITLE = "5.1: the feedback loop, a small bucket against full traffic (retrained on own logs)"
+TITLE = "5.1: the feedback loop, a small bucket against full traffic (each retrained on its environment's logs)"
 
 
 def run(ctx: OnlineRun) -> dict[str, Any]:
