@@ -106,3 +106,20 @@ def test_every_command_keeps_scoring_sized_buffers_unless_told_not_to() -> None:
     # tuned: the freed buffers are reused (the heap may still move one buffer once)
     assert tuned <= pages, (tuned, pages)
     assert tuned_state == "tuned"
+
+
+def test_malloc_state_and_the_opt_out_read_the_process_and_its_environment(monkeypatch):
+    from transact import memory
+
+    monkeypatch.setattr(memory, "_state", {"tuned": False})
+    for key in (*MALLOC_ENV, OPT_OUT_ENV):
+        monkeypatch.delenv(key, raising=False)
+    assert memory.malloc_state() == "default"
+    assert not memory.opted_out() and memory.opted_out(default_malloc=True)
+    monkeypatch.setenv(OPT_OUT_ENV, " Default ")
+    assert memory.opted_out()
+    monkeypatch.setenv(OPT_OUT_ENV, "tuned")
+    assert not memory.opted_out()
+    for key, value in MALLOC_ENV.items():  # a child started with the settings in its env
+        monkeypatch.setenv(key, value)
+    assert memory.malloc_state() == "tuned"

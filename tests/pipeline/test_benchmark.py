@@ -8,6 +8,7 @@ import pytest
 import torch
 from tests.fakes import FakeExampleSet
 
+from transact.memory import malloc_state
 from transact.pipeline import benchmark
 
 
@@ -68,6 +69,7 @@ def test_run_writes_json_with_the_machine(tmp_path, monkeypatch):
     )  # fmt: skip
     out = json.loads(path.read_text())
     assert out["machine"]["threads"] == 1 and out["fp32_gemm_peak_gflops"] == 10.0
+    assert out["machine"]["malloc"] == malloc_state()  # both arms ran under it
     assert out["training"]["transact"]["arms"]["fast"]["speedup"] > 0
     assert out["scoring"]["transact"]["examples"] == 20
     assert np.isfinite(out["scoring"]["transact"]["speedup"])
