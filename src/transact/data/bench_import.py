@@ -33,6 +33,7 @@ from typing import Any
 
 from transact.arguments import ArgumentParser, output_file, positive_int, run_command
 from transact.data.spill_sizes import BUCKET_ROWS
+from transact.memory import MALLOC_ENV
 
 GOAL_ROWS_PER_S = 1_000_000
 GOAL_PEAK_MB = 4096
@@ -88,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _child(code: str, *args: str) -> dict[str, float]:
-    """Run ``code`` in a fresh interpreter; its wall time (printed) and peak RSS."""
+    """Run ``code`` in a fresh interpreter; its wall time (printed) and peak RSS. The child
+    runs under the allocator a ``transact`` command would (:func:`_child_malloc`)."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if _child_malloc() == "tuned":
+        env.update(MALLOC_ENV)
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
@@ -99,6 +103,14 @@ def _child(code: str, *args: str) -> dict[str, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({proc.returncode}): {err.decode()[-2000:]}")
     return {"seconds": float(out.decode().split()[-1]), "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def _child_malloc() -> str:
+    """``tuned`` (:data:`transact.memory.MALLOC_ENV`, as ``transact data import`` runs)
+    unless ``TRANSACT_MALLOC=default``."""
+    from transact.memory import opted_out
+
+    return "default" if opted_out() else "tuned"
 
 
 def _log(workdir: Path, rows: int) -> tuple[Path, int, float]:
@@ -163,6 +175,7 @@ def measure(rows: int, memory_rows: int, workdir: Path) -> dict[str, Any]:
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "load_average": os.getloadavg(),
+                "malloc": _child_malloc(),
             },  # fmt: skip
         }
     )
