@@ -123,3 +123,27 @@ def test_malloc_state_and_the_opt_out_read_the_process_and_its_environment(monke
     for key, value in MALLOC_ENV.items():  # a child started with the settings in its env
         monkeypatch.setenv(key, value)
     assert memory.malloc_state() == "tuned"
+
+
+def test_keep_freed_memory_sets_glibc_once_per_process(monkeypatch):
+    from transact import memory
+
+    monkeypatch.setattr(memory, "_state", {"tuned": True})
+
+    def no_libc(*_args: object) -> None:
+        raise AssertionError("tuned already: the C library is not loaded again")
+
+    monkeypatch.setattr(memory.ctypes, "CDLL", no_libc)
+    assert memory.keep_freed_memory()
+    # not tuned yet: the library is loaded (here it cannot be, so nothing changes)
+    monkeypatch.setattr(memory, "_state", {"tuned": False})
+    loads: list[object] = []
+
+    def missing_libc(*args: object) -> None:
+        loads.append(args)
+        raise OSError("no C library here")
+
+    monkeypatch.setattr(memory.ctypes, "CDLL", missing_libc)
+    assert not memory.keep_freed_memory()
+    assert len(loads) == 1
+    assert memory._state == {"tuned": False}

@@ -53,8 +53,12 @@ def keep_freed_memory() -> bool:
     """Set this process's malloc to reuse freed buffers instead of unmapping them.
 
     Returns True when glibc accepted both settings; False (and changes nothing) where the
-    C library is not glibc (musl, macOS), which has its own allocator behaviour.
+    C library is not glibc (musl, macOS), which has its own allocator behaviour. Once it
+    has succeeded in a process, later calls (``serve``'s and ``bench train``'s own, for
+    callers that do not start through :func:`transact.cli.main`) return True at once.
     """
+    if _state["tuned"]:
+        return True
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
@@ -67,7 +71,7 @@ def keep_freed_memory() -> bool:
     if not ok:
         ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_CAP) == 1
     ok = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
-    _state["tuned"] = _state["tuned"] or ok
+    _state["tuned"] = ok
     return ok
 
 
