@@ -33,7 +33,7 @@ from typing import Any
 
 from transact.arguments import ArgumentParser, output_file, positive_int, run_command
 from transact.data.spill_sizes import BUCKET_ROWS
-from transact.memory import MALLOC_ENV
+from transact.memory import MALLOC_ENV, opted_out
 
 GOAL_ROWS_PER_S = 1_000_000
 GOAL_PEAK_MB = 4096
@@ -108,8 +108,6 @@ def _child(code: str, *args: str) -> dict[str, float]:
 def _child_malloc() -> str:
     """``tuned`` (:data:`transact.memory.MALLOC_ENV`, as ``transact data import`` runs)
     unless ``TRANSACT_MALLOC=default``."""
-    from transact.memory import opted_out
-
     return "default" if opted_out() else "tuned"
 
 
