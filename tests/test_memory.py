@@ -38,12 +38,19 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _faults(mode: str, env: dict[str, str] | None = None) -> int:
+def _run_child(code: str, mode: str, env: dict[str, str] | None = None) -> str:
+    """``code`` in a fresh interpreter with argument ``mode``; its stdout. The child starts
+    without this process's malloc settings or opt-out, plus ``env``."""
+    clean = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV and k != OPT_OUT_ENV}
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, check=True,
-        env={**os.environ, **(env or {})},
+        [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True,
+        env={**clean, **(env or {})},
     )  # fmt: skip
-    return int(out.stdout.strip())
+    return out.stdout
+
+
+def _faults(mode: str, env: dict[str, str] | None = None) -> int:
+    return int(_run_child(_CHILD, mode, env).strip())
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc mallopt only")
@@ -84,12 +91,7 @@ _BIG_CHILD = textwrap.dedent(
 
 
 def _big_faults(mode: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    child_env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV and k != OPT_OUT_ENV}
-    out = subprocess.run(
-        [sys.executable, "-c", _BIG_CHILD, mode], capture_output=True, text=True, check=True,
-        env={**child_env, **(env or {})},
-    )  # fmt: skip
-    faults, state = out.stdout.split()
+    faults, state = _run_child(_BIG_CHILD, mode, env).split()
     return int(faults), state
 
 
