@@ -144,3 +144,67 @@ def test_a_claim_one_run_could_not_measure_pools_the_others(tmp_path):
     from transact.experiments.combine import plot_forest
 
     assert plot_forest(combined, tmp_path / "forest.png").stat().st_size > 5_000
+
+
+def test_runs_for_mde_plans_the_pool_that_reaches_the_target():
+    # one run's lift: its users' noise (se 0.02) around a per-run effect that varies with
+    # tau = 0.025 between runs; the plan's k runs, pooled as combine pools them, reach an
+    # MDE near the target (DerSimonian-Laird's tau^2 is itself estimated from the k runs)
+    from transact.experiments.combine import runs_for_mde
+
+    se, tau, target = 0.02, 0.025, 0.02
+    se_one = math.sqrt(se**2 + tau**2)
+    k = runs_for_mde(se_one, target)
+    assert k == math.ceil((MDE_Z * se_one / target) ** 2) == 21
+    rng = np.random.default_rng(0)
+    mdes = []
+    for _ in range(400):
+        lifts = 0.01 + rng.normal(0, tau, size=k) + rng.normal(0, se, size=k)
+        mdes.append(MDE_Z * pool(list(lifts), [se] * k)["se"])
+    assert np.median(mdes) == pytest.approx(target, rel=0.08)
+    # half the runs miss it by about sqrt(2)
+    assert runs_for_mde(se_one, target * math.sqrt(2)) == 11
+    assert runs_for_mde(0.001, 0.5) == 1
+    with pytest.raises(ValueError, match="target MDE 0"):
+        runs_for_mde(se_one, 0)
+
+
+def test_combine_plans_runs_per_claim_from_the_spread_between_runs(tmp_path, capsys):
+    from transact.experiments.combine import markdown
+
+    runs = [
+        _run([(0.05, 0.03), (0.06, 0.02)], 0),
+        _run([(0.04, 0.03), (-0.04, 0.02)], 1),
+        _run([(0.06, 0.03), (0.01, 0.02)], 2),
+    ]
+    combined = combine_results(runs, ["a", "b", "c"])
+    gain, diff = combined["heterogeneity"]
+    # the repin gains agree (tau2 = 0): one run's se is theirs; the paper's +11% -> 5.5%
+    assert gain["tau2"] == 0 and gain["se_one_run"] == pytest.approx(0.03)
+    assert gain["target_mde"] == pytest.approx(0.055)
+    assert gain["runs_for_target"] == math.ceil((MDE_Z * 0.03 / 0.055) ** 2) == 3
+    # the differences disagree: their spread enters one run's se; no size, no target
+    assert diff["tau2"] > 0
+    assert diff["se_one_run"] == pytest.approx(math.sqrt(0.02**2 + diff["tau2"]))
+    assert diff["target_mde"] is None and diff["runs_for_target"] is None
+    text = "\n".join(markdown(combined))
+    assert "| full minus bucket | " in text and "| n/a | n/a | n/a |" in text
+    # --target 2 (percent) plans every claim for 2%
+    paths = []
+    for r in runs:
+        d = tmp_path / f"seed-{r['seed']}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(r))
+        paths.append(str(d / "results.json"))
+    out = tmp_path / "out"
+    args = ["experiment", "combine", "--results", *paths, "--out", str(out), "--target", "2"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    need = math.ceil((MDE_Z * diff["se_one_run"] / 0.02) ** 2)
+    line = next(x for x in printed.splitlines() if x.startswith("full minus bucket: "))
+    assert line.endswith(f"an MDE of 2.0% needs about {need} runs")
+    saved = json.loads((out / "feedback_loop-pooled" / "results.json").read_text())
+    assert saved["target_mde"] == pytest.approx(0.02)
+    assert saved["heterogeneity"][1]["runs_for_target"] == need
+    assert main([*args[:-1], "0"]) == 2
+    assert "argument --target" in capsys.readouterr().err

@@ -8,7 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transact.arguments import existing_file, int_range, output_dir, positive_int
+from transact.arguments import (
+    existing_file,
+    int_range,
+    output_dir,
+    positive_float,
+    positive_int,
+)
 
 OFFLINE = (
     "table1", "table2", "table3", "fig4", "fig5", "table4", "table8", "table9", "mask", "all",
@@ -36,7 +42,8 @@ experiments (paper section):
   combine  not an experiment: pool independent runs (other --seeds) of one online
            experiment, claim by claim (--results A/results.json B/results.json ...):
            inverse-variance with a random effect between runs; writes
-           OUT/EXPERIMENT-pooled/results.json, results.md and forest.png
+           OUT/EXPERIMENT-pooled/results.json, results.md and forest.png, and says how
+           many runs each claim needs for an MDE of --target percent
 
 online experiments (the simulated world as a closed loop, `transact.online`):
   table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;
@@ -88,7 +95,7 @@ examples:
   # the feedback loop, three independent replicates pooled
   transact experiment feedback-loop --budget quick --dataset runs/demo/world --seeds 0,1,2
   transact experiment combine --results runs/a/feedback-loop/results.json \
-      runs/b/feedback-loop/results.json --out runs/pooled
+      runs/b/feedback-loop/results.json --out runs/pooled --target 2
   # Figure 6 with every retrain as long as the fixed models' training (one epoch)
   transact experiment fig6 --retrain-steps 0 --dataset runs/demo/world --out runs/fig6
 """
@@ -209,8 +216,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     power.add_argument(
         "--target",
-        type=float,
-        help="the mde to reach, in percent (default: half the paper's lift of the cell)",
+        type=positive_float,
+        help="the mde to reach, in percent. power: for the cell (default: half the paper's "
+        "lift of the cell); combine and an online experiment's --seeds pool: the number of "
+        "runs each claim needs for it (default: half the paper's value where the claim has "
+        "a size; claims with only a direction get a number only with --target)",
     )
     power.add_argument(
         "--users",
@@ -312,14 +322,23 @@ def _combine(args: argparse.Namespace) -> int:
             "transact experiment combine needs --results A/results.json B/results.json ... "
             "(two or more runs of one online experiment)"
         )
+    target = None if args.target is None else args.target / 100
     try:
-        combined = combine_results(*read_runs(args.results))
+        combined = combine_results(*read_runs(args.results), target=target)
     except ValueError as exc:
         raise UserError(f"--results: {exc.args[0]}") from None
     out_dir = args.out / f"{combined['experiment'] or 'runs'}-pooled"
     write_combined(combined, out_dir)
-    for cell in combined["cells"]:
-        print(f"{cell['claim']}: {_pct_interval(cell)} ({cell['runs']} runs): {cell['verdict']}")
+    for cell, het in zip(combined["cells"], combined["heterogeneity"], strict=True):
+        need = het.get("runs_for_target")
+        plan = (
+            f"; an MDE of {100 * het['target_mde']:.1f}% needs about {need} runs"
+            if need is not None
+            else ""
+        )
+        print(
+            f"{cell['claim']}: {_pct_interval(cell)} ({cell['runs']} runs): {cell['verdict']}{plan}"
+        )
     print(f"combine: {out_dir / 'results.md'}")
     return 0
 
@@ -444,6 +463,7 @@ def _handle_online(args: argparse.Namespace) -> int:
     if len(seeds) > 1:
         from transact.experiments.combine import combine_files
 
-        combine_files([d / "results.json" for d in run_dirs], out_dir)
+        target = None if args.target is None else args.target / 100
+        combine_files([d / "results.json" for d in run_dirs], out_dir, target=target)
         print(f"{args.name}, {len(seeds)} seeds pooled: {out_dir / 'results.md'}")
     return 0

@@ -18,6 +18,15 @@ cell over the runs by inverse-variance weighting with a DerSimonian-Laird random
 Each pooled cell is judged by the experiment's own rule (:func:`.online.judge`), so its
 verdict and MDE read like a single run's. The runs must be the same experiment at the same
 budget with the same claims; the same run given twice (identical cells) is refused.
+
+**How many runs a claim needs** (:func:`runs_for_mde`). Under the random-effect model a
+further run's lift varies around the mean effect with variance ``se_one^2 = mean(se_i^2) +
+tau^2`` (its own users' noise plus the between-run spread), so ``k`` runs pool to an MDE of
+about ``MDE_Z * se_one / sqrt(k)`` and a target MDE ``t`` needs ``k = ceil((MDE_Z * se_one
+/ t)^2)`` runs. The target is ``--target`` (percent), else half the paper's value for a
+claim that has a size (``power``'s default); a claim the paper gives only a direction for
+has none unless one is given. It is a plan, not a promise: with a handful of runs tau^2 is
+itself uncertain (DerSimonian-Laird with k runs has k - 1 degrees of freedom).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from transact.experiments.online import cells_table, fmt_pct, judge, write_results
+from transact.experiments.online import MDE_Z, cells_table, fmt_pct, judge, write_results
 from transact.online.stats import Lift
 
 Z95 = 1.959964
@@ -63,10 +72,31 @@ def pool(lifts: Sequence[float], ses: Sequence[float]) -> dict[str, float]:
     }
 
 
+def runs_for_mde(se_one: float, target: float) -> int:
+    """Independent runs whose pool reaches an MDE of ``target`` (a fraction > 0) when one
+    run's lift has standard error ``se_one`` around the mean effect (users' noise and the
+    between-run spread): ``ceil((MDE_Z * se_one / target)^2)``, at least 1."""
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target MDE {target}: must be finite and > 0")
+    if not (math.isfinite(se_one) and se_one > 0):
+        raise ValueError(f"one run's standard error {se_one}: must be finite and > 0")
+    return max(1, math.ceil((MDE_Z * se_one / target) ** 2 - 1e-9))
+
+
+def default_target(cell: dict[str, Any]) -> float | None:
+    """The MDE worth planning for when none is given: half the paper's value for a claim
+    judged by its direction with a size (as ``transact experiment power``), else None."""
+    paper = cell.get("paper")
+    if cell.get("rule") == "direction" and cell.get("sized", True) and _finite(paper) and paper:
+        return abs(float(paper)) / 2
+    return None
+
+
 def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]]:
     """One claim's cells of several runs -> the pooled :class:`Lift` and :func:`pool`'s
-    numbers. Cells without a finite lift and se (a run that could not measure it) are left
-    out; with none left the lift is NaN."""
+    numbers, with ``se_one_run`` (a further run's standard error around the mean effect,
+    ``sqrt(mean(se_i^2) + tau^2)``). Cells without a finite lift and se (a run that could
+    not measure it) are left out; with none left the lift is NaN."""
     from scipy import stats
 
     usable = [c for c in cells if _finite(c.get("lift")) and _finite(c.get("se")) and c["se"] > 0]
@@ -76,6 +106,7 @@ def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]
         nan = math.nan
         return Lift(nan, nan, nan, nan, nan, nan, nan, 0, 0, "pooled (none)"), {"runs": 0}
     p = pool([c["lift"] for c in usable], [c["se"] for c in usable])
+    p["se_one_run"] = math.sqrt(sum(c["se"] ** 2 for c in usable) / len(usable) + p["tau2"])
     lift, se = p["lift"], p["se"]
     method = "pooled, DerSimonian-Laird" if p["tau2"] > 0 else "pooled, inverse variance"
     return (
@@ -99,10 +130,16 @@ def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
-def combine_results(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+def combine_results(
+    runs: Sequence[dict[str, Any]], labels: Sequence[str], target: float | None = None
+) -> dict[str, Any]:
     """Pool the verdict cells of ``runs`` (each an online experiment's ``results.json``
-    as a dict; ``labels`` name them in the output). Raises ``ValueError`` naming the run
-    and field when they are not replicates of one experiment."""
+    as a dict; ``labels`` name them in the output). ``target``: the MDE (a fraction) to
+    plan the number of runs for, every claim (default: :func:`default_target` per claim).
+    Raises ``ValueError`` naming the run and field when they are not replicates of one
+    experiment."""
+    if target is not None and not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target MDE {target}: must be finite and > 0")
     if len(runs) < 2:
         raise ValueError(f"combine needs at least two runs, got {len(runs)}")
     if len(labels) != len(runs):
@@ -164,7 +201,10 @@ def combine_results(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> di
             runs=p["runs"], per_run=summary,
         )  # fmt: skip
         cells.append(cell)
-        heterogeneity.append({"claim": claims[k], **{k2: _json_num(v) for k2, v in p.items()}})
+        heterogeneity.append(
+            {"claim": claims[k], **{k2: _json_num(v) for k2, v in p.items()},
+             **_plan(p, target if target is not None else default_target(template))}
+        )  # fmt: skip
     return {
         "experiment": first.get("experiment"),
         "title": first.get("title"),
@@ -173,8 +213,21 @@ def combine_results(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> di
         "seeds": [r.get("seed") for r in runs],
         "method": "per cell: inverse-variance pool with a DerSimonian-Laird between-run "
         "variance (tau2), normal 95% interval; verdicts by the experiment's own rule",
+        "target_mde": target,
         "cells": cells,
         "heterogeneity": heterogeneity,
+    }
+
+
+def _plan(p: dict[str, float], target: float | None) -> dict[str, Any]:
+    """The planning fields of one claim: a further run's MDE, the target and the runs it
+    needs (None where there is no target or no usable run)."""
+    se_one = p.get("se_one_run", math.nan)
+    usable = math.isfinite(se_one) and se_one > 0
+    return {
+        "mde_one_run": MDE_Z * se_one if usable else None,
+        "target_mde": target,
+        "runs_for_target": runs_for_mde(se_one, target) if usable and target else None,
     }
 
 
@@ -217,7 +270,34 @@ def markdown(combined: dict[str, Any]) -> list[str]:
         q = "n/a" if het.get("q") is None else f"{het['q']:.2f} ({_p(het.get('q_p'))})"
         tau2 = "n/a" if het.get("tau2") is None else f"{het['tau2']:.2e}"
         lines.append(f"| {cell['claim']} | " + " | ".join(runs) + f" | {q} | {tau2} |")
+    lines += [
+        "",
+        f"Runs to plan for (the MDE of k runs is about one run's MDE / sqrt(k), one run's "
+        f"counting the spread between runs; the target is {_target_words(combined)}):",
+        "",
+        "| claim | MDE now | one run's MDE | target MDE | runs for it | more runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell, het in zip(combined["cells"], combined["heterogeneity"], strict=True):
+        need = het.get("runs_for_target")
+        more = "n/a" if need is None else str(max(0, need - int(het.get("runs") or 0)))
+        lines.append(
+            f"| {cell['claim']} | {_pct_or_na(cell.get('mde'))} | "
+            f"{_pct_or_na(het.get('mde_one_run'))} | {_pct_or_na(het.get('target_mde'))} | "
+            f"{'n/a' if need is None else need} | {more} |"
+        )
     return lines
+
+
+def _pct_or_na(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _target_words(combined: dict[str, Any]) -> str:
+    if combined.get("target_mde") is not None:
+        return f"{100 * combined['target_mde']:.1f}% for every claim (--target)"
+    return ("half the paper's value where it gives one (n/a where it gives only a "
+            "direction: give --target)")  # fmt: skip
 
 
 def _p(p: float | None) -> str:
@@ -290,9 +370,12 @@ def write_combined(combined: dict[str, Any], out_dir: Path) -> None:
     plot_forest(combined, out_dir / "forest.png")
 
 
-def combine_files(paths: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+def combine_files(
+    paths: Sequence[Path], out_dir: Path, target: float | None = None
+) -> dict[str, Any]:
     """Read each ``results.json`` of ``paths`` (:func:`read_runs`), pool them
-    (:func:`combine_results`) and write the pool into ``out_dir`` (:func:`write_combined`)."""
-    combined = combine_results(*read_runs(paths))
+    (:func:`combine_results`, planning for ``target``) and write the pool into ``out_dir``
+    (:func:`write_combined`)."""
+    combined = combine_results(*read_runs(paths), target=target)
     write_combined(combined, out_dir)
     return combined
