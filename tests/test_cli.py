@@ -77,3 +77,26 @@ def test_compare_command_writes_the_lift_table(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "base.npz"), "--out", str(tmp_path / "c2")]) == 2
     assert "at least two models" in capsys.readouterr().err
+
+
+def _all_parsers(parser, path=("transact",)):
+    """Every parser under ``parser`` (itself first), with its command path."""
+    yield path, parser
+    for action in parser._actions:
+        choices = getattr(action, "choices", None)
+        if isinstance(choices, dict):  # subcommands; other choices are values
+            for name, sub in choices.items():
+                yield from _all_parsers(sub, (*path, name))
+
+
+def test_help_examples_are_lines_a_shell_can_run():
+    # an example continued with a backslash in a Python string loses its newline unless
+    # the backslash is escaped; argparse then prints one line with the indentation inside
+    seen = 0
+    for path, parser in _all_parsers(build_parser()):
+        for line in (parser.epilog or "").splitlines():
+            text = line.split(" #")[0].strip()  # aligned comments may follow a command
+            if text.startswith("transact "):
+                seen += 1
+                assert "   " not in text, f"{' '.join(path)} --help: {text!r}"
+    assert seen > 50
