@@ -103,6 +103,7 @@ def test_combine_command_writes_the_pooled_results_and_a_forest_plot(tmp_path, c
     text = (pooled / "results.md").read_text()
     assert "| repin gain | +11.0% | +5.2% [+1.1%, +9.4%]" in text
     assert (pooled / "forest.png").stat().st_size > 5_000
+    assert (pooled / "cumulative.png").stat().st_size > 5_000
     # command-line mistakes: one line, exit 2
     assert main(["experiment", "combine", "--results", paths[0], "--out", str(out)]) == 2
     assert "two or more runs" in capsys.readouterr().err
@@ -208,3 +209,29 @@ def test_combine_plans_runs_per_claim_from_the_spread_between_runs(tmp_path, cap
     assert saved["heterogeneity"][1]["runs_for_target"] == need
     assert main([*args[:-1], "0"]) == 2
     assert "argument --target" in capsys.readouterr().err
+
+
+def test_the_cumulative_pool_ends_at_the_pool_and_skips_runs_without_the_claim(tmp_path):
+    from transact.experiments.combine import plot_cumulative
+
+    runs = [
+        _run([(0.05, 0.03), (0.06, 0.02)], 0),
+        _run([(0.04, 0.03), (-0.04, 0.02)], 1),
+        _run([(0.06, 0.03), (0.01, 0.02)], 2),
+    ]
+    runs[1]["cells"][0] = {"claim": "repin gain", "design": "paired", "error": "too few users",
+                           "verdict": "unsettled", "paper": 0.11}  # fmt: skip
+    combined = combine_results(runs, ["a", "b", "c"])
+    gain, diff = combined["cumulative"]
+    assert [s["runs"] for s in gain["steps"]] == [1, 2]  # run b could not measure it
+    assert [s["runs"] for s in diff["steps"]] == [1, 2, 3]
+    first = diff["steps"][0]
+    assert first["lift"] == pytest.approx(0.06) and first["tau2"] == 0
+    assert first["ci_high"] - first["ci_low"] == pytest.approx(2 * 1.959964 * 0.02)
+    # the second step is the pool of a and b alone: they disagree, so tau2 > 0
+    assert diff["steps"][1]["lift"] == pytest.approx(pool([0.06, -0.04], [0.02, 0.02])["lift"])
+    assert diff["steps"][1]["tau2"] > 0
+    for cum, cell in zip(combined["cumulative"], combined["cells"], strict=True):
+        assert cum["steps"][-1]["lift"] == pytest.approx(cell["lift"])
+        assert cum["steps"][-1]["ci_low"] == pytest.approx(cell["ci_low"])
+    assert plot_cumulative(combined, tmp_path / "c.png").stat().st_size > 5_000

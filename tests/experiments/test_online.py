@@ -193,6 +193,7 @@ def test_online_experiment_with_several_seeds_pools_independent_replicates(smoke
                 assert cell["se"] <= min(c["se"] for c in usable) + 1e-12
         assert cell["verdict"] in VERDICTS
     assert (out / "forest.png").stat().st_size > 5_000
+    assert (out / "cumulative.png").stat().st_size > 5_000
 
 
 def test_feedback_loop_runs_long_enough_to_retrain():

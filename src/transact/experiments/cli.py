@@ -42,8 +42,9 @@ experiments (paper section):
   combine  not an experiment: pool independent runs (other --seeds) of one online
            experiment, claim by claim (--results A/results.json B/results.json ...):
            inverse-variance with a random effect between runs; writes
-           OUT/EXPERIMENT-pooled/results.json, results.md and forest.png, and says how
-           many runs each claim needs for an MDE of --target percent
+           OUT/EXPERIMENT-pooled/results.json, results.md, forest.png and cumulative.png
+           (the pool after each run), and says how many runs each claim needs for an
+           MDE of --target percent
 
 online experiments (the simulated world as a closed loop, `transact.online`):
   table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;

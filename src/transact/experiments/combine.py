@@ -176,7 +176,9 @@ def combine_results(
             if _cell_values(runs[i]) == _cell_values(runs[j]):
                 raise ValueError(f"{labels[i]}: the same cells as {labels[j]}: the same run "
                                  "twice; pooled runs must be independent")  # fmt: skip
-    cells, heterogeneity = [], []
+    cells: list[dict[str, Any]] = []
+    heterogeneity: list[dict[str, Any]] = []
+    cumulative: list[dict[str, Any]] = []
     for k in range(len(claims)):
         per_run = [r["cells"][k] for r in runs]
         summary = [
@@ -193,6 +195,7 @@ def combine_results(
                           "error": "no run could measure it", "runs": 0,
                           "per_run": summary})  # fmt: skip
             heterogeneity.append({"claim": claims[k], "runs": 0})
+            cumulative.append({"claim": claims[k], "steps": []})
             continue
         lift, p = pooled_lift(per_run)
         cell = judge(
@@ -201,6 +204,7 @@ def combine_results(
             runs=p["runs"], per_run=summary,
         )  # fmt: skip
         cells.append(cell)
+        cumulative.append({"claim": claims[k], "steps": _cumulative(per_run)})
         heterogeneity.append(
             {"claim": claims[k], **{k2: _json_num(v) for k2, v in p.items()},
              **_plan(p, target if target is not None else default_target(template))}
@@ -216,7 +220,24 @@ def combine_results(
         "target_mde": target,
         "cells": cells,
         "heterogeneity": heterogeneity,
+        "cumulative": cumulative,
     }
+
+
+def _cumulative(per_run: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pool of the first ``k`` runs able to measure the claim, for every ``k`` (the
+    runs in the order given): how the estimate and its interval settled as runs came."""
+    steps, usable = [], []
+    for c in per_run:
+        if not (_finite(c.get("lift")) and _finite(c.get("se")) and c["se"] > 0):
+            continue
+        usable.append(c)
+        lift, p = pooled_lift(usable)
+        steps.append(
+            {"runs": len(usable), "lift": lift.lift, "ci_low": lift.ci_low,
+             "ci_high": lift.ci_high, "tau2": p["tau2"]}
+        )  # fmt: skip
+    return steps
 
 
 def _plan(p: dict[str, float], target: float | None) -> dict[str, Any]:
@@ -347,6 +368,41 @@ def plot_forest(combined: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def plot_cumulative(combined: dict[str, Any], path: Path) -> Path:
+    """Per claim, the pooled lift and its 95% interval after each run (in the order the
+    runs were given), the paper's value where it gives a size: whether more runs are
+    still moving the estimate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(c, cum) for c, cum in zip(combined["cells"], combined["cumulative"], strict=True)
+            if cum["steps"]]  # fmt: skip
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 2.0 * len(rows) + 0.8), squeeze=False)
+    for ax, (cell, cum) in zip(axes[:, 0], rows, strict=True):
+        k = [s["runs"] for s in cum["steps"]]
+        lift = [100 * s["lift"] for s in cum["steps"]]
+        ax.fill_between(k, [100 * s["ci_low"] for s in cum["steps"]],
+                        [100 * s["ci_high"] for s in cum["steps"]], color="tab:blue",
+                        alpha=0.2, lw=0)  # fmt: skip
+        ax.plot(k, lift, "o-", color="tab:blue", ms=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        if cell.get("rule") == "direction" and cell.get("sized", True) and cell.get("paper"):
+            ax.axhline(100 * cell["paper"], color="tab:red", lw=0.8, ls="--")
+        ax.set_title(f"{cell['claim'][:70]}: {cell['verdict']}", fontsize=8)
+        ax.set_ylabel("lift (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("runs pooled (in the order given); band: 95% interval; "
+                           "red dashes: the paper's value", fontsize=8)  # fmt: skip
+    fig.suptitle(f"{combined.get('experiment')}: the pool as runs are added", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def read_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """Each ``results.json`` of ``paths`` as a dict, and a label per run: its directory's
     name (``seed-0``, ``seed-1``, ...) when those differ, else a longer part of its path."""
@@ -365,9 +421,11 @@ def read_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def write_combined(combined: dict[str, Any], out_dir: Path) -> None:
-    """``results.json``, ``results.md`` and ``forest.png`` of a pool into ``out_dir``."""
+    """``results.json``, ``results.md``, ``forest.png`` and ``cumulative.png`` of a pool
+    into ``out_dir``."""
     write_results(out_dir, combined, markdown(combined))
     plot_forest(combined, out_dir / "forest.png")
+    plot_cumulative(combined, out_dir / "cumulative.png")
 
 
 def combine_files(
