@@ -304,7 +304,7 @@ def _power(args: argparse.Namespace) -> int:
             args.results,
             row=row,
             column=column,
-            target=None if args.target is None else args.target / 100,
+            target=_target(args),
             users=users,
         )
     except (KeyError, ValueError) as exc:
@@ -323,9 +323,8 @@ def _combine(args: argparse.Namespace) -> int:
             "transact experiment combine needs --results A/results.json B/results.json ... "
             "(two or more runs of one online experiment)"
         )
-    target = None if args.target is None else args.target / 100
     try:
-        combined = combine_results(*read_runs(args.results), target=target)
+        combined = combine_results(*read_runs(args.results), target=_target(args))
     except ValueError as exc:
         raise UserError(f"--results: {exc.args[0]}") from None
     out_dir = args.out / f"{combined['experiment'] or 'runs'}-pooled"
@@ -342,6 +341,11 @@ def _combine(args: argparse.Namespace) -> int:
         )
     print(f"combine: {out_dir / 'results.md'}")
     return 0
+
+
+def _target(args: argparse.Namespace) -> float | None:
+    """``--target`` (percent) as a fraction, or None when not given."""
+    return None if args.target is None else args.target / 100
 
 
 def _pct_interval(cell: dict) -> str:
@@ -464,7 +468,6 @@ def _handle_online(args: argparse.Namespace) -> int:
     if len(seeds) > 1:
         from transact.experiments.combine import combine_files
 
-        target = None if args.target is None else args.target / 100
-        combine_files([d / "results.json" for d in run_dirs], out_dir, target=target)
+        combine_files([d / "results.json" for d in run_dirs], out_dir, target=_target(args))
         print(f"{args.name}, {len(seeds)} seeds pooled: {out_dir / 'results.md'}")
     return 0

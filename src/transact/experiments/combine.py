@@ -86,10 +86,23 @@ def runs_for_mde(se_one: float, target: float) -> int:
 def default_target(cell: dict[str, Any]) -> float | None:
     """The MDE worth planning for when none is given: half the paper's value for a claim
     judged by its direction with a size (as ``transact experiment power``), else None."""
+    paper = _sized_paper(cell)
+    return None if paper is None else abs(paper) / 2
+
+
+def _sized_paper(cell: dict[str, Any]) -> float | None:
+    """The paper's value of a claim judged by its direction with a size; None for a claim
+    the paper gives only a direction for, or judges by another rule."""
     paper = cell.get("paper")
     if cell.get("rule") == "direction" and cell.get("sized", True) and _finite(paper) and paper:
-        return abs(float(paper)) / 2
+        return float(paper)
     return None
+
+
+def _measured(cell: dict[str, Any]) -> bool:
+    """Whether a run's cell has a finite lift and standard error (a run that could not
+    measure the claim writes an error cell without them)."""
+    return _finite(cell.get("lift")) and _finite(cell.get("se")) and cell["se"] > 0
 
 
 def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]]:
@@ -99,7 +112,7 @@ def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]
     not measure it) are left out; with none left the lift is NaN."""
     from scipy import stats
 
-    usable = [c for c in cells if _finite(c.get("lift")) and _finite(c.get("se")) and c["se"] > 0]
+    usable = [c for c in cells if _measured(c)]
     n_t = sum(int(c.get("n_t") or 0) for c in usable)
     n_c = sum(int(c.get("n_c") or 0) for c in usable)
     if not usable:
@@ -228,9 +241,7 @@ def _cumulative(per_run: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pool of the first ``k`` runs able to measure the claim, for every ``k`` (the
     runs in the order given): how the estimate and its interval settled as runs came."""
     steps, usable = [], []
-    for c in per_run:
-        if not (_finite(c.get("lift")) and _finite(c.get("se")) and c["se"] > 0):
-            continue
+    for c in filter(_measured, per_run):
         usable.append(c)
         lift, p = pooled_lift(usable)
         steps.append(
@@ -351,8 +362,9 @@ def plot_forest(combined: dict[str, Any], path: Path) -> Path:
             ticks.append(y)
             names.append(f"  {r['run']}")
             y -= 1
-        if cell.get("rule") == "direction" and cell.get("sized", True) and cell["paper"]:
-            ax.plot(100 * cell["paper"], y, "x", color="tab:red", ms=7)
+        paper = _sized_paper(cell)
+        if paper is not None:
+            ax.plot(100 * paper, y, "x", color="tab:red", ms=7)
         interval(cell, y, fmt="D", color="black", ms=5, capsize=3)
         ticks.append(y)
         names.append(f"{cell['claim'][:48]}: pooled, {cell['verdict']}")
@@ -361,11 +373,7 @@ def plot_forest(combined: dict[str, Any], path: Path) -> Path:
     ax.set_yticks(ticks, names, fontsize=7)
     ax.set_xlabel("lift (%), 95% interval; red x: the paper's value")
     ax.set_title(f"{combined.get('experiment')}: {len(labels)} runs pooled", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_cumulative(combined: dict[str, Any], path: Path) -> Path:
@@ -388,14 +396,22 @@ def plot_cumulative(combined: dict[str, Any], path: Path) -> Path:
                         alpha=0.2, lw=0)  # fmt: skip
         ax.plot(k, lift, "o-", color="tab:blue", ms=3)
         ax.axhline(0, color="grey", lw=0.8)
-        if cell.get("rule") == "direction" and cell.get("sized", True) and cell.get("paper"):
-            ax.axhline(100 * cell["paper"], color="tab:red", lw=0.8, ls="--")
+        paper = _sized_paper(cell)
+        if paper is not None:
+            ax.axhline(100 * paper, color="tab:red", lw=0.8, ls="--")
         ax.set_title(f"{cell['claim'][:70]}: {cell['verdict']}", fontsize=8)
         ax.set_ylabel("lift (%)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("runs pooled (in the order given); band: 95% interval; "
                            "red dashes: the paper's value", fontsize=8)  # fmt: skip
     fig.suptitle(f"{combined.get('experiment')}: the pool as runs are added", fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (its folder made) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
