@@ -187,6 +187,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the retraining window, as the fixed models were trained)",
     )
     parser.add_argument(
+        "--days",
+        type=positive_int,
+        help="online experiments only: simulated online days (overrides the budget's days "
+        "and Figure 6's; e.g. 14 gives the feedback loop three retrains at every:3.5d "
+        "instead of one)",
+    )
+    parser.add_argument(
         "--persistence",
         type=hours_list,
         help="mask only: comma-separated half-lives (hours) of users' current interests; "
@@ -361,6 +368,8 @@ def _handle(args: argparse.Namespace) -> int:
         return _handle_online(args)
     if args.retrain_steps is not None:
         raise ValueError("--retrain-steps: only for the online experiments")
+    if args.days is not None:
+        raise ValueError("--days: only for the online experiments")
     from dataclasses import replace
 
     if args.name == "combine":
@@ -438,10 +447,12 @@ def _handle_online(args: argparse.Namespace) -> int:
         budget = get_online_budget(args.budget)
     except KeyError as exc:
         raise ValueError(f"--budget {args.budget}: {exc.args[0]}") from None
-    if args.retrain_steps is not None:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if args.retrain_steps is not None:
         budget = replace(budget, retrain_steps=args.retrain_steps)
+    if args.days is not None:
+        budget = replace(budget, days=args.days, fig6_days=args.days)
     if args.threads is not None:
         import torch
 

@@ -20,7 +20,14 @@ shaped them, which is the loop the claim is about. (With ``own`` data, the desig
 this experiment until 2026-12-04, the bucket's model trained on its 10% of the users
 only, so "full minus bucket" measured ten times the training data as much as the loop:
 docs/online.md.) The claim: the full-traffic gain is larger than the small bucket's, the
-more so after the retrains (the second half of the period).
+more so after the retrains (the second half of the period). With two or more retrains in
+the period (``--days 14`` at ``every:3.5d``: three) the loop can compound, and two more
+cells ask whether it does: the difference after the last retrain, and how much it grew
+from the period after the first retrain to the one after the last, on the same users
+(before the first retrain the bucket's users see the same model in the bucket and in the
+full-traffic copy: the difference is 0 there by construction)
+(:func:`~transact.experiments.online.paired_growth_of_gains`). A week with one retrain
+keeps the five cells, so its runs pool with earlier ones.
 
 Every environment of the run shares one random stream keyed by day and user, so the
 bucket's TransAct users are also in both paired copies with the same random numbers. The
@@ -45,6 +52,7 @@ from transact.experiments.online import (
     paired_across,
     paired_between,
     paired_difference_of_gains,
+    paired_growth_of_gains,
     single_run_record,
     write_results,
 )
@@ -98,6 +106,24 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         judge("full traffic gains more than the bucket (second half)", more(half), 1.0,
               sized=False, design="bucket users, paired"),
     ]  # fmt: skip
+    retrain_days = schedule.retrain_days(n_days)
+    if len(retrain_days) >= 2:
+        # several retrains: does the loop compound? Before the first retrain the bucket's
+        # users see the same model in the bucket and in the full-traffic copy, so the
+        # difference is 0 there by construction; the growth is read from the period after
+        # the first retrain to the period after the last, on the same users
+        first = days[retrain_days[0] : retrain_days[1]]
+        last = days[retrain_days[-1] :]
+        growth = paired_growth_of_gains(
+            result, "transact", "transact", "baseline", "repins", early=first, late=last
+        )
+        cells += [
+            judge("full traffic gains more than the bucket (after the last retrain)",
+                  more(last), 1.0, sized=False, design="bucket users, paired"),
+            judge("the full-traffic advantage grows (after the last retrain minus after "
+                  "the first)", growth, 1.0, sized=False,
+                  design="bucket users, paired, two periods"),
+        ]  # fmt: skip
     small_label = f"small bucket ({b.feedback_share:.0%}, paired)"
     plot_daily_gain(
         [(small_label, small_daily), ("full traffic", full_daily)],

@@ -416,6 +416,30 @@ def paired_difference_of_gains(
     return paired_lift(y_t - y_b + y_c, y_c)
 
 
+def paired_growth_of_gains(
+    result: OnlineResult,
+    arm: str,
+    copy: str,
+    control: str,
+    metric: str,
+    early: Sequence[int],
+    late: Sequence[int],
+    segment: str = "all",
+) -> Lift:
+    """How much :func:`paired_difference_of_gains` grows from the ``early`` days to the
+    ``late`` ones, on bucket ``arm``'s users: ``D(late) - D(early)`` with its paired
+    delta-method interval (:func:`~transact.online.stats.change_of_paired_ratio`), which
+    carries the correlation of a user's two periods."""
+    from transact.online.stats import change_of_paired_ratio
+
+    parts: list[np.ndarray] = []
+    for days in (late, early):
+        y_b, y_t = bucket_users_in_copy(result, arm, copy, metric, segment, days)
+        _, y_c = bucket_users_in_copy(result, arm, control, metric, segment, days)
+        parts += [y_t - y_b, y_c]
+    return change_of_paired_ratio(*parts)
+
+
 def difference_of_lifts(a: Lift, b: Lift) -> Lift:
     """``a - b`` of two lifts with the interval of independent estimates
     (``se = sqrt(se_a^2 + se_b^2)``; conservative when they are positively correlated, as

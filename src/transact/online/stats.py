@@ -177,3 +177,45 @@ def paired_lift(y_t: np.ndarray, y_c: np.ndarray, *, alpha: float = 0.05) -> Lif
         int(yc.size),
         "paired",
     )
+
+
+def change_of_paired_ratio(
+    num_late: np.ndarray,
+    den_late: np.ndarray,
+    num_early: np.ndarray,
+    den_early: np.ndarray,
+    *,
+    alpha: float = 0.05,
+) -> Lift:
+    """How much a ratio of per-user sums changes between two periods of the same users:
+    ``sum(num_late) / sum(den_late) - sum(num_early) / sum(den_early)``, with a
+    delta-method interval over users.
+
+    A user's values in the two periods are correlated (the same person, often the same
+    tastes), so the interval of two independent ratios would be wrong on either side; the
+    delta method here carries the full covariance of the four per-user values. The
+    feedback loop's "does the full-traffic advantage grow" reads it with ``num`` the
+    per-user ``T - B`` and ``den`` the per-user ``C`` of
+    :func:`~transact.experiments.online.paired_difference_of_gains`.
+
+    Returns a :class:`Lift` whose ``lift`` is the change, ``mean_t`` / ``mean_c`` the late
+    and the early ratio, and ``method`` ``"paired change"``.
+    """
+    x = np.stack([np.asarray(v, np.float64) for v in (num_late, den_late, num_early, den_early)])
+    if x.ndim != 2 or len({v.shape for v in x}) != 1:
+        raise ValueError("change_of_paired_ratio: four per-user vectors of one length")
+    n = int(x.shape[1])
+    nan = float("nan")
+    m = x.mean(axis=1) if n else np.full(4, nan)
+    if n < 2 or m[1] == 0 or m[3] == 0:
+        return Lift(nan, nan, nan, nan, nan, nan, nan, n, n, "paired change")
+    late, early = m[0] / m[1], m[2] / m[3]
+    change = float(late - early)
+    grad = np.array([1 / m[1], -m[0] / m[1] ** 2, -1 / m[3], m[2] / m[3] ** 2])
+    se = float(math.sqrt(max(grad @ np.cov(x) @ grad, 0.0) / n))
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    p = float(2 * stats.norm.sf(abs(change) / se)) if se > 0 else nan
+    return Lift(
+        change, change - z * se, change + z * se, se, p, float(late), float(early), n, n,
+        "paired change",
+    )  # fmt: skip
