@@ -203,6 +203,9 @@ CASES: list[tuple[str, str, str]] = [
     ("experiment-online-budget-unknown", "experiment table5 --budget large --out {tmp}/ex", "--budget large"),
     ("experiment-online-seed-twice", "experiment fig6 --budget smoke --seeds 1,1 --out {tmp}/ex", "a seed twice"),
     ("experiment-combine-one-run", "experiment combine --results {tmp}/file.txt --out {tmp}/ex", "two or more runs"),
+    ("experiment-days-offline", "experiment table1 --budget smoke --days 14 --out {tmp}/ex", "--days"),
+    ("experiment-days-zero", "experiment fig6 --budget smoke --days 0 --out {tmp}/ex", "--days"),
+    ("experiment-days-no-retrain", "experiment feedback-loop --budget quick --days 3 --out {tmp}/ex", "--days"),
     ("experiment-online-steps", "experiment diversity --budget smoke --steps 5 --out {tmp}/ex", "--steps"),
     ("experiment-online-not-a-world", "experiment feedback-loop --budget smoke --dataset {tmp}/empty --out {tmp}/ex", "--dataset"),
     # the top level

@@ -196,6 +196,27 @@ def test_online_experiment_with_several_seeds_pools_independent_replicates(smoke
     assert (out / "cumulative.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_feedback_loop_with_several_retrains_asks_whether_the_loop_compounds(smoke_root):
+    """`--days 4` at smoke (retrains every day: three of them): two more cells, the
+    difference after the last retrain and its growth from the first retrain's period,
+    each with an interval and a verdict; the budget records the days."""
+    argv = ["experiment", "feedback-loop", "--budget", "smoke", "--out", str(smoke_root)]
+    assert main([*argv, "--no-progress", "--threads", "1", "--days", "4"]) == 0
+    results = json.loads((smoke_root / "feedback-loop" / "results.json").read_text())
+    assert results["budget"]["days"] == 4
+    assert len({r["day"] for r in results["retrains"]}) == 3
+    cells = {c["claim"]: c for c in results["cells"]}
+    assert len(cells) == 7
+    last = cells["full traffic gains more than the bucket (after the last retrain)"]
+    grows = cells["the full-traffic advantage grows (after the last retrain minus after the first)"]
+    for cell in (last, grows):
+        assert cell["verdict"] in VERDICTS and cell["paper"] == 1.0
+        assert cell["ci_low"] <= cell["lift"] <= cell["ci_high"]
+        assert cell["n_t"] == cell["n_c"] > 0
+
+
 def test_feedback_loop_runs_long_enough_to_retrain():
     """At ``quick`` (3 days, retrains every 3.5 days) the loop would never close: the
     experiment takes the budget's week instead, and refuses a budget with no retrain."""

@@ -115,6 +115,20 @@ def test_a_bucket_is_paired_with_its_users_in_the_copies(recorded) -> None:
     assert paired_difference_of_gains(result, "model", "model", "control", "clicks").lift == 0.0
     minus = paired_difference_of_gains(result, "model", "control", "control", "clicks")
     assert minus.lift == pytest.approx(-vs.lift) and minus.se == pytest.approx(vs.se)
+    # the growth of (T - B) / C from one day to the next: the difference of the two days'
+    # values, with an interval of its own (the same users on both days)
+    from transact.experiments.online import paired_growth_of_gains
+
+    zero = paired_growth_of_gains(result, "model", "model", "control", "clicks", [0], [1])
+    assert zero.lift == 0.0 and zero.se == 0.0
+    grow = paired_growth_of_gains(result, "model", "control", "control", "clicks", [0], [1])
+    per_day = [
+        paired_difference_of_gains(result, "model", "control", "control", "clicks", days=[d])
+        for d in (0, 1)
+    ]
+    assert grow.lift == pytest.approx(per_day[1].lift - per_day[0].lift)
+    assert (grow.mean_t, grow.mean_c) == pytest.approx((per_day[1].lift, per_day[0].lift))
+    assert grow.se > 0 and grow.ci_low < grow.lift < grow.ci_high
     # one day, one segment
     day1 = paired_across(result, "model", "control", "clicks", "non_core", days=[1])
     assert day1.n_t == result.arm("model", "buckets").metrics.get("clicks", "non_core").users.size

@@ -453,6 +453,14 @@ def _handle_online(args: argparse.Namespace) -> int:
         budget = replace(budget, retrain_steps=args.retrain_steps)
     if args.days is not None:
         budget = replace(budget, days=args.days, fig6_days=args.days)
+    if args.name == "feedback-loop":  # no retrain in the period: fail before any training
+        from transact.experiments.feedback_loop import feedback_days
+
+        try:
+            feedback_days(budget)
+        except ValueError as exc:
+            flag = "--days" if args.days is not None else "--budget"
+            raise ValueError(f"{flag}: {exc}") from None
     if args.threads is not None:
         import torch
 

@@ -201,9 +201,11 @@ def change_of_paired_ratio(
     Returns a :class:`Lift` whose ``lift`` is the change, ``mean_t`` / ``mean_c`` the late
     and the early ratio, and ``method`` ``"paired change"``.
     """
-    x = np.stack([np.asarray(v, np.float64) for v in (num_late, den_late, num_early, den_early)])
-    if x.ndim != 2 or len({v.shape for v in x}) != 1:
-        raise ValueError("change_of_paired_ratio: four per-user vectors of one length")
+    parts = [np.asarray(v, np.float64) for v in (num_late, den_late, num_early, den_early)]
+    if len({v.shape for v in parts}) != 1 or parts[0].ndim != 1:
+        shapes = [v.shape for v in parts]
+        raise ValueError(f"change_of_paired_ratio: four per-user vectors of one length, got {shapes}")
+    x = np.stack(parts)
     n = int(x.shape[1])
     nan = float("nan")
     m = x.mean(axis=1) if n else np.full(4, nan)
