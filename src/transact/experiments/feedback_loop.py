@@ -70,6 +70,7 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
     b = ctx.budget
     schedule = RetrainSchedule.parse(b.retrain)
     n_days = feedback_days(b)
+    retrain_days = schedule.retrain_days(n_days)
     models, trained = ctx.models([BASELINE, TRANSACT])
     arms = (
         ArmSpec("baseline", str(models["baseline"]), 1.0 - b.feedback_share),
@@ -89,6 +90,10 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
     full = paired_between(result, "transact", "baseline", "repins")
     small_daily = [paired_across(result, "transact", "baseline", "repins", days=[k]) for k in days]
     full_daily = [paired_between(result, "transact", "baseline", "repins", days=[k]) for k in days]
+    diff_daily = [
+        paired_difference_of_gains(result, "transact", "transact", "baseline", "repins", days=[k])
+        for k in days
+    ]
 
     def more(period: list[int] | None) -> Any:
         return paired_difference_of_gains(
@@ -106,7 +111,6 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         judge("full traffic gains more than the bucket (second half)", more(half), 1.0,
               sized=False, design="bucket users, paired"),
     ]  # fmt: skip
-    retrain_days = schedule.retrain_days(n_days)
     if len(retrain_days) >= 2:
         # several retrains: does the loop compound? Before the first retrain the bucket's
         # users see the same model in the bucket and in the full-traffic copy, so the
@@ -126,11 +130,13 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         ]  # fmt: skip
     small_label = f"small bucket ({b.feedback_share:.0%}, paired)"
     plot_daily_gain(
-        [(small_label, small_daily), ("full traffic", full_daily)],
+        [(small_label, small_daily), ("full traffic", full_daily),
+         ("full traffic minus the bucket", diff_daily)],
         ctx.out_dir / "feedback_loop.png",
         title=TITLE,
         ylabel="repin-volume gain over the baseline (%)",
-    )
+        retrain_days=retrain_days,
+    )  # fmt: skip
     results = {
         "experiment": NAME,
         "title": TITLE,
@@ -142,6 +148,7 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
             "small_bucket": [x.to_dict() for x in small_daily],
             "small_bucket_cuped": [x.to_dict() for x in result.daily_lifts("transact", "repins")],
             "full_traffic": [x.to_dict() for x in full_daily],
+            "difference": [x.to_dict() for x in diff_daily],
         },
         "retrains": [r.to_dict() for r in result.retrains],
         "runs": single_run_record(ctx.out_dir, wall, result),

@@ -90,6 +90,7 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         ctx.out_dir / "fig6.png",
         title=TITLE + " (paired copies)",
         ylabel="repin-volume gain over the baseline (%)",
+        retrain_days=schedule.retrain_days(b.fig6_days),
     )
     results = {
         "experiment": NAME,

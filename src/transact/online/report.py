@@ -215,11 +215,14 @@ def plot_daily_gain(
     *,
     title: str = "daily repin-volume gain",
     ylabel: str = "gain over the control (%)",
+    retrain_days: Sequence[int] = (),
 ) -> Path:
     """Write a PNG of daily gains: one line with its 95% band per ``(label, lifts)``.
 
     ``lifts[k]`` is online day k's lift (``OnlineResult.daily_lifts``). Curves of several
-    results go on one axis (fixed against retrained: one run each).
+    results go on one axis (fixed against retrained: one run each). ``retrain_days``
+    (``RetrainSchedule.retrain_days``: online day indices at whose midnight a model is
+    retrained) are drawn as dotted lines between the day before and the day.
     """
     import matplotlib
 
@@ -241,6 +244,9 @@ def plot_daily_gain(
             alpha=0.15,
         )
     ax.axhline(0.0, color="grey", linewidth=0.8)
+    for k, day in enumerate(retrain_days):  # day index d is plotted at d + 1
+        ax.axvline(day + 0.5, color="grey", linestyle=":", linewidth=1.0,
+                   label="retrain" if k == 0 else None)  # fmt: skip
     ax.set_xlabel("online day")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
