@@ -204,7 +204,9 @@ def change_of_paired_ratio(
     parts = [np.asarray(v, np.float64) for v in (num_late, den_late, num_early, den_early)]
     if len({v.shape for v in parts}) != 1 or parts[0].ndim != 1:
         shapes = [v.shape for v in parts]
-        raise ValueError(f"change_of_paired_ratio: four per-user vectors of one length, got {shapes}")
+        raise ValueError(
+            f"change_of_paired_ratio: four per-user vectors of one length, got {shapes}"
+        )
     x = np.stack(parts)
     n = int(x.shape[1])
     nan = float("nan")
