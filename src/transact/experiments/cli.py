@@ -97,6 +97,8 @@ examples:
   transact experiment feedback-loop --budget quick --dataset runs/demo/world --seeds 0,1,2
   transact experiment combine --results runs/a/feedback-loop/results.json \\
       runs/b/feedback-loop/results.json --out runs/pooled --target 2
+  # two weeks, three retrains: does the loop compound?
+  transact experiment feedback-loop --budget quick --days 14 --dataset runs/demo/world
   # Figure 6 with every retrain as long as the fixed models' training (one epoch)
   transact experiment fig6 --retrain-steps 0 --dataset runs/demo/world --out runs/fig6
 """
