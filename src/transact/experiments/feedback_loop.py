@@ -90,15 +90,13 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
     full = paired_between(result, "transact", "baseline", "repins")
     small_daily = [paired_across(result, "transact", "baseline", "repins", days=[k]) for k in days]
     full_daily = [paired_between(result, "transact", "baseline", "repins", days=[k]) for k in days]
-    diff_daily = [
-        paired_difference_of_gains(result, "transact", "transact", "baseline", "repins", days=[k])
-        for k in days
-    ]
 
     def more(period: list[int] | None) -> Any:
         return paired_difference_of_gains(
             result, "transact", "transact", "baseline", "repins", days=period
         )
+
+    diff_daily = [more([k]) for k in days]
 
     cells = [
         judge("small bucket: repin gain (CUPED, against the other bucket)", small, 0.11,

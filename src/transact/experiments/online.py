@@ -411,9 +411,24 @@ def paired_difference_of_gains(
     random numbers. As a paired lift of ``T - B + C`` over ``C`` (the same ratio), so its
     delta-method interval carries the correlation of the three, which
     :func:`difference_of_lifts` must ignore."""
+    gain, y_c = _gains_apart(result, arm, copy, control, metric, segment, days)
+    return paired_lift(gain + y_c, y_c)
+
+
+def _gains_apart(
+    result: OnlineResult,
+    arm: str,
+    copy: str,
+    control: str,
+    metric: str,
+    segment: str,
+    days: Sequence[int] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(T - B, C)`` per user of bucket ``arm`` over ``days``
+    (:func:`paired_difference_of_gains`'s terms)."""
     y_b, y_t = bucket_users_in_copy(result, arm, copy, metric, segment, days)
     _, y_c = bucket_users_in_copy(result, arm, control, metric, segment, days)
-    return paired_lift(y_t - y_b + y_c, y_c)
+    return y_t - y_b, y_c
 
 
 def paired_growth_of_gains(
@@ -432,26 +447,23 @@ def paired_growth_of_gains(
     carries the correlation of a user's two periods."""
     from transact.online.stats import change_of_paired_ratio
 
-    parts: list[np.ndarray] = []
-    for days in (late, early):
-        y_b, y_t = bucket_users_in_copy(result, arm, copy, metric, segment, days)
-        _, y_c = bucket_users_in_copy(result, arm, control, metric, segment, days)
-        parts += [y_t - y_b, y_c]
-    return change_of_paired_ratio(*parts)
+    return change_of_paired_ratio(
+        *_gains_apart(result, arm, copy, control, metric, segment, late),
+        *_gains_apart(result, arm, copy, control, metric, segment, early),
+    )
 
 
 def difference_of_lifts(a: Lift, b: Lift) -> Lift:
     """``a - b`` of two lifts with the interval of independent estimates
     (``se = sqrt(se_a^2 + se_b^2)``; conservative when they are positively correlated, as
     lifts on overlapping users are)."""
-    from scipy import stats
+    from transact.online.stats import normal_interval
 
     diff = a.lift - b.lift
     se = math.sqrt(a.se**2 + b.se**2)
-    z = stats.norm.ppf(0.975)
-    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else math.nan
+    low, high, p = normal_interval(diff, se)
     return Lift(
-        lift=diff, ci_low=diff - z * se, ci_high=diff + z * se, se=se, p_value=p,
+        lift=diff, ci_low=low, ci_high=high, se=se, p_value=p,
         mean_t=a.lift, mean_c=b.lift, n_t=a.n_t, n_c=b.n_t, method="difference of lifts",
     )  # fmt: skip
 

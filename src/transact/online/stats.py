@@ -210,16 +210,20 @@ def change_of_paired_ratio(
     x = np.stack(parts)
     n = int(x.shape[1])
     nan = float("nan")
-    m = x.mean(axis=1) if n else np.full(4, nan)
-    if n < 2 or m[1] == 0 or m[3] == 0:
+    m = x.mean(axis=1) if n >= 2 else None
+    if m is None or m[1] == 0 or m[3] == 0:
         return Lift(nan, nan, nan, nan, nan, nan, nan, n, n, "paired change")
     late, early = m[0] / m[1], m[2] / m[3]
     change = float(late - early)
     grad = np.array([1 / m[1], -m[0] / m[1] ** 2, -1 / m[3], m[2] / m[3] ** 2])
     se = float(math.sqrt(max(grad @ np.cov(x) @ grad, 0.0) / n))
+    low, high, p = normal_interval(change, se, alpha)
+    return Lift(change, low, high, se, p, float(late), float(early), n, n, "paired change")
+
+
+def normal_interval(estimate: float, se: float, alpha: float = 0.05) -> tuple[float, float, float]:
+    """``(low, high, p)`` of an estimate with a normal standard error: the ``1 - alpha``
+    interval ``estimate -/+ z se`` and the two-sided p-value (NaN when ``se`` is 0)."""
     z = float(stats.norm.ppf(1 - alpha / 2))
-    p = float(2 * stats.norm.sf(abs(change) / se)) if se > 0 else nan
-    return Lift(
-        change, change - z * se, change + z * se, se, p, float(late), float(early), n, n,
-        "paired change",
-    )  # fmt: skip
+    p = float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else math.nan
+    return estimate - z * se, estimate + z * se, p
