@@ -25,6 +25,18 @@ def test_lag_over_time_counts_created_but_uncommitted_events():
     assert lag["oldest_uncommitted_ms"] == [0.0, 100.0, 50.0, 150.0, 0.0]
 
 
+def test_lag_over_time_ends_after_a_commit_with_a_fraction_of_a_millisecond():
+    # the last batch commits at 1100.5 ms, half a ms after a grid point: the series must go
+    # on to 1200 ms, where nothing is pending (truncating it to 1100 left 11 events "pending"
+    # at the end of a CI run)
+    created = np.array([1000.0, 1000.2, 1050.7])
+    committed = np.array([1010.0, 1100.5, 1100.5])
+    lag = lag_over_time(created, committed, step_ms=100)
+    assert lag["t_s"] == [0.0, 0.1, 0.2]
+    assert lag["lag_events"] == [1, 2, 0]
+    assert lag["oldest_uncommitted_ms"][-1] == 0.0
+
+
 def test_lag_plot_is_written(tmp_path):
     created = np.arange(0, 1000, 10, dtype=np.float64)
     result = {

@@ -80,8 +80,11 @@ def lag_over_time(
     none)."""
     if len(created_ms) == 0:
         return {"t_s": [], "lag_events": [], "oldest_uncommitted_ms": []}
-    t0 = int(created_ms.min())
-    grid = np.arange(t0, int(committed_ms.max()) + step_ms, step_ms)
+    t0 = int(np.floor(created_ms.min()))
+    # the last point is at or after the last commit (times may have fractions of a ms), so
+    # the series always ends with every event committed
+    steps = int(np.ceil((float(committed_ms.max()) - t0) / step_ms))
+    grid = t0 + step_ms * np.arange(max(steps, 0) + 1)
     created_sorted = np.sort(created_ms)
     committed_sorted = np.sort(committed_ms)
     lag = np.searchsorted(created_sorted, grid, "right") - np.searchsorted(
