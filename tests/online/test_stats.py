@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,24 @@ def test_degenerate_inputs_give_nan_not_errors() -> None:
         cuped_lift(np.ones(3), np.ones(3), np.ones(2), np.ones(3))
     with pytest.raises(ValueError, match="shapes differ"):
         paired_lift(np.ones(3), np.ones(4))
+
+
+def test_an_arm_with_no_users_gives_no_lift_and_no_numpy_warning() -> None:
+    """A segment with no users in one arm (non-core users of a smoke bucket): the lift is
+    undefined, the arm's size says why, and nothing warns about an empty mean."""
+    y = np.random.default_rng(4).poisson(3.0, 40).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for lift in (
+            cuped_lift(np.zeros(0), y, np.zeros(0), y * 0.5),
+            cuped_lift(y, np.zeros(0), y * 0.5, np.zeros(0)),
+            cuped_lift(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)),
+            cuped_lift(np.zeros(0), y),
+        ):
+            assert np.isnan(lift.lift) and lift.to_dict()["ci_low"] is None
+            assert min(lift.n_t, lift.n_c) == 0
+    full = cuped_lift(y, y * 1.1, y * 0.5, y * 0.5)
+    assert full.n_t == full.n_c == 40 and np.isfinite(full.lift)
 
 
 def test_a_control_mean_indistinguishable_from_zero_gives_no_lift() -> None:

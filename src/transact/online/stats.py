@@ -120,20 +120,12 @@ def cuped_lift(
         x_all, y_all = np.concatenate([xt, xc]), np.concatenate([yt, yc])
         var_x = float(x_all.var(ddof=1)) if x_all.size > 1 else 0.0
         theta = float(np.cov(x_all, y_all, ddof=1)[0, 1] / var_x) if var_x > 0 else 0.0
-        x_mean = float(x_all.mean())
-        plain = _ratio_interval(
-            float(yt.mean()), float(yc.mean()), _var(yt), _var(yc), n_t, n_c, alpha
-        )
+        x_mean = _mean(x_all)
+        plain = _ratio_interval(_mean(yt), _mean(yc), _var(yt), _var(yc), n_t, n_c, alpha)
         yt = yt - theta * (xt - x_mean)
         yc = yc - theta * (xc - x_mean)
     lift, low, high, se, p = _ratio_interval(
-        float(yt.mean()) if n_t else float("nan"),
-        float(yc.mean()) if n_c else float("nan"),
-        _var(yt),
-        _var(yc),
-        n_t,
-        n_c,
-        alpha,
+        _mean(yt), _mean(yc), _var(yt), _var(yc), n_t, n_c, alpha
     )
     if theta is not None:
         plain_se = plain[3]
@@ -145,14 +137,19 @@ def cuped_lift(
         high,
         se,
         p,
-        float(yt.mean()) if n_t else float("nan"),
-        float(yc.mean()) if n_c else float("nan"),
+        _mean(yt),
+        _mean(yc),
         n_t,
         n_c,
         "cuped" if theta is not None else "difference",
         theta,
         reduction,
     )
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean, NaN for no values (an arm or a segment with no users)."""
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _var(values: np.ndarray) -> float:
