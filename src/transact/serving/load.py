@@ -5,7 +5,9 @@ process, then an open-loop async client (httpx) sends requests of N candidates a
 rates, each for a fixed duration, with a bound on requests in flight (a request that would
 exceed it counts as an error: the generator never hides overload by slowing down). For
 each rate: p50/p99 latency, achieved rate, errors. The answer is the highest rate held with
-p99 under 100 ms and zero errors. Rates stop rising once one is clearly saturated.
+p99 under 100 ms and zero errors. Rates stop rising once one is clearly saturated. Each
+request carries its number in an ``X-Request-Number`` header, the number the report's
+three slowest requests are named by, so they can be found in the server's logs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 from transact.memory import inference_env
 
 P99_TARGET_MS = 100.0
+# sent with every request: its number within the rate's run (0-based, in schedule order)
+REQUEST_NUMBER_HEADER = "X-Request-Number"
 WARMUP_RATE_RPS = 2.0  # one short run before the sweep, not reported
 WARMUP_DURATION_S = 2.0
 
@@ -108,7 +112,8 @@ async def _one_rate(
         body = bodies[number]
         t = scheduled
         try:
-            r = await client.post(url, json=body)
+            # the number the report's "slowest" list names, so a server's logs can find it
+            r = await client.post(url, json=body, headers={REQUEST_NUMBER_HEADER: str(number)})
             if r.status_code != 200:
                 errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
             else:
