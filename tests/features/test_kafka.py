@@ -71,7 +71,9 @@ def test_two_processors_in_one_group_split_partitions_and_build_every_sequence(
         "--store",
         fresh_redis,
         "--idle-exit-s",
-        "8",  # > the 6 s session timeout, so the survivor waits for the failover
+        # well past the 6 s session timeout plus the rebalance (about 7 s after the kill in
+        # the worst case), so a loaded machine's slow failover is waited for, not missed
+        "20",
     ]
     cmd += [
         "--batch-size",

@@ -29,12 +29,19 @@ def test_an_iterator_error_is_raised_after_the_batches_before_it():
     assert got == [0, 10, 20]
 
 
+def _prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "batch-prefetch"]
+
+
 def test_closing_the_generator_stops_the_thread():
-    before = threading.active_count()
+    # its own thread, by name: other tests' threads may start or end meanwhile
+    before = _prefetch_threads()
     it = prefetch(FakeExampleSet(n=1000).batches(10), depth=1)
     next(it)
+    started = [t for t in _prefetch_threads() if t not in before]
+    assert len(started) == 1 and started[0].is_alive()
     it.close()
-    assert threading.active_count() == before
+    assert not started[0].is_alive()
     with pytest.raises(ValueError, match="depth must be >= 1"):
         next(prefetch([], depth=0))
 
