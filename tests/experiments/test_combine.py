@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from transact.cli import main
-from transact.experiments.combine import combine_files, combine_results, pool
+from transact.experiments.combine import (
+    anytime_interval,
+    combine_files,
+    combine_results,
+    markdown,
+    pool,
+)
 from transact.experiments.online import MDE_Z, judge
 from transact.online.stats import Lift
 
@@ -234,4 +240,73 @@ def test_the_cumulative_pool_ends_at_the_pool_and_skips_runs_without_the_claim(t
     for cum, cell in zip(combined["cumulative"], combined["cells"], strict=True):
         assert cum["steps"][-1]["lift"] == pytest.approx(cell["lift"])
         assert cum["steps"][-1]["ci_low"] == pytest.approx(cell["ci_low"])
+        # the always-valid band ends at the cell's, and is wider than one look's at every step
+        assert cum["steps"][-1]["anytime_low"] == pytest.approx(cell["anytime"]["ci_low"])
+        assert all(x["anytime_low"] < x["ci_low"] for x in cum["steps"])
     assert plot_cumulative(combined, tmp_path / "c.png").stat().st_size > 5_000
+
+
+def _crossings(means: np.ndarray, ses: np.ndarray, scale: float) -> tuple[float, float]:
+    """Share of sequences (rows of cumulative pooled ``means``) whose normal 95% interval,
+    and whose always-valid one, excludes 0 at some look."""
+    normal = (np.abs(means) > 1.959964 * ses).any(axis=1).mean()
+    anytime = np.mean(
+        [
+            any(not lo <= 0 <= hi for lo, hi in map(anytime_interval, row, ses, [scale] * len(ses)))
+            for row in means
+        ]
+    )
+    return float(normal), float(anytime)
+
+
+def test_the_anytime_interval_holds_at_every_look_where_the_normal_one_does_not():
+    """Runs of a null effect pooled after each one, thirty looks: the normal 95% interval
+    excludes 0 at some look in about a quarter of the sequences (a pool extended while
+    unsettled ends "holds" far more often than 5%); the always-valid one in under 5%."""
+    rng = np.random.default_rng(5)
+    n_seq, k, se_run = 2000, 30, 0.02
+    looks = np.arange(1, k + 1)
+    means = np.cumsum(rng.normal(0.0, se_run, size=(n_seq, k)), axis=1) / looks
+    normal, anytime = _crossings(means, se_run / np.sqrt(looks), scale=0.02)
+    assert 0.15 < normal < 0.35, normal
+    assert anytime <= 0.05, anytime
+    # and it still finds a real effect of its scale: 30 runs of +2% (se 2% each)
+    means = np.cumsum(rng.normal(0.02, se_run, size=(500, k)), axis=1) / looks
+    last = [anytime_interval(m, se_run / math.sqrt(k), 0.02)[0] > 0 for m in means[:, -1]]
+    assert np.mean(last) > 0.8
+
+
+def test_anytime_interval_formula_and_its_edges():
+    se, s, alpha = 0.01, 0.02, 0.05
+    v = se**2
+    half = math.sqrt(2 * v * (1 + v / s**2) * math.log(math.sqrt(1 + s**2 / v) / alpha))
+    low, high = anytime_interval(0.03, se, s)
+    assert (low, high) == pytest.approx((0.03 - half, 0.03 + half))
+    assert half > 1.959964 * se  # always wider than one look's interval
+    assert all(math.isnan(x) for x in anytime_interval(0.03, 0.0, s))
+    assert all(math.isnan(x) for x in anytime_interval(math.nan, se, s))
+    with pytest.raises(ValueError, match="mixing scale"):
+        anytime_interval(0.03, se, 0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        anytime_interval(0.03, se, s, alpha=1.0)
+
+
+def test_each_pooled_cell_carries_its_verdict_at_any_number_of_runs(tmp_path):
+    runs = [_run([(0.055, 0.03), (0.03, 0.02)], 0), _run([(0.05, 0.03), (0.035, 0.02)], 1)]
+    combined = combine_results(runs, ["seed-0", "seed-1"], target=0.02)
+    for cell in combined["cells"]:
+        any_ = cell["anytime"]
+        assert any_["scale"] == 0.02
+        low, high = anytime_interval(cell["lift"], cell["se"], 0.02)
+        assert (any_["ci_low"], any_["ci_high"]) == pytest.approx((low, high))
+        assert any_["ci_low"] < cell["ci_low"] and any_["ci_high"] > cell["ci_high"]
+    # two runs "hold" for one look, not for a pool read as runs arrive
+    gain, more = combined["cells"]
+    assert gain["verdict"] == more["verdict"] == "holds"
+    assert more["anytime"]["verdict"] == "unsettled"
+    # without a target the scale is one run's MDE (the directional claim has no paper size)
+    default = combine_results(runs, ["seed-0", "seed-1"])
+    het = default["heterogeneity"][1]
+    assert default["cells"][1]["anytime"]["scale"] == pytest.approx(het["mde_one_run"])
+    text = "\n".join(markdown(combined))
+    assert "| full minus bucket | +3.2% [+0.5%, +6.0%] | holds |" in text

@@ -345,8 +345,16 @@ def _combine(args: argparse.Namespace) -> int:
             if need is not None
             else ""
         )
+        any_ = cell.get("anytime") or {}
+        looks = (
+            f"; at any number of runs [{100 * any_['ci_low']:+.1f}, "
+            f"{100 * any_['ci_high']:+.1f}]: {any_['verdict']}"
+            if any_.get("ci_low") is not None
+            else ""
+        )
         print(
-            f"{cell['claim']}: {_pct_interval(cell)} ({cell['runs']} runs): {cell['verdict']}{plan}"
+            f"{cell['claim']}: {_pct_interval(cell)} ({cell['runs']} runs): {cell['verdict']}"
+            f"{looks}{plan}"
         )
     print(f"combine: {out_dir / 'results.md'}")
     return 0

@@ -27,6 +27,20 @@ about ``MDE_Z * se_one / sqrt(k)`` and a target MDE ``t`` needs ``k = ceil((MDE_
 claim that has a size (``power``'s default); a claim the paper gives only a direction for
 has none unless one is given. It is a plan, not a promise: with a handful of runs tau^2 is
 itself uncertain (DerSimonian-Laird with k runs has k - 1 degrees of freedom).
+
+**Verdicts under repeated looks** (:func:`anytime_interval`). The normal 95% interval is
+valid for one look at a number of runs fixed in advance. A pool that is read as runs
+arrive, and extended while it is unsettled, crosses 0 by chance far more often than 5% of
+the time (over 30 looks at a null effect, about a quarter of the time; tested). Every
+pooled cell therefore also carries an always-valid 95% interval, the normal-mixture
+confidence sequence (Robbins; Howard, Ramdas, McAuliffe and Sekhon 2021), which holds at
+every number of runs at once, and the verdict of the experiment's rule on it
+(``anytime`` in each cell). For an estimate of variance ``v = se^2`` and a mixing scale
+``s`` (the effect size it is tuned for) its half-width is ``sqrt(2 v (1 + v / s^2) log(
+sqrt(1 + s^2 / v) / alpha))``. ``s`` is the planning target (``--target``, else half the
+paper's value), else one run's MDE. With a between-run variance the pool is a random walk
+in information only approximately (tau^2 is re-estimated at each look), so the guarantee
+is approximate there.
 """
 
 from __future__ import annotations
@@ -103,6 +117,41 @@ def _measured(cell: dict[str, Any]) -> bool:
     """Whether a run's cell has a finite lift and standard error (a run that could not
     measure the claim writes an error cell without them)."""
     return _finite(cell.get("lift")) and _finite(cell.get("se")) and cell["se"] > 0
+
+
+def anytime_interval(
+    estimate: float, se: float, scale: float, alpha: float = 0.05
+) -> tuple[float, float]:
+    """The always-valid ``1 - alpha`` interval of a normal ``estimate`` with standard error
+    ``se``, read at any number of looks: the normal-mixture confidence sequence with
+    mixing scale ``scale`` (> 0, in the estimate's units; it is narrowest when ``se`` is
+    near ``scale`` / 3-5). NaN bounds for a non-finite or non-positive ``se``."""
+    if not (math.isfinite(estimate) and math.isfinite(se) and se > 0):
+        return math.nan, math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"anytime_interval: the mixing scale must be finite and > 0, not {scale}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"anytime_interval: alpha {alpha} outside (0, 1)")
+    v, s2 = se**2, scale**2
+    half = math.sqrt(2 * v * (1 + v / s2) * math.log(math.sqrt(1 + s2 / v) / alpha))
+    return estimate - half, estimate + half
+
+
+def _anytime(
+    template: dict[str, Any], lift: Lift, scale: float | None, runs: int
+) -> dict[str, Any]:
+    """The ``anytime`` entry of a pooled cell: the always-valid interval and the verdict of
+    the experiment's own rule on it (None fields where there is no scale or no estimate)."""
+    if scale is None or not (math.isfinite(scale) and scale > 0):
+        return {"ci_low": None, "ci_high": None, "verdict": None, "scale": None}
+    low, high = anytime_interval(lift.lift, lift.se, scale)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return {"ci_low": None, "ci_high": None, "verdict": None, "scale": scale}
+    wide = Lift(lift.lift, low, high, lift.se, lift.p_value, lift.mean_t, lift.mean_c,
+                lift.n_t, lift.n_c, lift.method)  # fmt: skip
+    cell = judge(template["claim"], wide, template["paper"], rule=template["rule"],
+                 sized=template.get("sized", True), runs=runs)  # fmt: skip
+    return {"ci_low": low, "ci_high": high, "verdict": cell["verdict"], "scale": scale}
 
 
 def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]]:
@@ -216,11 +265,16 @@ def combine_results(
             sized=template.get("sized", True), design=template.get("design", ""),
             runs=p["runs"], per_run=summary,
         )  # fmt: skip
+        plan = _plan(p, target if target is not None else default_target(template))
+        cell["anytime"] = _anytime(
+            template, lift, plan["target_mde"] or plan["mde_one_run"], int(p["runs"])
+        )
         cells.append(cell)
-        cumulative.append({"claim": claims[k], "steps": _cumulative(per_run)})
+        cumulative.append(
+            {"claim": claims[k], "steps": _cumulative(per_run, cell["anytime"]["scale"])}
+        )
         heterogeneity.append(
-            {"claim": claims[k], **{k2: _json_num(v) for k2, v in p.items()},
-             **_plan(p, target if target is not None else default_target(template))}
+            {"claim": claims[k], **{k2: _json_num(v) for k2, v in p.items()}, **plan}
         )  # fmt: skip
     return {
         "experiment": first.get("experiment"),
@@ -229,7 +283,9 @@ def combine_results(
         "combined_from": list(labels),
         "seeds": [r.get("seed") for r in runs],
         "method": "per cell: inverse-variance pool with a DerSimonian-Laird between-run "
-        "variance (tau2), normal 95% interval; verdicts by the experiment's own rule",
+        "variance (tau2), normal 95% interval; verdicts by the experiment's own rule; "
+        "beside it an always-valid 95% interval for a pool read at any number of runs "
+        "(normal-mixture confidence sequence) and the rule's verdict on it",
         "target_mde": target,
         "cells": cells,
         "heterogeneity": heterogeneity,
@@ -237,16 +293,21 @@ def combine_results(
     }
 
 
-def _cumulative(per_run: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _cumulative(
+    per_run: Sequence[dict[str, Any]], scale: float | None = None
+) -> list[dict[str, Any]]:
     """The pool of the first ``k`` runs able to measure the claim, for every ``k`` (the
-    runs in the order given): how the estimate and its interval settled as runs came."""
+    runs in the order given): how the estimate and its interval settled as runs came, with
+    the always-valid interval of mixing scale ``scale`` (None bounds without one)."""
     steps, usable = [], []
     for c in filter(_measured, per_run):
         usable.append(c)
         lift, p = pooled_lift(usable)
+        low, high = anytime_interval(lift.lift, lift.se, scale) if scale else (math.nan, math.nan)
         steps.append(
             {"runs": len(usable), "lift": lift.lift, "ci_low": lift.ci_low,
-             "ci_high": lift.ci_high, "tau2": p["tau2"]}
+             "ci_high": lift.ci_high, "tau2": p["tau2"], "anytime_low": _json_num(low),
+             "anytime_high": _json_num(high)}
         )  # fmt: skip
     return steps
 
@@ -302,6 +363,29 @@ def markdown(combined: dict[str, Any]) -> list[str]:
         q = "n/a" if het.get("q") is None else f"{het['q']:.2f} ({_p(het.get('q_p'))})"
         tau2 = "n/a" if het.get("tau2") is None else f"{het['tau2']:.2e}"
         lines.append(f"| {cell['claim']} | " + " | ".join(runs) + f" | {q} | {tau2} |")
+    lines += [
+        "",
+        "Read at any number of runs (a pool looked at as runs arrived, and extended while "
+        "unsettled, needs these: the normal interval's 5% holds for one look at a number "
+        "of runs fixed in advance):",
+        "",
+        "| claim | normal 95% (one look) | verdict | always-valid 95% | verdict | mixing scale |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell in combined["cells"]:
+        if "error" in cell:
+            continue
+        any_ = cell.get("anytime") or {}
+        if any_.get("ci_low") is None:
+            anytime, verdict = "n/a", "n/a"
+        else:
+            anytime = f"[{fmt_pct(any_['ci_low'])}, {fmt_pct(any_['ci_high'])}]"
+            verdict = f"**{any_['verdict']}**"
+        lines.append(
+            f"| {cell['claim']} | {fmt_pct(cell.get('lift'))} [{fmt_pct(cell.get('ci_low'))}, "
+            f"{fmt_pct(cell.get('ci_high'))}] | {cell['verdict']} | {anytime} | {verdict} | "
+            f"{_pct_or_na(any_.get('scale'))} |"
+        )
     lines += [
         "",
         f"Runs to plan for (the MDE of k runs is about one run's MDE / sqrt(k), one run's "
@@ -378,8 +462,9 @@ def plot_forest(combined: dict[str, Any], path: Path) -> Path:
 
 def plot_cumulative(combined: dict[str, Any], path: Path) -> Path:
     """Per claim, the pooled lift and its 95% interval after each run (in the order the
-    runs were given), the paper's value where it gives a size: whether more runs are
-    still moving the estimate."""
+    runs were given), the always-valid interval around it, and the paper's value where it
+    gives a size: whether more runs are still moving the estimate, and whether a crossing
+    of 0 would survive the looks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -391,6 +476,10 @@ def plot_cumulative(combined: dict[str, Any], path: Path) -> Path:
     for ax, (cell, cum) in zip(axes[:, 0], rows, strict=True):
         k = [s["runs"] for s in cum["steps"]]
         lift = [100 * s["lift"] for s in cum["steps"]]
+        if all(s.get("anytime_low") is not None for s in cum["steps"]):
+            ax.fill_between(k, [100 * s["anytime_low"] for s in cum["steps"]],
+                            [100 * s["anytime_high"] for s in cum["steps"]], color="grey",
+                            alpha=0.15, lw=0)  # fmt: skip
         ax.fill_between(k, [100 * s["ci_low"] for s in cum["steps"]],
                         [100 * s["ci_high"] for s in cum["steps"]], color="tab:blue",
                         alpha=0.2, lw=0)  # fmt: skip
@@ -402,8 +491,9 @@ def plot_cumulative(combined: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"{cell['claim'][:70]}: {cell['verdict']}", fontsize=8)
         ax.set_ylabel("lift (%)", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[-1, 0].set_xlabel("runs pooled (in the order given); band: 95% interval; "
-                           "red dashes: the paper's value", fontsize=8)  # fmt: skip
+    axes[-1, 0].set_xlabel("runs pooled (in the order given); blue: 95% interval for one "
+                           "look; grey: always-valid 95% at any number of runs; red dashes: "
+                           "the paper's value", fontsize=8)  # fmt: skip
     fig.suptitle(f"{combined.get('experiment')}: the pool as runs are added", fontsize=9)
     return _save(fig, path)
 
