@@ -44,7 +44,8 @@ experiments (paper section):
            inverse-variance with a random effect between runs; writes
            OUT/EXPERIMENT-pooled/results.json, results.md, forest.png and cumulative.png
            (the pool after each run), and says how many runs each claim needs for an
-           MDE of --target percent
+           MDE of --target percent. Beside each verdict: an always-valid 95% interval,
+           the one to judge by when the pool was read as runs arrived
 
 online experiments (the simulated world as a closed loop, `transact.online`):
   table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;
@@ -230,7 +231,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the mde to reach, in percent. power: for the cell (default: half the paper's "
         "lift of the cell); combine and an online experiment's --seeds pool: the number of "
         "runs each claim needs for it (default: half the paper's value where the claim has "
-        "a size; claims with only a direction get a number only with --target)",
+        "a size; claims with only a direction get a number only with --target); also "
+        "the scale the always-valid interval is tuned for (default there: one run's MDE)",
     )
     power.add_argument(
         "--users",
