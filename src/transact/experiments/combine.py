@@ -488,11 +488,13 @@ def plot_cumulative(combined: dict[str, Any], path: Path) -> Path:
         paper = _sized_paper(cell)
         if paper is not None:
             ax.axhline(100 * paper, color="tab:red", lw=0.8, ls="--")
-        ax.set_title(f"{cell['claim'][:70]}: {cell['verdict']}", fontsize=8)
+        anytime = (cell.get("anytime") or {}).get("verdict")
+        looks = f" (one look), {anytime} (any look)" if anytime else ""
+        ax.set_title(f"{cell['claim'][:70]}: {cell['verdict']}{looks}", fontsize=8)
         ax.set_ylabel("lift (%)", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[-1, 0].set_xlabel("runs pooled (in the order given); blue: 95% interval for one "
-                           "look; grey: always-valid 95% at any number of runs; red dashes: "
+    axes[-1, 0].set_xlabel("runs pooled (in the order given)\nblue: 95% interval for one "
+                           "look; grey: always-valid 95%, at any number of runs (any look);\nred dashes: "
                            "the paper's value", fontsize=8)  # fmt: skip
     fig.suptitle(f"{combined.get('experiment')}: the pool as runs are added", fontsize=9)
     return _save(fig, path)
