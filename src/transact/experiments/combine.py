@@ -124,8 +124,9 @@ def anytime_interval(
 ) -> tuple[float, float]:
     """The always-valid ``1 - alpha`` interval of a normal ``estimate`` with standard error
     ``se``, read at any number of looks: the normal-mixture confidence sequence with
-    mixing scale ``scale`` (> 0, in the estimate's units; it is narrowest when ``se`` is
-    near ``scale`` / 3-5). NaN bounds for a non-finite or non-positive ``se``."""
+    mixing scale ``scale`` (> 0, in the estimate's units: the effect size it is tuned to
+    detect; choose it before the first look). NaN bounds for a non-finite or non-positive
+    ``se``."""
     if not (math.isfinite(estimate) and math.isfinite(se) and se > 0):
         return math.nan, math.nan
     if not (math.isfinite(scale) and scale > 0):
