@@ -45,6 +45,7 @@ is approximate there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -52,9 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from transact.experiments.online import MDE_Z, cells_table, fmt_pct, judge, write_results
-from transact.online.stats import Lift
-
-Z95 = 1.959964
+from transact.online.stats import Lift, normal_interval
 
 
 def pool(lifts: Sequence[float], ses: Sequence[float]) -> dict[str, float]:
@@ -143,13 +142,10 @@ def _anytime(
 ) -> dict[str, Any]:
     """The ``anytime`` entry of a pooled cell: the always-valid interval and the verdict of
     the experiment's own rule on it (None fields where there is no scale or no estimate)."""
-    if scale is None or not (math.isfinite(scale) and scale > 0):
-        return {"ci_low": None, "ci_high": None, "verdict": None, "scale": None}
-    low, high = anytime_interval(lift.lift, lift.se, scale)
+    low, high = anytime_interval(lift.lift, lift.se, scale) if scale else (math.nan, math.nan)
     if not (math.isfinite(low) and math.isfinite(high)):
         return {"ci_low": None, "ci_high": None, "verdict": None, "scale": scale}
-    wide = Lift(lift.lift, low, high, lift.se, lift.p_value, lift.mean_t, lift.mean_c,
-                lift.n_t, lift.n_c, lift.method)  # fmt: skip
+    wide = dataclasses.replace(lift, ci_low=low, ci_high=high)
     cell = judge(template["claim"], wide, template["paper"], rule=template["rule"],
                  sized=template.get("sized", True), runs=runs)  # fmt: skip
     return {"ci_low": low, "ci_high": high, "verdict": cell["verdict"], "scale": scale}
@@ -160,8 +156,6 @@ def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]
     numbers, with ``se_one_run`` (a further run's standard error around the mean effect,
     ``sqrt(mean(se_i^2) + tau^2)``). Cells without a finite lift and se (a run that could
     not measure it) are left out; with none left the lift is NaN."""
-    from scipy import stats
-
     usable = [c for c in cells if _measured(c)]
     n_t = sum(int(c.get("n_t") or 0) for c in usable)
     n_c = sum(int(c.get("n_c") or 0) for c in usable)
@@ -172,13 +166,14 @@ def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]
     p["se_one_run"] = math.sqrt(sum(c["se"] ** 2 for c in usable) / len(usable) + p["tau2"])
     lift, se = p["lift"], p["se"]
     method = "pooled, DerSimonian-Laird" if p["tau2"] > 0 else "pooled, inverse variance"
+    low, high, p_value = normal_interval(lift, se)
     return (
         Lift(
             lift=lift,
-            ci_low=lift - Z95 * se,
-            ci_high=lift + Z95 * se,
+            ci_low=low,
+            ci_high=high,
             se=se,
-            p_value=float(2 * stats.norm.sf(abs(lift) / se)),
+            p_value=p_value,
             mean_t=math.nan,
             mean_c=math.nan,
             n_t=n_t,

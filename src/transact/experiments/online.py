@@ -471,7 +471,7 @@ def difference_of_lifts(a: Lift, b: Lift) -> Lift:
 def slope_of(lifts: Sequence[Lift]) -> Lift:
     """The weighted least-squares slope of daily lifts over the days (per day), with its
     interval (weights ``1 / se^2``; days treated as independent estimates)."""
-    from scipy import stats
+    from transact.online.stats import normal_interval
 
     pts = [
         (k + 1, x.lift, x.se)
@@ -488,10 +488,9 @@ def slope_of(lifts: Sequence[Lift]) -> Lift:
     sxx = float((w * (d - d_bar) ** 2).sum())
     slope = float((w * (d - d_bar) * (y - y_bar)).sum() / sxx)
     s_se = math.sqrt(1.0 / sxx)
-    z = stats.norm.ppf(0.975)
+    low, high, p = normal_interval(slope, s_se)
     return Lift(
-        lift=slope, ci_low=slope - z * s_se, ci_high=slope + z * s_se, se=s_se,
-        p_value=float(2 * stats.norm.sf(abs(slope) / s_se)), mean_t=y_bar, mean_c=d_bar,
+        lift=slope, ci_low=low, ci_high=high, se=s_se, p_value=p, mean_t=y_bar, mean_c=d_bar,
         n_t=len(pts), n_c=len(pts), method="wls slope per day",
     )  # fmt: skip
 
