@@ -10,11 +10,14 @@ import pytest
 
 from transact.cli import main
 from transact.experiments.combine import (
+    Z_POWER,
     anytime_interval,
+    anytime_mde,
     combine_files,
     combine_results,
     markdown,
     pool,
+    runs_for_mde_anytime,
 )
 from transact.experiments.online import MDE_Z, judge
 from transact.online.stats import Lift
@@ -195,7 +198,9 @@ def test_combine_plans_runs_per_claim_from_the_spread_between_runs(tmp_path, cap
     assert diff["se_one_run"] == pytest.approx(math.sqrt(0.02**2 + diff["tau2"]))
     assert diff["target_mde"] is None and diff["runs_for_target"] is None
     text = "\n".join(markdown(combined))
-    assert "| full minus bucket | " in text and "| n/a | n/a | n/a |" in text
+    assert "| full minus bucket | " in text and "| n/a | n/a | n/a | n/a | n/a |" in text
+    assert diff["runs_for_target_any_look"] is None
+    assert gain["runs_for_target_any_look"] == runs_for_mde_anytime(0.03, 0.055, 0.055)
     # --target 2 (percent) plans every claim for 2%
     paths = []
     for r in runs:
@@ -208,11 +213,20 @@ def test_combine_plans_runs_per_claim_from_the_spread_between_runs(tmp_path, cap
     assert main(args) == 0
     printed = capsys.readouterr().out
     need = math.ceil((MDE_Z * diff["se_one_run"] / 0.02) ** 2)
+    need_any = runs_for_mde_anytime(diff["se_one_run"], 0.02, 0.02)
+    assert need_any > need
     line = next(x for x in printed.splitlines() if x.startswith("full minus bucket: "))
-    assert line.endswith(f"an MDE of 2.0% needs about {need} runs")
+    assert line.endswith(
+        f"an MDE of 2.0% needs about {need} runs ({need_any} read at any number of runs)"
+    )
     saved = json.loads((out / "feedback_loop-pooled" / "results.json").read_text())
     assert saved["target_mde"] == pytest.approx(0.02)
     assert saved["heterogeneity"][1]["runs_for_target"] == need
+    assert saved["heterogeneity"][1]["runs_for_target_any_look"] == need_any
+    table = (out / "feedback_loop-pooled" / "results.md").read_text()
+    row = next(x for x in table.splitlines() if x.startswith("| full minus bucket | ") and
+               x.endswith(f"| {need} | {need - 3} | {need_any} | {need_any - 3} |"))  # fmt: skip
+    assert f"| {100 * saved['cells'][1]['anytime']['mde']:.1f}% |" in row
     assert main([*args[:-1], "0"]) == 2
     assert "argument --target" in capsys.readouterr().err
 
@@ -310,3 +324,34 @@ def test_each_pooled_cell_carries_its_verdict_at_any_number_of_runs(tmp_path):
     assert default["cells"][1]["anytime"]["scale"] == pytest.approx(het["mde_one_run"])
     text = "\n".join(markdown(combined))
     assert "| full minus bucket | +3.2% [+0.5%, +6.0%] | holds |" in text
+
+
+def test_the_any_look_plan_reaches_the_target_with_80_percent_power():
+    """runs_for_mde_anytime's k runs of an effect the size of the target: the always-valid
+    interval of their pool excludes 0 about 80% of the time (the power an MDE promises),
+    and k is the fewest that do so; a pool read at any look needs more runs than one look."""
+    from transact.experiments.combine import runs_for_mde
+
+    se, tau, target = 0.02, 0.015, 0.02
+    se_one = math.sqrt(se**2 + tau**2)
+    k = runs_for_mde_anytime(se_one, target, target)
+    assert anytime_mde(se_one / math.sqrt(k), target) <= target
+    assert anytime_mde(se_one / math.sqrt(k - 1), target) > target
+    assert k > runs_for_mde(se_one, target) == 13
+    rng = np.random.default_rng(3)
+    found = []
+    for _ in range(500):
+        lifts = target + rng.normal(0, tau, size=k) + rng.normal(0, se, size=k)
+        p = pool(list(lifts), [se] * k)
+        found.append(anytime_interval(p["lift"], p["se"], target)[0] > 0)
+    assert 0.72 < np.mean(found) < 0.88, np.mean(found)
+    # the MDE: the half-width plus the 80% quantile's se, wider than one look's
+    half = anytime_interval(0.0, 0.01, 0.02)[1]
+    assert anytime_mde(0.01, 0.02) == pytest.approx(half + 0.841621 * 0.01)
+    assert pytest.approx(0.841621) == Z_POWER
+    assert anytime_mde(0.01, 0.02) > MDE_Z * 0.01
+    assert runs_for_mde_anytime(0.001, 0.5, 0.5) == 1
+    with pytest.raises(ValueError, match="target MDE"):
+        runs_for_mde_anytime(se_one, 0.0, target)
+    with pytest.raises(ValueError, match="standard error"):
+        anytime_mde(0.0, 0.02)

@@ -44,8 +44,9 @@ experiments (paper section):
            inverse-variance with a random effect between runs; writes
            OUT/EXPERIMENT-pooled/results.json, results.md, forest.png and cumulative.png
            (the pool after each run), and says how many runs each claim needs for an
-           MDE of --target percent. Beside each verdict: an always-valid 95% interval,
-           the one to judge by when the pool was read as runs arrived
+           MDE of --target percent, for one look and read at any number of runs.
+           Beside each verdict: an always-valid 95% interval, the one to judge by when
+           the pool was read as runs arrived
 
 online experiments (the simulated world as a closed loop, `transact.online`):
   table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;
@@ -343,7 +344,8 @@ def _combine(args: argparse.Namespace) -> int:
     for cell, het in zip(combined["cells"], combined["heterogeneity"], strict=True):
         need = het.get("runs_for_target")
         plan = (
-            f"; an MDE of {100 * het['target_mde']:.1f}% needs about {need} runs"
+            f"; an MDE of {100 * het['target_mde']:.1f}% needs about {need} runs "
+            f"({het['runs_for_target_any_look']} read at any number of runs)"
             if need is not None
             else ""
         )

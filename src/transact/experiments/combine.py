@@ -26,7 +26,9 @@ about ``MDE_Z * se_one / sqrt(k)`` and a target MDE ``t`` needs ``k = ceil((MDE_
 / t)^2)`` runs. The target is ``--target`` (percent), else half the paper's value for a
 claim that has a size (``power``'s default); a claim the paper gives only a direction for
 has none unless one is given. It is a plan, not a promise: with a handful of runs tau^2 is
-itself uncertain (DerSimonian-Laird with k runs has k - 1 degrees of freedom).
+itself uncertain (DerSimonian-Laird with k runs has k - 1 degrees of freedom). For a
+pool read as runs arrive, :func:`runs_for_mde_anytime` plans the same target for the
+always-valid interval below (its MDE, :func:`anytime_mde`, is wider than one look's).
 
 **Verdicts under repeated looks** (:func:`anytime_interval`). The normal 95% interval is
 valid for one look at a number of runs fixed in advance. A pool that is read as runs
@@ -96,6 +98,43 @@ def runs_for_mde(se_one: float, target: float) -> int:
     return max(1, math.ceil((MDE_Z * se_one / target) ** 2 - 1e-9))
 
 
+# the 80% power quantile inside MDE_Z (1.96 for the 95% interval + 0.84)
+Z_POWER = MDE_Z - 1.959964
+
+
+def anytime_mde(se: float, scale: float, alpha: float = 0.05) -> float:
+    """The always-valid interval's MDE at standard error ``se``: the smallest true effect
+    its ``1 - alpha`` interval of mixing scale ``scale`` excludes 0 for with 80% power
+    (its half-width plus ``Z_POWER * se``; one look's is ``MDE_Z * se``)."""
+    _, half = anytime_interval(0.0, se, scale, alpha)
+    if not math.isfinite(half):
+        raise ValueError(f"anytime_mde: standard error {se}, must be finite and > 0")
+    return half + Z_POWER * se
+
+
+def runs_for_mde_anytime(se_one: float, target: float, scale: float) -> int:
+    """As :func:`runs_for_mde` for a pool read at any number of runs: the fewest runs whose
+    always-valid interval (mixing scale ``scale``) reaches an MDE of ``target``, each run's
+    lift with standard error ``se_one`` around the mean effect. Always at least as many as
+    one look's, as the interval is wider."""
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target MDE {target}: must be finite and > 0")
+    if not (math.isfinite(se_one) and se_one > 0):
+        raise ValueError(f"one run's standard error {se_one}: must be finite and > 0")
+
+    def reaches(k: int) -> bool:
+        return anytime_mde(se_one / math.sqrt(k), scale) <= target
+
+    high = 1  # the MDE falls with k (to 0): double to a k that reaches, then bisect
+    while not reaches(high):
+        high *= 2
+    low = high // 2  # does not reach (or is 0)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if reaches(mid) else (mid, high)
+    return high
+
+
 def default_target(cell: dict[str, Any]) -> float | None:
     """The MDE worth planning for when none is given: half the paper's value for a claim
     judged by its direction with a size (as ``transact experiment power``), else None."""
@@ -143,12 +182,13 @@ def _anytime(
     """The ``anytime`` entry of a pooled cell: the always-valid interval and the verdict of
     the experiment's own rule on it (None fields where there is no scale or no estimate)."""
     low, high = anytime_interval(lift.lift, lift.se, scale) if scale else (math.nan, math.nan)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return {"ci_low": None, "ci_high": None, "verdict": None, "scale": scale}
+    if not (scale and math.isfinite(low) and math.isfinite(high)):
+        return {"ci_low": None, "ci_high": None, "verdict": None, "scale": scale, "mde": None}
     wide = dataclasses.replace(lift, ci_low=low, ci_high=high)
     cell = judge(template["claim"], wide, template["paper"], rule=template["rule"],
                  sized=template.get("sized", True), runs=runs)  # fmt: skip
-    return {"ci_low": low, "ci_high": high, "verdict": cell["verdict"], "scale": scale}
+    return {"ci_low": low, "ci_high": high, "verdict": cell["verdict"], "scale": scale,
+            "mde": anytime_mde(lift.se, scale)}  # fmt: skip
 
 
 def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]]:
@@ -313,10 +353,15 @@ def _plan(p: dict[str, float], target: float | None) -> dict[str, Any]:
     needs (None where there is no target or no usable run)."""
     se_one = p.get("se_one_run", math.nan)
     usable = math.isfinite(se_one) and se_one > 0
+    if not (usable and target):
+        return {"mde_one_run": MDE_Z * se_one if usable else None, "target_mde": target,
+                "runs_for_target": None, "runs_for_target_any_look": None}  # fmt: skip
     return {
-        "mde_one_run": MDE_Z * se_one if usable else None,
+        "mde_one_run": MDE_Z * se_one,
         "target_mde": target,
-        "runs_for_target": runs_for_mde(se_one, target) if usable and target else None,
+        "runs_for_target": runs_for_mde(se_one, target),
+        # read as runs arrive: the always-valid interval, whose scale is the target
+        "runs_for_target_any_look": runs_for_mde_anytime(se_one, target, target),
     }
 
 
@@ -385,20 +430,30 @@ def markdown(combined: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"Runs to plan for (the MDE of k runs is about one run's MDE / sqrt(k), one run's "
-        f"counting the spread between runs; the target is {_target_words(combined)}):",
+        f"counting the spread between runs; the target is {_target_words(combined)}. "
+        "At any look: the always-valid interval's MDE, its half-width plus 0.84 se, "
+        "and the runs it needs to reach the target with the target as its scale):",
         "",
-        "| claim | MDE now | one run's MDE | target MDE | runs for it | more runs |",
-        "|---|---|---|---|---|---|",
+        "| claim | MDE now | at any look | one run's MDE | target MDE | runs for it | more "
+        "runs | runs for it, any look | more runs, any look |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell, het in zip(combined["cells"], combined["heterogeneity"], strict=True):
-        need = het.get("runs_for_target")
-        more = "n/a" if need is None else str(max(0, need - int(het.get("runs") or 0)))
+        done = int(het.get("runs") or 0)
+        need, more = _need(het.get("runs_for_target"), done)
+        need_any, more_any = _need(het.get("runs_for_target_any_look"), done)
         lines.append(
             f"| {cell['claim']} | {_pct_or_na(cell.get('mde'))} | "
+            f"{_pct_or_na((cell.get('anytime') or {}).get('mde'))} | "
             f"{_pct_or_na(het.get('mde_one_run'))} | {_pct_or_na(het.get('target_mde'))} | "
-            f"{'n/a' if need is None else need} | {more} |"
+            f"{need} | {more} | {need_any} | {more_any} |"
         )
     return lines
+
+
+def _need(need: int | None, runs: int) -> tuple[str, str]:
+    """A plan's runs and the runs still to add, as table text."""
+    return ("n/a", "n/a") if need is None else (str(need), str(max(0, need - runs)))
 
 
 def _pct_or_na(x: float | None) -> str:
