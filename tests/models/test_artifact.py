@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def test_damaged_and_incomplete_files_name_the_check(tmp_path: Path) -> None:
         read_torch_file(path)
     with pytest.raises(ArtifactError, match="no such file"):
         read_torch_file(tmp_path / "nothing.pt")
+
+
+def test_a_pickle_of_another_protocol_is_one_error_and_no_warning(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    path.write_bytes(b"\x80\x04not a pickle at all" * 50)  # protocol 4's header, then junk
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ArtifactError, match="other.pt: not a loadable transact file"):
+            read_torch_file(path, require_checksum=False)
+    assert [str(w.message) for w in seen] == []
 
 
 def test_expected_checksum_from_elsewhere_must_match_too(tmp_path: Path) -> None:

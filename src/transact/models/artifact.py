@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,11 @@ def read_torch_file(
             f"expected {expected_sha256[:12]}...)"
         )
     try:
-        obj = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns of a pickle protocol it does not write before it refuses or loads
+            # such a file; a file not ours then gets the one error below, not a warning too
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            obj = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # any parse failure or refused global is the same user error
         raise ArtifactError(f"{path}: not a loadable transact file: {_first_line(exc)}") from exc
     if not isinstance(obj, dict):
