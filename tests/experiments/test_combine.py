@@ -10,7 +10,6 @@ import pytest
 
 from transact.cli import main
 from transact.experiments.combine import (
-    Z_POWER,
     anytime_interval,
     anytime_mde,
     combine_files,
@@ -19,7 +18,7 @@ from transact.experiments.combine import (
     pool,
     runs_for_mde_anytime,
 )
-from transact.experiments.online import MDE_Z, judge
+from transact.experiments.online import MDE_Z, Z_POWER, judge
 from transact.online.stats import Lift
 
 

@@ -54,7 +54,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from transact.experiments.online import MDE_Z, cells_table, fmt_pct, judge, write_results
+from transact.experiments.online import (
+    MDE_Z,
+    Z_POWER,
+    cells_table,
+    fmt_pct,
+    judge,
+    write_results,
+)
 from transact.online.stats import Lift, normal_interval
 
 
@@ -96,10 +103,6 @@ def runs_for_mde(se_one: float, target: float) -> int:
     if not (math.isfinite(se_one) and se_one > 0):
         raise ValueError(f"one run's standard error {se_one}: must be finite and > 0")
     return max(1, math.ceil((MDE_Z * se_one / target) ** 2 - 1e-9))
-
-
-# the 80% power quantile inside MDE_Z (1.96 for the 95% interval + 0.84)
-Z_POWER = MDE_Z - 1.959964
 
 
 def anytime_mde(se: float, scale: float, alpha: float = 0.05) -> float:
@@ -181,7 +184,7 @@ def _anytime(
 ) -> dict[str, Any]:
     """The ``anytime`` entry of a pooled cell: the always-valid interval and the verdict of
     the experiment's own rule on it (None fields where there is no scale or no estimate)."""
-    low, high = anytime_interval(lift.lift, lift.se, scale) if scale else (math.nan, math.nan)
+    low, high = _anytime_bounds(lift, scale)
     if not (scale and math.isfinite(low) and math.isfinite(high)):
         return {"ci_low": None, "ci_high": None, "verdict": None, "scale": scale, "mde": None}
     wide = dataclasses.replace(lift, ci_low=low, ci_high=high)
@@ -189,6 +192,11 @@ def _anytime(
                  sized=template.get("sized", True), runs=runs)  # fmt: skip
     return {"ci_low": low, "ci_high": high, "verdict": cell["verdict"], "scale": scale,
             "mde": anytime_mde(lift.se, scale)}  # fmt: skip
+
+
+def _anytime_bounds(lift: Lift, scale: float | None) -> tuple[float, float]:
+    """The always-valid bounds of a pooled ``lift``; NaN without a scale or an estimate."""
+    return anytime_interval(lift.lift, lift.se, scale) if scale else (math.nan, math.nan)
 
 
 def pooled_lift(cells: Sequence[dict[str, Any]]) -> tuple[Lift, dict[str, float]]:
@@ -339,7 +347,7 @@ def _cumulative(
     for c in filter(_measured, per_run):
         usable.append(c)
         lift, p = pooled_lift(usable)
-        low, high = anytime_interval(lift.lift, lift.se, scale) if scale else (math.nan, math.nan)
+        low, high = _anytime_bounds(lift, scale)
         steps.append(
             {"runs": len(usable), "lift": lift.lift, "ci_low": lift.ci_low,
              "ci_high": lift.ci_high, "tau2": p["tau2"], "anytime_low": _json_num(low),
@@ -353,15 +361,14 @@ def _plan(p: dict[str, float], target: float | None) -> dict[str, Any]:
     needs (None where there is no target or no usable run)."""
     se_one = p.get("se_one_run", math.nan)
     usable = math.isfinite(se_one) and se_one > 0
-    if not (usable and target):
-        return {"mde_one_run": MDE_Z * se_one if usable else None, "target_mde": target,
-                "runs_for_target": None, "runs_for_target_any_look": None}  # fmt: skip
     return {
-        "mde_one_run": MDE_Z * se_one,
+        "mde_one_run": MDE_Z * se_one if usable else None,
         "target_mde": target,
-        "runs_for_target": runs_for_mde(se_one, target),
+        "runs_for_target": runs_for_mde(se_one, target) if usable and target else None,
         # read as runs arrive: the always-valid interval, whose scale is the target
-        "runs_for_target_any_look": runs_for_mde_anytime(se_one, target, target),
+        "runs_for_target_any_look": (
+            runs_for_mde_anytime(se_one, target, target) if usable and target else None
+        ),
     }
 
 

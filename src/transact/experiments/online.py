@@ -42,7 +42,9 @@ from transact.experiments.budget import OnlineBudget
 from transact.online.result import OnlineResult
 from transact.online.stats import Lift, paired_lift
 
-MDE_Z = 1.959964 + 0.841621
+Z_POWER = 0.841621
+"""The standard normal's 80% quantile: the power term of an MDE."""
+MDE_Z = 1.959964 + Z_POWER
 """Minimum detectable effect = this x the lift's standard error: the true lift a two-sided
 5% test detects with 80% power."""
 
