@@ -59,6 +59,26 @@ def test_a_bad_config_names_every_bad_field() -> None:
         OnlineConfig("w", (ArmSpec("rest", "x"),))
 
 
+def test_a_bucket_model_copy_needs_a_paired_retrained_model_arm() -> None:
+    every = RetrainSchedule.parse("every:3.5d")
+    arms = (ArmSpec("base", "x", 0.8), ArmSpec("t", "y", 0.1), ArmSpec("p", "policy:random"))
+    ok = OnlineConfig("w", arms, days=7, paired=True, retrain=every, bucket_model_copies=("t",))
+    assert ok.bucket_model_copies == ("t",)
+    cases = [
+        ({"bucket_model_copies": ("z",)}, "'z' is not an arm"),
+        ({"bucket_model_copies": ("p",)}, "arm 'p' is a world policy"),
+        ({"bucket_model_copies": ("t", "t")}, "names an arm twice"),
+        ({"bucket_model_copies": ("t",), "paired": False}, "needs paired=True"),
+        ({"bucket_model_copies": ("t",), "training_data": "pooled"}, "already serves"),
+        ({"bucket_model_copies": ("t",), "days": 3}, "retrains on none of the 3 days"),
+        ({"bucket_model_copies": ("t",), "retrain": RetrainSchedule()}, "repeat paired/t"),
+    ]
+    base = {"days": 7, "paired": True, "retrain": every}
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            OnlineConfig("w", arms, **{**base, **kwargs})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

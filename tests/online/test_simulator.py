@@ -263,6 +263,49 @@ def test_pooled_buckets_retrain_the_copies_on_their_own_logs(
     assert result.to_dict()["config"]["training_data"] == "pooled-buckets"
 
 
+def test_a_bucket_model_copy_serves_the_buckets_model_to_every_user(
+    online_world: Path, online_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """``bucket_model_copies``: one more paired copy of the arm's users that serves the
+    model the arm's *bucket* retrained. Before the retrain it lives the arm's copy's days
+    exactly; on the bucket's users it lives the bucket's days exactly, the whole period
+    (a user's days depend on no other user's); after the retrain it and the arm's own
+    copy differ only in the data their model was retrained on."""
+    arms = (
+        ArmSpec("control", "policy:production"),
+        ArmSpec("model", str(online_models["baseline"])),
+    )
+    cfg = _config(
+        online_world, arms, days=3, paired=True, training_data="pooled-buckets",
+        bucket_model_copies=("model",), retrain=RetrainSchedule.parse("days:1"),
+        retrain_steps=2, window_days=2,
+    )  # fmt: skip
+    result = simulate(cfg, tmp_path / "run")
+    by = {r.design: r for r in result.retrains}
+    assert list(by) == ["buckets", "paired/model", "paired/model@buckets"]
+    copy = by["paired/model@buckets"]
+    assert copy.reused_from == "buckets/model/day-01" and copy.model == by["buckets"].model
+    assert by["paired/model"].model != by["buckets"].model  # its own logs' model
+    mine, own = result.arm("model@buckets", "paired"), result.arm("model", "paired")
+    bucket = result.arm("model", "buckets")
+    assert np.array_equal(mine.users, own.users) and mine.users.size == 60
+    assert 0 < bucket.users.size < 60
+    on_bucket = mine.metrics.select(bucket.users)
+    later = 0
+    for metric in METRICS:
+        a, b = mine.metrics.get(metric).values, own.metrics.get(metric).values
+        assert np.array_equal(a[:1], b[:1]), metric  # day 0: the same model
+        later += int((a[1:] != b[1:]).sum())
+        assert np.array_equal(
+            on_bucket.get(metric).values, bucket.metrics.get(metric).values
+        ), metric  # fmt: skip
+    assert later > 0  # the two retrained models serve different feeds
+    report = result.to_dict()
+    assert report["config"]["bucket_model_copies"] == ["model"]
+    assert report["designs"]["paired"]["arms"]["model@buckets"]["users"] == 60
+    assert "paired/model@buckets" in report["environments"]
+
+
 def test_reports_are_reproducible_from_the_seed(
     online_world: Path, online_models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -86,6 +86,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="retrain on the arm's own bucket's logs (own), on all logs (pooled), "
                         "or buckets on all logs and paired copies on their own "
                         "(pooled-buckets) (default own)")  # fmt: skip
+    p.add_argument("--bucket-model-copy", action="append", default=[], metavar="ARM",
+                   help="with --paired and a retrain: one more paired copy of ARM's users, "
+                        "all served by the model ARM's bucket retrains (paired/ARM@buckets), "
+                        "to compare with ARM's own copy on every user: what retraining on "
+                        "data the model shaped itself changes (the feedback loop); repeatable")  # fmt: skip
     p.add_argument("--window-days", type=int_range(1, 365), default=14,
                    help="sliding training window in days (default 14)")  # fmt: skip
     p.add_argument("--retrain-steps", type=non_negative_int, default=0,
@@ -167,6 +172,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         paired=args.paired,
         retrain=retrain,
         training_data=args.training_data,
+        bucket_model_copies=tuple(args.bucket_model_copy),
         window_days=args.window_days,
         retrain_steps=args.retrain_steps,
         rest=args.rest,

@@ -169,6 +169,15 @@ class OnlineConfig:
             copy on its own logs, as the arm would at full traffic: the feedback loop's
             design, where both retrain on every user and differ only in who shaped the
             data).
+        bucket_model_copies: arms also simulated as one more paired copy,
+            ``paired/<arm>@buckets``: the arms' users, all served by the model that the
+            arm's *bucket* retrains (on the bucket environment's logs), the same users and
+            random numbers as the arm's own copy. Before the first retrain it lives the
+            same days as that copy; after it, the two differ only in the data their model
+            was retrained on, on every user instead of the bucket's share (the feedback
+            loop's comparison at ten times the users). Needs ``paired``, a retrain in the
+            period, a model arm and ``training_data`` other than ``pooled`` (there the
+            arm's copy already serves the bucket's model).
         window_days: length of the sliding training window, in days (paper 4.1.1: 14).
         retrain_steps: optimizer steps of a retrain (0: the arm's run config's budget).
         rest: the policy or model serving the users in no arm (default the world's
@@ -199,6 +208,7 @@ class OnlineConfig:
     paired: bool = False
     retrain: RetrainSchedule = field(default_factory=RetrainSchedule)
     training_data: str = "own"
+    bucket_model_copies: tuple[str, ...] = ()
     window_days: int = 14
     retrain_steps: int = 0
     rest: str = "policy:production"
@@ -235,6 +245,7 @@ class OnlineConfig:
             bad.append(f"OnlineConfig.days={self.days}: must be >= 1")
         if self.training_data not in TRAINING_DATA:
             bad.append(f"OnlineConfig.training_data={self.training_data!r}: one of {TRAINING_DATA}")
+        bad += self._bucket_model_copy_problems(names)
         if self.window_days < 1:
             bad.append(f"OnlineConfig.window_days={self.window_days}: must be >= 1")
         if self.retrain_steps < 0:
@@ -256,6 +267,32 @@ class OnlineConfig:
             bad.append(f"OnlineConfig.rest: {exc}")
         if bad:
             raise ValueError("; ".join(bad))
+
+    def _bucket_model_copy_problems(self, names: list[str]) -> list[str]:
+        bad = []
+        field_name = "OnlineConfig.bucket_model_copies"
+        by_name = {a.name: a for a in self.arms}
+        for name in self.bucket_model_copies:
+            arm = by_name.get(name)
+            if arm is None:
+                bad.append(f"{field_name}: {name!r} is not an arm ({names})")
+            elif arm.policy is not None:
+                bad.append(f"{field_name}: arm {name!r} is a world policy, nothing retrains")
+            elif not self.schedule(arm).retrain_days(self.days):
+                bad.append(
+                    f"{field_name}: arm {name!r} retrains on none of the {self.days} days "
+                    f"(retrain {self.schedule(arm)}): the copy would repeat paired/{name}"
+                )
+        if len(set(self.bucket_model_copies)) < len(self.bucket_model_copies):
+            bad.append(f"{field_name}: {list(self.bucket_model_copies)} names an arm twice")
+        if self.bucket_model_copies and not self.paired:
+            bad.append(f"{field_name}: needs paired=True (the copies are paired copies)")
+        if self.bucket_model_copies and self.training_data == "pooled":
+            bad.append(
+                f"{field_name}: with training_data='pooled' every paired copy already serves "
+                "its bucket arm's model"
+            )
+        return bad
 
     @property
     def control_arm(self) -> str:

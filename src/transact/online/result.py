@@ -56,7 +56,9 @@ class OnlineResult:
 
     Fields:
         config: the experiment.
-        arms: ``{design: {arm: ArmResult}}`` (``rest``: the users in no arm, buckets only).
+        arms: ``{design: {arm: ArmResult}}`` (``rest``: the users in no arm, buckets only;
+            ``<arm>@buckets``: the paired copy serving the arm's bucket model,
+            :attr:`OnlineConfig.bucket_model_copies`).
         pre: the pre-period's per-user metrics of every user (CUPED's covariates).
         assignment: ``[n_users]`` each user's arm index (``-1``: the rest).
         first_day / online_start_ms: the world's day index and UTC midnight of online day 0.
@@ -241,6 +243,7 @@ def _config_dict(cfg: OnlineConfig) -> dict[str, Any]:
         "control": cfg.control_arm,
         "paired": cfg.paired,
         "training_data": cfg.training_data,
+        "bucket_model_copies": list(cfg.bucket_model_copies),
         "window_days": cfg.window_days,
         "retrain_steps": cfg.retrain_steps,
         "rest": cfg.rest,

@@ -89,6 +89,8 @@ class _Env:
     models: dict[int, ServedModel] = field(default_factory=dict)
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     impressions: int = 0
+    label: str = ""  # the name of its arm in the result (default: the config's arm name)
+    bucket_model: bool = False  # its retrains serve the bucket arm's model of the day
 
     @property
     def root(self) -> Path:
@@ -157,6 +159,19 @@ class Simulation:
                 group = np.full(self.n_users, REST)
                 group[arm_users] = a
                 self.envs.append(self._make_env(f"paired/{arm.name}", "paired", env, group, root))
+            for a, arm in enumerate(cfg.arms):
+                if arm.name not in cfg.bucket_model_copies:
+                    continue
+                label = f"{arm.name}@buckets"
+                root = self.out / "paired" / label
+                root.mkdir(parents=True)
+                copy_store(base, root / "seq.rocksdb")
+                env = self.offline.env.fork(stream=stream_salt, users=arm_users)
+                group = np.full(self.n_users, REST)
+                group[arm_users] = a
+                e = self._make_env(f"paired/{label}", "paired", env, group, root)
+                e.label, e.bucket_model = label, True
+                self.envs.append(e)
         env = self.offline.env.fork(stream=stream_salt)
         self.envs.insert(
             0,
@@ -385,9 +400,10 @@ class Simulation:
         window = Window(end - cfg.window_days * MS_PER_DAY, end)
         current = e.models[a]
         where = self.out / "retrain" / e.name / arm.name / f"day-{k:02d}"
-        if e.design == "paired" and cfg.training_data == "pooled":
+        if e.design == "paired" and (cfg.training_data == "pooled" or e.bucket_model):
             # pooled logs are the bucket environment's: the bucket arm's retrain of today
-            # trained on exactly this data, so serve the same model
+            # trained on exactly this data, so serve the same model (a bucket-model copy
+            # serves it whatever the data: that is what it is for)
             source = next(r for r in reversed(self.retrains) if r.design == "buckets"
                           and r.arm == arm.name and r.day == k)  # fmt: skip
             served = load_served(self.out / source.model, self.options)
@@ -444,7 +460,7 @@ class Simulation:
         arms: dict[str, dict[str, ArmResult]] = {"buckets": {}, "paired": {}}
         for e in self.envs:
             for g, scorer in e.scorers.items():
-                name = "rest" if g == REST else cfg.arms[g].name
+                name = "rest" if g == REST else (e.label or cfg.arms[g].name)
                 users = e.users if e.design == "paired" else np.flatnonzero(e.group == g)
                 metrics = e.metrics if e.design == "paired" else e.metrics.select(users)
                 stats = scorer.stats.to_dict() if isinstance(scorer, ModelScorer) else {}
