@@ -84,14 +84,37 @@ def test_combine_refuses_runs_that_are_not_replicates():
         combine_results([a, _run([(0.05, 0.03), (0.035, 0.02)], 1, "table5")], ["a", "b"])
     with pytest.raises(ValueError, match=r"b: budget differs from the first run's in \['days'\]"):
         combine_results([a, {**b, "budget": {"name": "quick", "days": 3}}], ["a", "b"])
-    with pytest.raises(ValueError, match="b: its claims differ"):
-        combine_results([a, {**b, "cells": b["cells"][:1]}], ["a", "b"])
+    with pytest.raises(ValueError, match="b: its claims come in another order"):
+        combine_results([a, {**b, "cells": b["cells"][::-1]}], ["a", "b"])
+    with pytest.raises(ValueError, match=r"b: the claims \['repin gain'\] come twice"):
+        combine_results([a, {**b, "cells": [b["cells"][0], *b["cells"]]}], ["a", "b"])
     with pytest.raises(ValueError, match="b: seed 0 again"):
         combine_results([a, {**b, "seed": 0}], ["a", "b"])
     with pytest.raises(ValueError, match="b: the same cells as a"):
         combine_results([a, {**a, "seed": None}], ["a", "b"])
     with pytest.raises(ValueError, match="b: no verdict cells"):
         combine_results([a, {"experiment": "x"}], ["a", "b"])
+
+
+def test_a_claim_a_later_version_added_pools_over_the_runs_that_hold_it():
+    """Runs of an experiment before a claim was added keep counting for the claims they
+    hold; the new claim pools over the runs that have it, and the old run's entry says
+    why it is missing (nothing is dropped without a word)."""
+    old = _run([(0.05, 0.03), (0.02, 0.02)], 0)
+    old["cells"] = old["cells"][:1]
+    new = [_run([(0.06, 0.03), (0.03, 0.02)], 1), _run([(0.04, 0.03), (0.05, 0.02)], 2)]
+    combined = combine_results([old, *new], ["old", "new-1", "new-2"])
+    gain, more = combined["cells"]
+    assert gain["runs"] == 3 and gain["lift"] == pytest.approx(0.05)
+    assert more["runs"] == 2 and more["lift"] == pytest.approx(0.04)
+    assert more["se"] == pytest.approx(0.02 / math.sqrt(2))
+    assert more["per_run"][0]["error"].startswith("not in this run")
+    assert [s["runs"] for s in combined["cumulative"][1]["steps"]] == [1, 2]
+    text = "\n".join(markdown(combined))
+    assert "| full minus bucket | absent | +3.0% [-0.9%, +6.9%] | +5.0% [+1.1%, +8.9%] |" in text
+    # a claim no run of the list holds in order: the same claims first, the new one after
+    first_new = combine_results([new[0], old], ["new-1", "old"])
+    assert [c["claim"] for c in first_new["cells"]] == ["repin gain", "full minus bucket"]
 
 
 def test_combine_command_writes_the_pooled_results_and_a_forest_plot(tmp_path, capsys):

@@ -17,7 +17,10 @@ cell over the runs by inverse-variance weighting with a DerSimonian-Laird random
 
 Each pooled cell is judged by the experiment's own rule (:func:`.online.judge`), so its
 verdict and MDE read like a single run's. The runs must be the same experiment at the same
-budget with the same claims; the same run given twice (identical cells) is refused.
+budget; the same run given twice (identical cells) is refused. A claim that a later
+version of the experiment added is pooled over the runs that hold it (each other run's
+entry says it predates the claim), so earlier runs keep counting for the claims they
+hold.
 
 **How many runs a claim needs** (:func:`runs_for_mde`). Under the random-effect model a
 further run's lift varies around the mean effect with variance ``se_one^2 = mean(se_i^2) +
@@ -255,7 +258,7 @@ def combine_results(
         if not isinstance(r.get("cells"), list) or not r["cells"]:
             raise ValueError(f"{label}: no verdict cells (field 'cells'): not an online "
                              "experiment's results.json")  # fmt: skip
-    claims = [c["claim"] for c in first["cells"]]
+    claims = _claims(runs, labels)
     for label, r in zip(labels[1:], runs[1:], strict=True):
         if r.get("experiment") != first.get("experiment"):
             raise ValueError(f"{label}: experiment {r.get('experiment')!r}, the first run's is "
@@ -266,10 +269,6 @@ def combine_results(
                 if (r.get("budget") or {}).get(k) != (first.get("budget") or {}).get(k)
             )  # fmt: skip
             raise ValueError(f"{label}: budget differs from the first run's in {diff}")
-        other = [c["claim"] for c in r["cells"]]
-        if other != claims:
-            missing = sorted(set(claims) ^ set(other)) or "their order"
-            raise ValueError(f"{label}: its claims differ from the first run's: {missing}")
     seen: dict[str, str] = {}
     for label, r in zip(labels, runs, strict=True):
         if r.get("seed") is not None and str(r["seed"]) in seen:
@@ -286,7 +285,7 @@ def combine_results(
     heterogeneity: list[dict[str, Any]] = []
     cumulative: list[dict[str, Any]] = []
     for k in range(len(claims)):
-        per_run = [r["cells"][k] for r in runs]
+        per_run = [_cell_of(r, claims[k]) for r in runs]
         summary = [
             {"run": lab, "lift": c.get("lift"), "ci_low": c.get("ci_low"),
              "ci_high": c.get("ci_high"), "se": c.get("se"), "verdict": c.get("verdict"),
@@ -335,6 +334,33 @@ def combine_results(
         "heterogeneity": heterogeneity,
         "cumulative": cumulative,
     }
+
+
+ABSENT = "not in this run: its experiment predates the claim"
+
+
+def _claims(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+    """Every claim of the runs, in the order they come (a later version of an experiment
+    adds cells after the earlier ones: its runs pool with the earlier runs on the claims
+    both hold). Raises ``ValueError`` when two runs hold their common claims in another
+    order, or one holds a claim twice."""
+    claims: list[str] = []
+    for r in runs:
+        claims += [c["claim"] for c in r["cells"] if c["claim"] not in claims]
+    for label, r in zip(labels, runs, strict=True):
+        own = [c["claim"] for c in r["cells"]]
+        if len(set(own)) < len(own):
+            twice = sorted({c for c in own if own.count(c) > 1})
+            raise ValueError(f"{label}: the claims {twice} come twice")
+        if own != [c for c in claims if c in own]:
+            raise ValueError(f"{label}: its claims come in another order than the other runs'")
+    return claims
+
+
+def _cell_of(run: dict[str, Any], claim: str) -> dict[str, Any]:
+    """``run``'s cell of ``claim``, or an error cell saying the run does not hold it."""
+    cell = next((c for c in run["cells"] if c["claim"] == claim), None)
+    return cell if cell is not None else {"claim": claim, "error": ABSENT}
 
 
 def _cumulative(
@@ -405,9 +431,10 @@ def markdown(combined: dict[str, Any]) -> list[str]:
             runs = [r.get("error", "n/a") for r in cell["per_run"]]
         else:
             runs = [
-                f"{fmt_pct(r['lift'])} [{fmt_pct(r['ci_low'])}, {fmt_pct(r['ci_high'])}]"
+                "absent" if r.get("error") == ABSENT
+                else f"{fmt_pct(r['lift'])} [{fmt_pct(r['ci_low'])}, {fmt_pct(r['ci_high'])}]"
                 for r in cell["per_run"]
-            ]
+            ]  # fmt: skip
         q = "n/a" if het.get("q") is None else f"{het['q']:.2f} ({_p(het.get('q_p'))})"
         tau2 = "n/a" if het.get("tau2") is None else f"{het['tau2']:.2e}"
         lines.append(f"| {cell['claim']} | " + " | ".join(runs) + f" | {q} | {tau2} |")
