@@ -123,7 +123,7 @@ def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("table5", "table5.png", 12),
         ("fig6", "fig6.png", 4),
         ("diversity", "diversity.png", 8),
-        ("feedback-loop", "feedback_loop.png", 5),
+        ("feedback-loop", "feedback_loop.png", 7),
     ],
 )
 def test_online_experiment_smoke_writes_verdicts_and_a_plot(smoke_root, name, plot, n_cells):
@@ -160,6 +160,13 @@ def test_online_experiment_smoke_writes_verdicts_and_a_plot(smoke_root, name, pl
             "baseline_retrained",
             "transact_retrained",
         }
+    if name == "feedback-loop":
+        # the bucket's model served to every user: the copy is what it must be, and the
+        # last two cells read every user where the two before read the bucket's
+        assert results["checks"] and all(results["checks"].values())
+        assert cells[5]["n_t"] > 5 * cells[3]["n_t"] > 0
+        assert len(results["daily_gain"]["difference_every_user"]) == results["budget"]["days"]
+        assert "transact@buckets" in (out / "results.md").read_text()
     if name == "table5":
         designs = {c["design"] for c in cells}
         assert designs == {
@@ -182,7 +189,7 @@ def test_online_experiment_with_several_seeds_pools_independent_replicates(smoke
     assert runs[1]["models"]["transact"]["reused"] is False  # seed 1 trains its own
     pooled = json.loads((out / "results.json").read_text())
     assert pooled["combined_from"] == ["seed-0", "seed-1"]
-    assert len(pooled["cells"]) == len(runs[0]["cells"]) == 5
+    assert len(pooled["cells"]) == len(runs[0]["cells"]) == 7
     for k, cell in enumerate(pooled["cells"]):
         per_run = [r["cells"][k] for r in runs]
         assert [x["lift"] for x in cell["per_run"]] == [c["lift"] for c in per_run]
@@ -208,7 +215,7 @@ def test_feedback_loop_with_several_retrains_asks_whether_the_loop_compounds(smo
     assert results["budget"]["days"] == 4
     assert len({r["day"] for r in results["retrains"]}) == 3
     cells = {c["claim"]: c for c in results["cells"]}
-    assert len(cells) == 7
+    assert len(cells) == 9
     last = cells["full traffic gains more than the bucket (after the last retrain)"]
     grows = cells["the full-traffic advantage grows (after the last retrain minus after the first)"]
     for cell in (last, grows):

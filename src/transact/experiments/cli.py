@@ -46,7 +46,8 @@ experiments (paper section):
            (the pool after each run), and says how many runs each claim needs for an
            MDE of --target percent, for one look and read at any number of runs.
            Beside each verdict: an always-valid 95% interval, the one to judge by when
-           the pool was read as runs arrived
+           the pool was read as runs arrived. A claim a later version of the experiment
+           added pools over the runs that hold it; the others say they predate it
 
 online experiments (the simulated world as a closed loop, `transact.online`):
   table5         TransAct vs the baseline in user buckets (4.4.2): repin, hide, time spent;
@@ -56,7 +57,8 @@ online experiments (the simulated world as a closed loop, `transact.online`):
                  dropout, random action masking (4.4.4)
   feedback-loop  a small bucket against full traffic (5.1): both TransAct models retrained
                  on every user's logs, shaped by the baseline in the bucket's world and
-                 by TransAct in full traffic's; the bucket paired with its own users
+                 by TransAct in full traffic's; the bucket paired with its own users,
+                 and the bucket's model served to every user against full traffic's
   mechanisms     not in the paper: what each world mechanism contributes to Table 5's
                  paired lifts (repin, hide, diversity, time spent): per world with one
                  mechanism off (--mechanisms, default all of them), a new world, new

@@ -29,6 +29,19 @@ full-traffic copy: the difference is 0 there by construction)
 (:func:`~transact.experiments.online.paired_growth_of_gains`). A week with one retrain
 keeps the five cells, so its runs pool with earlier ones.
 
+The comparison on the bucket's users has ten times fewer users than the world: one run's
+difference is too noisy to tell anything (docs/online.md). So the bucket's retrained
+TransAct is also served to *every* user, in one more paired copy (``transact@buckets``,
+:attr:`~transact.online.OnlineConfig.bucket_model_copies`): two more cells compare full
+traffic's model with the bucket's on all users, the same users and random numbers,
+``(T - O) / C`` (:func:`~transact.experiments.online.paired_difference_between`). Both
+TransAct copies serve TransAct-shaped sequences; only the data their model retrained on
+differs, which is the loop. ``results.json``'s ``checks`` confirm the copy is what it
+should be: the full-traffic copy's days before the first retrain, and the bucket's days
+on the bucket's users (:func:`design_checks`). The five earlier cells come first and are
+unchanged, so runs pool with runs of before (``combine`` pools each claim over the runs
+that hold it).
+
 Every environment of the run shares one random stream keyed by day and user, so the
 bucket's TransAct users are also in both paired copies with the same random numbers. The
 cells use that: the bucket's gain is read twice, by CUPED against the other bucket (the
@@ -51,6 +64,7 @@ from transact.experiments.online import (
     judge,
     paired_across,
     paired_between,
+    paired_difference_between,
     paired_difference_of_gains,
     paired_growth_of_gains,
     single_run_record,
@@ -58,6 +72,8 @@ from transact.experiments.online import (
 )
 
 NAME = "feedback-loop"
+BUCKET_MODEL = f"{TRANSACT.key}@buckets"
+"""The paired copy serving the bucket's retrained TransAct to every user."""
 TITLE = "5.1: the feedback loop, a small bucket against full traffic (each retrained on its environment's logs)"
 
 
@@ -78,7 +94,7 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
     )
     config = OnlineConfig(
         str(ctx.world), arms, days=n_days, paired=True, retrain=schedule,
-        training_data="pooled-buckets",
+        training_data="pooled-buckets", bucket_model_copies=(TRANSACT.key,),
         retrain_steps=b.retrain_steps, pre_days=b.pre_days, seed=ctx.seed,
         progress=ctx.progress,
     )  # fmt: skip
@@ -97,6 +113,13 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         )
 
     diff_daily = [more([k]) for k in days]
+
+    def more_everyone(period: list[int] | None) -> Any:
+        return paired_difference_between(
+            result, "transact", BUCKET_MODEL, "baseline", "repins", days=period
+        )
+
+    everyone_daily = [more_everyone([k]) for k in days]
 
     cells = [
         judge("small bucket: repin gain (CUPED, against the other bucket)", small, 0.11,
@@ -126,15 +149,25 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
                   "the first)", growth, 1.0, sized=False,
                   design="bucket users, paired, two periods"),
         ]  # fmt: skip
+    everyone = "every user, paired copies (full traffic's model against the bucket's)"
+    # after the cells of before, so runs of before pool on those (combine)
+    cells += [
+        judge("full traffic's model gains more than the bucket's, both served to every user "
+              "(whole period)", more_everyone(None), 1.0, sized=False, design=everyone),
+        judge("full traffic's model gains more than the bucket's, both served to every user "
+              "(second half)", more_everyone(half), 1.0, sized=False, design=everyone),
+    ]  # fmt: skip
     small_label = f"small bucket ({b.feedback_share:.0%}, paired)"
     plot_daily_gain(
         [(small_label, small_daily), ("full traffic", full_daily),
-         ("full traffic minus the bucket", diff_daily)],
+         ("full traffic minus the bucket", diff_daily),
+         ("full traffic's model minus the bucket's (every user)", everyone_daily)],
         ctx.out_dir / "feedback_loop.png",
         title=TITLE,
         ylabel="repin-volume gain over the baseline (%)",
         retrain_days=retrain_days,
     )  # fmt: skip
+    checks = design_checks(result, retrain_days[0])
     results = {
         "experiment": NAME,
         "title": TITLE,
@@ -147,7 +180,9 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
             "small_bucket_cuped": [x.to_dict() for x in result.daily_lifts("transact", "repins")],
             "full_traffic": [x.to_dict() for x in full_daily],
             "difference": [x.to_dict() for x in diff_daily],
+            "difference_every_user": [x.to_dict() for x in everyone_daily],
         },
+        "checks": checks,
         "retrains": [r.to_dict() for r in result.retrains],
         "runs": single_run_record(ctx.out_dir, wall, result),
     }
@@ -162,10 +197,39 @@ def run(ctx: OnlineRun) -> dict[str, Any]:
         "TransAct users are paired with themselves in the full-traffic copies: the paired "
         "cells compare the same users with the same random numbers.",
         "",
+        f"The bucket's retrained TransAct is also served to every user in one more paired "
+        f"copy (`{BUCKET_MODEL}`), so the last cells compare the two retrained models on all "
+        "users instead of the bucket's share. Design checks: "
+        + "; ".join(f"{k} {v}" for k, v in checks.items())
+        + ".",
+        "",
         *cells_table(cells),
     ]
     write_results(ctx.out_dir, results, lines)
     return results
+
+
+def design_checks(result: Any, first_retrain: int) -> dict[str, bool]:
+    """What the extra copy must be, by construction, checked on the run's per-user daily
+    repins: before the first retrain it lives the same days as the full-traffic TransAct
+    copy (the same model, users and random numbers), and on the bucket's TransAct users it
+    lives the same days as the bucket over the whole period (the same models; a user's days
+    depend on no other user's). A False here means the comparison is not the one the
+    cells name."""
+    import numpy as np
+
+    copy = result.arm(BUCKET_MODEL, "paired").metrics.get("repins")
+    full = result.arm("transact", "paired").metrics.get("repins")
+    bucket = result.arm("transact", "buckets")
+    mine = result.arm(BUCKET_MODEL, "paired").metrics.select(bucket.users).get("repins")
+    return {
+        "copy equals full traffic before the first retrain": bool(
+            np.array_equal(copy.values[:first_retrain], full.values[:first_retrain])
+        ),
+        "copy equals the bucket on its users": bool(
+            np.array_equal(mine.values, bucket.metrics.get("repins").values)
+        ),
+    }
 
 
 def feedback_days(budget: Any) -> int:

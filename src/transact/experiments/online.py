@@ -359,6 +359,29 @@ def paired_between(
     return paired_lift(y_t, y_c)
 
 
+def paired_difference_between(
+    result: OnlineResult,
+    treatment: str,
+    other: str,
+    control: str,
+    metric: str,
+    segment: str = "all",
+    days: Sequence[int] | None = None,
+) -> Lift:
+    """``(sum T - sum O) / sum C`` over every user of the paired design, ``T``, ``O`` and
+    ``C`` their values in paired copies ``treatment``, ``other`` and ``control``: the
+    treatment copy's gain over the control minus the other copy's, on the same users with
+    the same random numbers (e.g. full traffic's TransAct against the bucket's TransAct
+    served to everyone, ``transact@buckets``). As a paired lift of ``T - O + C`` over
+    ``C``, like :func:`paired_difference_of_gains` on a bucket's users."""
+    users_t, y_t = period_values(result, treatment, metric, segment, "paired", days)
+    users_o, y_o = period_values(result, other, metric, segment, "paired", days)
+    users_c, y_c = period_values(result, control, metric, segment, "paired", days)
+    if not (np.array_equal(users_t, users_o) and np.array_equal(users_t, users_c)):
+        raise ValueError(f"paired copies {treatment}, {other} and {control} hold different users")
+    return paired_lift(y_t - y_o + y_c, y_c)
+
+
 def bucket_users_in_copy(
     result: OnlineResult,
     arm: str,
