@@ -62,3 +62,16 @@ def test_bench_online_on_a_demo_layout(
     assert {"env", "assembly", "forward", "stream", "replay", "backfill"} <= set(batched["seconds"])
     assert ref["scored_requests"] == batched["scored_requests"]  # the same day, both paths
     assert result["scoring_speedup_vs_per_request"] > 0
+
+
+def test_a_bucket_model_copy_of_a_policy_is_one_line_and_exit_2(
+    online_world: Path, tmp_path: Path, capsys
+) -> None:
+    argv = [
+        "online", "run", "--arm", "a=policy:random", "--arm", "b=policy:oracle",
+        "--bucket-model-copy", "b", "--data", str(online_world), "--out", str(tmp_path / "o"),
+    ]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "arm 'b' is a world policy" in err[0] and "paired=True" in err[0]
+    assert not (tmp_path / "o").exists()
