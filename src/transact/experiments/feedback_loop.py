@@ -218,10 +218,11 @@ def design_checks(result: Any, first_retrain: int) -> dict[str, bool]:
     cells name."""
     import numpy as np
 
-    copy = result.arm(BUCKET_MODEL, "paired").metrics.get("repins")
+    copy_metrics = result.arm(BUCKET_MODEL, "paired").metrics
+    copy = copy_metrics.get("repins")
     full = result.arm("transact", "paired").metrics.get("repins")
     bucket = result.arm("transact", "buckets")
-    mine = result.arm(BUCKET_MODEL, "paired").metrics.select(bucket.users).get("repins")
+    mine = copy_metrics.select(bucket.users).get("repins")
     return {
         "copy equals full traffic before the first retrain": bool(
             np.array_equal(copy.values[:first_retrain], full.values[:first_retrain])

@@ -352,10 +352,7 @@ def paired_between(
 ) -> Lift:
     """The paired lift of copy ``treatment`` over copy ``control`` (any two arms of a
     paired run: the same users with the same random numbers) over ``days``."""
-    users_t, y_t = period_values(result, treatment, metric, segment, "paired", days)
-    users_c, y_c = period_values(result, control, metric, segment, "paired", days)
-    if not np.array_equal(users_t, users_c):
-        raise ValueError(f"paired copies {treatment} and {control} hold different users")
+    y_t, y_c = _copies_values(result, (treatment, control), metric, segment, days)
     return paired_lift(y_t, y_c)
 
 
@@ -374,12 +371,23 @@ def paired_difference_between(
     the same random numbers (e.g. full traffic's TransAct against the bucket's TransAct
     served to everyone, ``transact@buckets``). As a paired lift of ``T - O + C`` over
     ``C``, like :func:`paired_difference_of_gains` on a bucket's users."""
-    users_t, y_t = period_values(result, treatment, metric, segment, "paired", days)
-    users_o, y_o = period_values(result, other, metric, segment, "paired", days)
-    users_c, y_c = period_values(result, control, metric, segment, "paired", days)
-    if not (np.array_equal(users_t, users_o) and np.array_equal(users_t, users_c)):
-        raise ValueError(f"paired copies {treatment}, {other} and {control} hold different users")
+    y_t, y_o, y_c = _copies_values(result, (treatment, other, control), metric, segment, days)
     return paired_lift(y_t - y_o + y_c, y_c)
+
+
+def _copies_values(
+    result: OnlineResult,
+    copies: Sequence[str],
+    metric: str,
+    segment: str,
+    days: Sequence[int] | None,
+) -> list[np.ndarray]:
+    """Each paired copy's values over ``days`` (:func:`period_values`), in the same user
+    order; raises ``ValueError`` when the copies hold different users."""
+    pairs = [period_values(result, c, metric, segment, "paired", days) for c in copies]
+    if not all(np.array_equal(pairs[0][0], users) for users, _ in pairs[1:]):
+        raise ValueError(f"paired copies {' and '.join(copies)} hold different users")
+    return [values for _, values in pairs]
 
 
 def bucket_users_in_copy(

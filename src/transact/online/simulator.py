@@ -89,7 +89,7 @@ class _Env:
     models: dict[int, ServedModel] = field(default_factory=dict)
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     impressions: int = 0
-    label: str = ""  # the name of its arm in the result (default: the config's arm name)
+    label: str = ""  # a paired copy's name in the result (the buckets: the arms' names)
     bucket_model: bool = False  # its retrains serve the bucket arm's model of the day
 
     @property
@@ -151,18 +151,12 @@ class Simulation:
         arm_users = np.flatnonzero(self.assignment != REST)
         self.envs: list[_Env] = []
         if cfg.paired:
-            for a, arm in enumerate(cfg.arms):
-                root = self.out / "paired" / arm.name
-                root.mkdir(parents=True)
-                copy_store(base, root / "seq.rocksdb")
-                env = self.offline.env.fork(stream=stream_salt, users=arm_users)
-                group = np.full(self.n_users, REST)
-                group[arm_users] = a
-                self.envs.append(self._make_env(f"paired/{arm.name}", "paired", env, group, root))
-            for a, arm in enumerate(cfg.arms):
-                if arm.name not in cfg.bucket_model_copies:
-                    continue
-                label = f"{arm.name}@buckets"
+            # one copy per arm, then one per bucket-model copy: (arm, its label, whether
+            # its retrains serve the bucket arm's model)
+            copies = [(a, arm.name, False) for a, arm in enumerate(cfg.arms)]
+            copies += [(a, f"{arm.name}@buckets", True) for a, arm in enumerate(cfg.arms)
+                       if arm.name in cfg.bucket_model_copies]  # fmt: skip
+            for a, label, bucket_model in copies:
                 root = self.out / "paired" / label
                 root.mkdir(parents=True)
                 copy_store(base, root / "seq.rocksdb")
@@ -170,7 +164,7 @@ class Simulation:
                 group = np.full(self.n_users, REST)
                 group[arm_users] = a
                 e = self._make_env(f"paired/{label}", "paired", env, group, root)
-                e.label, e.bucket_model = label, True
+                e.label, e.bucket_model = label, bucket_model
                 self.envs.append(e)
         env = self.offline.env.fork(stream=stream_salt)
         self.envs.insert(
